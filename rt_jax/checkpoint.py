@@ -1,0 +1,124 @@
+"""Model directories and Orbax checkpoints.
+
+A model directory (a run's workdir, or the output of `rt_jax.convert`) holds:
+  model_config.json   the ModelConfig fields
+  tokenizer.json      the tokenizer spec (`tokenizer.from_spec`)
+  checkpoints/STEP/   Orbax items `params`, `opt_state` (training runs only) and `meta` (JSON:
+                      step, data position, RNG key)
+Orbax writes each step into a temporary directory and renames it when complete, so a run killed
+mid-save leaves the previous checkpoint as the latest one.
+"""
+import dataclasses
+import json
+import os
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from rt_jax import model as model_lib
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.errors import CheckpointError
+
+
+def write_json_atomic(path: str, obj: Any):
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _read_json(path: str) -> Any:
+  if not os.path.isfile(path):
+    raise CheckpointError(f'{path} not found: not a model directory written by rt_jax')
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise CheckpointError(f'{path} is unreadable: {e}') from e
+
+
+def write_model_files(directory: str, cfg: model_lib.ModelConfig, tok_spec: dict):
+  """Writes the model files, or checks that the ones already there (a resumed run) agree."""
+  if os.path.isfile(os.path.join(directory, 'model_config.json')):
+    old_cfg, old_tok = read_model_files(directory)
+    changed = [f'model.{k}: {v} -> {getattr(cfg, k)}'
+               for k, v in dataclasses.asdict(old_cfg).items() if v != getattr(cfg, k)]
+    if old_tok.spec != tok_spec:
+      changed.append(f'tokenizer: {old_tok.spec} -> {tok_spec}')
+    if changed:
+      raise CheckpointError(f'{directory} holds a different model ({"; ".join(changed)}); use a '
+                            f'new workdir')
+    return
+  os.makedirs(directory, exist_ok=True)
+  write_json_atomic(os.path.join(directory, 'model_config.json'), dataclasses.asdict(cfg))
+  write_json_atomic(os.path.join(directory, 'tokenizer.json'), tok_spec)
+
+
+def read_model_files(directory: str):
+  fields = _read_json(os.path.join(directory, 'model_config.json'))
+  try:
+    cfg = model_lib.ModelConfig(**fields)
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(f'{directory}/model_config.json is not a valid model config: {e}') from e
+  tok = tokenizer_lib.from_spec(_read_json(os.path.join(directory, 'tokenizer.json')))
+  return cfg, tok
+
+
+class Manager:
+  """Saves and restores training state under DIRECTORY/checkpoints."""
+
+  def __init__(self, directory: str, *, max_to_keep: Optional[int] = 3, read_only: bool = False):
+    self.path = os.path.join(os.path.abspath(directory), 'checkpoints')
+    if read_only and not os.path.isdir(self.path):
+      raise CheckpointError(f'{self.path} not found: no checkpoints in {directory}')
+    self._mngr = ocp.CheckpointManager(
+        self.path, item_names=('params', 'opt_state', 'meta'),
+        # Readers pass create=False rather than Orbax's read_only, which warns on every open.
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=not read_only, cleanup_tmp_directories=not read_only))
+
+  def latest_step(self) -> Optional[int]:
+    return self._mngr.latest_step()
+
+  def save(self, step: int, params, opt_state, meta: dict):
+    self._mngr.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
+        meta=ocp.args.JsonSave(meta)), force=True)
+
+  def restore(self, step: int, abstract_params=None, abstract_opt_state=None):
+    """Returns (params, opt_state, meta); opt_state is None when no abstract tree is given."""
+    items = {'params': ocp.args.StandardRestore(abstract_params), 'meta': ocp.args.JsonRestore()}
+    if abstract_opt_state is not None:
+      items['opt_state'] = ocp.args.StandardRestore(abstract_opt_state)
+    try:
+      restored = self._mngr.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # Orbax raises many types for a damaged directory; name the place.
+      raise CheckpointError(f'checkpoint {self.path}/{step} cannot be restored: '
+                            f'{type(e).__name__}: {e}') from e
+    return restored['params'], restored.get('opt_state'), restored['meta']
+
+  def close(self):
+    self._mngr.wait_until_finished()
+    self._mngr.close()
+
+
+def load_model(directory: str, step: Optional[int] = None):
+  """(ModelConfig, Tokenizer, params) from a model directory; the latest step by default."""
+  if not os.path.isdir(directory):
+    raise CheckpointError(f'{directory} not found')
+  cfg, tok = read_model_files(directory)
+  mngr = Manager(directory, read_only=True)
+  try:
+    step = mngr.latest_step() if step is None else step
+    if step is None:
+      raise CheckpointError(f'{mngr.path} holds no complete checkpoint')
+    abstract = jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))
+    params, _, _ = mngr.restore(step, abstract)
+  finally:
+    mngr.close()
+  shapes_ok = jax.tree.map(lambda a, b: np.shape(a) == b.shape, params, abstract)
+  if not all(jax.tree.leaves(shapes_ok)):
+    raise CheckpointError(f'{directory}: parameter shapes do not match model_config.json')
+  return cfg, tok, params

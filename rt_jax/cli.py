@@ -1,0 +1,46 @@
+"""What every `python -m rt_jax.X` entry point shares: absl flag parsing, and bad input reported
+as one `error: ...` line with a non-zero exit instead of a usage dump or a traceback."""
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from rt_jax.errors import UserError
+
+
+def _fail(message: str, code: int):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e).splitlines()[0], 2)
+  except (AttributeError, KeyError) as e:
+    # ml_collections: an override names a key the (locked) config does not have.
+    detail = e
+    while isinstance(detail, BaseException):  # AttributeError(KeyError('...')) -> the message
+      detail = detail.args[0] if detail.args else ''
+    lines = str(detail).splitlines() or ['']
+    key = lines[0].strip('\'"')
+    culprit = next((a.split('=')[0] for a in argv[1:]
+                    if a.split('=')[0].endswith(f'.{key}')), key)
+    hint = f' ({lines[-1].strip()})' if len(lines) > 1 else ''
+    _fail(f'unknown config key: {culprit}{hint}', 2)
+
+
+def run(main):
+  def guarded(argv):
+    if len(argv) > 1:
+      _fail(f'unexpected positional arguments: {" ".join(argv[1:])}', 2)
+    # Orbax and JAX log every save at INFO; progress comes from metrics.console instead.
+    if not flags.FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.WARNING)
+    try:
+      main(argv)
+    except UserError as e:
+      _fail(str(e), 1)
+  app.run(guarded, flags_parser=_parse_flags)

@@ -1,0 +1,69 @@
+"""rt_jax entry point: runs the experiment a config file describes; a second call with the same
+workdir resumes it.
+
+  python -m rt_jax.main --config=configs/tiny.py --workdir=runs/tiny [--config.train.steps=600]
+"""
+import functools
+import os
+
+from absl import flags
+from ml_collections import config_flags
+
+from rt_jax import cli
+from rt_jax import metrics
+from rt_jax import model as model_lib
+from rt_jax import train
+from rt_jax.errors import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config: configs/NAME.py[:ARG]; override fields with '
+    '--config.KEY=VALUE.', lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None, 'Run directory (checkpoints, TensorBoard under tb/); an existing one resumes.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+JOBS = {'sft': train.run_sft}
+
+
+def validate(config):
+  """Everything that can be checked without compute, so bad values fail in the first second."""
+  if config.job not in JOBS:
+    raise ConfigError(f'config.job={config.job!r}: known jobs are {sorted(JOBS)}')
+  if not config.init_from:
+    try:
+      cfg = model_lib.ModelConfig(**config.model)
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f'config.model: {e}') from e
+    if config.data.seq_len > cfg.max_len:
+      raise ConfigError(f'config.data.seq_len={config.data.seq_len} exceeds '
+                        f'model.max_len={cfg.max_len}')
+  for key in ('train.steps', 'train.batch_size', 'data.seq_len', 'data.num_examples',
+              'log_every', 'checkpoint_every'):
+    value = functools.reduce(lambda node, part: node[part], key.split('.'), config)
+    if value <= 0:
+      raise ConfigError(f'config.{key}={value} must be positive')
+  if not 0 <= config.train.final_lr_frac <= 1:
+    raise ConfigError(f'config.train.final_lr_frac={config.train.final_lr_frac} must be in [0, 1]')
+
+
+def _load_config():
+  config = _CONFIG.value
+  try:
+    config.job  # config_flags defers a failed file load to the first attribute access
+  except OSError as e:
+    raise ConfigError(f'cannot load --config: {str(e).strip().splitlines()[-1].strip()}') from e
+  return config
+
+
+def main(argv):
+  del argv
+  config = _load_config()
+  validate(config)
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  metrics.console(f'job {config.job} in {_WORKDIR.value}')
+  result = JOBS[config.job](config, _WORKDIR.value)
+  metrics.console(f'done: {result}')
+
+
+if __name__ == '__main__':
+  cli.run(main)

@@ -1,0 +1,48 @@
+"""TensorBoard event files (scalars, text, images, hparams) under WORKDIR/tb, and progress lines
+on the console; process 0 writes both, every other process stays silent."""
+import sys
+import time
+
+import jax
+import numpy as np
+from tensorboardX import SummaryWriter
+
+
+def console(message: str):
+  if jax.process_index() == 0:
+    print(f'[{time.strftime("%H:%M:%S")}] {message}', file=sys.stderr, flush=True)
+
+
+class Writer:
+
+  def __init__(self, logdir: str, purge_step: int | None = None):
+    # purge_step hides events a killed run logged past its last checkpoint, so a resumed run's
+    # curves have no doubled segment.
+    self._writer = (SummaryWriter(logdir, purge_step=purge_step)
+                    if jax.process_index() == 0 else None)
+
+  def scalars(self, step: int, values: dict):
+    if self._writer:
+      for name, value in values.items():
+        self._writer.add_scalar(name, float(value), step)
+
+  def text(self, step: int, tag: str, text: str):
+    if self._writer:
+      # TensorBoard renders text as markdown; a code fence keeps transcripts verbatim.
+      self._writer.add_text(tag, f'```\n{text}\n```', step)
+
+  def image(self, step: int, tag: str, image_HxWxC: np.ndarray):
+    if self._writer:
+      self._writer.add_image(tag, image_HxWxC, step, dataformats='HWC')
+
+  def hparams(self, hparams: dict, metrics: dict):
+    if self._writer:
+      self._writer.add_hparams(hparams, metrics, run_name='.')
+
+  def flush(self):
+    if self._writer:
+      self._writer.flush()
+
+  def close(self):
+    if self._writer:
+      self._writer.close()

@@ -1,0 +1,134 @@
+"""Batched sampling: one prefill over the (right-padded) prompts, then a `lax.while_loop` of
+single-token decode steps against a fixed KV cache.
+
+Everything that varies between calls (prompt lengths, temperature, top-p, stop tokens) is an array,
+so a new prompt set of the same bucketed shape reuses the compiled program. Each row writes its
+next token at its own length, so ragged prompts need no left-padding.
+"""
+import functools
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rt_jax import model as model_lib
+from rt_jax.tokenizer import Tokenizer
+
+PROMPT_BUCKET = 64  # prompt buffers are padded to a multiple of this to bound recompiles
+
+
+@struct.dataclass
+class SamplerState:
+  tokens_BxS: jax.Array  # prompt then generated tokens; each row valid up to lengths_B
+  lengths_B: jax.Array  # valid tokens per row == cache slot of the row's next token
+  done_B: jax.Array
+  cache: model_lib.Cache
+  logits_BxNxV: Optional[jax.Array]  # logits behind each generated token (return_logits only)
+  step: jax.Array  # tokens generated so far by rows that are still running
+  key: jax.Array
+
+
+@struct.dataclass
+class SampleOutput:
+  tokens_BxS: jax.Array
+  prompt_lengths_B: jax.Array
+  lengths_B: jax.Array
+  logits_BxNxV: Optional[jax.Array]
+
+
+def sample_token(logits_BxV, key, temperature_B, top_p_B):
+  """Greedy where temperature == 0, else softmax(logits / T) restricted to the top-p nucleus."""
+  scaled_BxV = logits_BxV / jnp.maximum(temperature_B, 1e-6)[:, None]
+
+  def nucleus(x_BxV):
+    sorted_BxV = jnp.sort(x_BxV, axis=-1)[:, ::-1]
+    mass_before_BxV = jnp.cumsum(jax.nn.softmax(sorted_BxV, axis=-1), axis=-1) - \
+        jax.nn.softmax(sorted_BxV, axis=-1)
+    kept_BxV = mass_before_BxV < top_p_B[:, None]  # always keeps the top token
+    threshold_B = jnp.min(jnp.where(kept_BxV, sorted_BxV, jnp.inf), axis=-1)
+    return jnp.where(x_BxV >= threshold_B[:, None], x_BxV, -jnp.inf)
+
+  # The sort is the costliest op of a decode step; skip it when no row asks for a nucleus.
+  scaled_BxV = jax.lax.cond(jnp.any(top_p_B < 1.0), nucleus, lambda x: x, scaled_BxV)
+  sampled_B = jax.random.categorical(key, scaled_BxV, axis=-1)
+  return jnp.where(temperature_B <= 0, jnp.argmax(logits_BxV, axis=-1), sampled_B).astype(
+      jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=('cfg', 'max_new_tokens', 'return_logits'))
+def sample(params, cfg: model_lib.ModelConfig, prompt_BxP, prompt_lengths_B, key, temperature_B,
+           top_p_B, stop_tokens_BxK, *, max_new_tokens: int, return_logits: bool = False):
+  """Samples up to `max_new_tokens` per row; a row stops after emitting any of its stop tokens
+  (`stop_tokens_BxK`, padded with -1). The stop token is kept in the output."""
+  b, p = prompt_BxP.shape
+  s = p + max_new_tokens
+  is_stop = lambda tok_B: jnp.any(tok_B[:, None] == stop_tokens_BxK, axis=-1)
+
+  prefill_logits_Bx1xV, cache = model_lib.forward(
+      params, cfg, prompt_BxP, None, model_lib.init_cache(cfg, b, s),
+      select_B=prompt_lengths_B - 1)
+  key, first_key = jax.random.split(key)
+  first_B = sample_token(prefill_logits_Bx1xV[:, 0], first_key, temperature_B, top_p_B)
+  tokens_BxS = jnp.zeros((b, s), jnp.int32).at[:, :p].set(prompt_BxP)
+  tokens_BxS = tokens_BxS.at[jnp.arange(b), prompt_lengths_B].set(first_B)
+  logits_BxNxV = None
+  if return_logits:
+    logits_BxNxV = jnp.zeros((b, max_new_tokens, cfg.vocab_size), jnp.float32)
+    logits_BxNxV = logits_BxNxV.at[:, 0].set(prefill_logits_Bx1xV[:, 0])
+  state = SamplerState(tokens_BxS, prompt_lengths_B + 1, is_stop(first_B), cache, logits_BxNxV,
+                       jnp.array(1, jnp.int32), key)
+
+  def cond(st: SamplerState):
+    return (st.step < max_new_tokens) & ~jnp.all(st.done_B)
+
+  def body(st: SamplerState):
+    rows = jnp.arange(b)
+    last_B = st.lengths_B - 1
+    logits_Bx1xV, cache = model_lib.forward(
+        params, cfg, st.tokens_BxS[rows, last_B][:, None], last_B[:, None], st.cache)
+    next_B = sample_token(logits_Bx1xV[:, 0], jax.random.fold_in(st.key, st.step),
+                          temperature_B, top_p_B)
+    running_B = ~st.done_B
+    # Finished rows keep recomputing their last slot (static shapes); their output is dropped.
+    tokens_BxS = st.tokens_BxS.at[rows, st.lengths_B].set(
+        jnp.where(running_B, next_B, st.tokens_BxS[rows, st.lengths_B]), mode='drop')
+    logits_BxNxV = st.logits_BxNxV
+    if return_logits:
+      logits_BxNxV = jax.lax.dynamic_update_slice_in_dim(logits_BxNxV, logits_Bx1xV, st.step, 1)
+    return SamplerState(tokens_BxS, st.lengths_B + running_B, st.done_B | is_stop(next_B), cache,
+                        logits_BxNxV, st.step + 1, st.key)
+
+  state = jax.lax.while_loop(cond, body, state)
+  return SampleOutput(state.tokens_BxS, prompt_lengths_B, state.lengths_B, state.logits_BxNxV)
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, bucket: int = PROMPT_BUCKET):
+  """Right-pads token lists into one [B, P] buffer, P rounded up to a multiple of `bucket`."""
+  longest = max(len(p) for p in prompts)
+  if min(len(p) for p in prompts) == 0:
+    raise ValueError('empty prompt: every row needs at least one token')
+  width = -(-longest // bucket) * bucket
+  buf = np.full((len(prompts), width), pad_id, np.int32)
+  for i, p in enumerate(prompts):
+    buf[i, :len(p)] = p
+  return buf, np.array([len(p) for p in prompts], np.int32)
+
+
+def generate(params, cfg: model_lib.ModelConfig, tok: Tokenizer,
+             prompts: Sequence[Sequence[int]], key, *, max_new_tokens: int,
+             temperature: float = 1.0, top_p: float = 1.0,
+             stop_ids: Sequence[int] = ()) -> list[list[int]]:
+  """Host-side convenience: token lists in, the generated token lists out (stop token kept)."""
+  longest = max(len(p) for p in prompts)
+  if longest + max_new_tokens > cfg.max_len:
+    raise ValueError(f'prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the '
+                     f'model context of {cfg.max_len} tokens')
+  buf, lengths = pad_prompts(prompts, tok.pad_id)
+  b = len(prompts)
+  stops = np.array([list(stop_ids) or [-1]] * b, np.int32)
+  out = sample(params, cfg, buf, lengths, key, np.full(b, temperature, np.float32),
+               np.full(b, top_p, np.float32), stops, max_new_tokens=max_new_tokens)
+  tokens, ends = np.asarray(out.tokens_BxS), np.asarray(out.lengths_B)
+  return [tokens[i, lengths[i]:ends[i]].tolist() for i in range(b)]

@@ -1,0 +1,161 @@
+"""Supervised fine-tuning: a pure, jitted step over a masked next-token loss, and the `sft` job loop
+(resumable from Orbax checkpoints, TensorBoard scalars, samples at the end)."""
+import functools
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from rt_jax import checkpoint as checkpoint_lib
+from rt_jax import metrics as metrics_lib
+from rt_jax import model as model_lib
+from rt_jax import perf
+from rt_jax import sampling
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.data import chat_corpus
+from rt_jax.errors import ConfigError, NonFiniteLossError
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def lr_schedule(train_cfg) -> optax.Schedule:
+  """Linear warmup to `lr`, then cosine decay to `lr * final_lr_frac` at the last step."""
+  return optax.warmup_cosine_decay_schedule(
+      0.0, train_cfg.lr, train_cfg.warmup_steps, max(train_cfg.steps, train_cfg.warmup_steps + 1),
+      end_value=train_cfg.lr * train_cfg.final_lr_frac)
+
+
+def make_optimizer(train_cfg) -> optax.GradientTransformation:
+  """AdamW after global-norm gradient clipping; norm scales and biases are not decayed."""
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+  return optax.chain(
+      optax.clip_by_global_norm(train_cfg.grad_clip),
+      optax.adamw(lr_schedule(train_cfg), b1=train_cfg.b1, b2=train_cfg.b2,
+                  weight_decay=train_cfg.weight_decay, mask=decay_mask))
+
+
+def masked_nll(params, cfg: model_lib.ModelConfig, tokens_BxT, mask_BxT):
+  """Mean next-token NLL over the positions whose target token has mask 1."""
+  logits_BxTxV, _ = model_lib.forward(params, cfg, tokens_BxT[:, :-1])
+  logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
+  nll_BxT = -jnp.take_along_axis(logp_BxTxV, tokens_BxT[:, 1:, None], axis=-1)[..., 0]
+  weights_BxT = mask_BxT[:, 1:].astype(jnp.float32)
+  return jnp.sum(nll_BxT * weights_BxT) / jnp.maximum(jnp.sum(weights_BxT), 1.0)
+
+
+@functools.partial(jax.jit, static_argnames=('cfg', 'optimizer'), donate_argnums=(0,))
+def train_step(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfig,
+               optimizer: optax.GradientTransformation):
+  """One AdamW step on the masked loss. A non-finite loss or gradient leaves the state unchanged
+  and reports `finite = 0`, so the caller can stop before the bad state is ever saved. `key` is
+  unused by this deterministic model; it is in the signature for stochastic variants."""
+  del key
+  loss, grads = jax.value_and_grad(masked_nll)(state.params, cfg, batch['tokens'], batch['mask'])
+  grad_norm = optax.global_norm(grads)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  new_state = TrainState(state.step + 1, keep(params, state.params),
+                         keep(opt_state, state.opt_state))
+  return new_state, {'loss': loss, 'grad_norm': grad_norm, 'finite': finite,
+                     'tokens': jnp.sum(batch['mask'][:, 1:])}
+
+
+def _sample_report(params, cfg, tok, prompts, sample_cfg, key) -> str:
+  system = [{'role': 'system', 'content': sample_cfg.system}] if sample_cfg.system else []
+  encoded = [tokenizer_lib.encode_chat(tok, system + [{'role': 'user', 'content': p}],
+                                       add_generation_prompt=True)[0] for p in prompts]
+  outs = sampling.generate(params, cfg, tok, encoded, key,
+                           max_new_tokens=sample_cfg.max_new_tokens,
+                           temperature=sample_cfg.temperature, stop_ids=[tok.im_end_id])
+  return '\n\n'.join(f'USER: {p}\nASSISTANT: {tok.decode(o)}' for p, o in zip(prompts, outs))
+
+
+def run_sft(config, workdir: str):
+  """The `sft` job: fine-tune on the generated chat corpus, resuming from WORKDIR if it holds a
+  checkpoint."""
+  if config.init_from:
+    cfg, tok, init_params = checkpoint_lib.load_model(config.init_from)
+  else:
+    cfg, tok, init_params = model_lib.ModelConfig(**config.model), tokenizer_lib.builtin(), None
+  if tok.vocab_size > cfg.vocab_size:
+    raise ConfigError(f'tokenizer has {tok.vocab_size} ids but model.vocab_size={cfg.vocab_size}')
+  tc = config.train
+  corpus = chat_corpus.ChatCorpus(tok, config.data.num_examples, config.data.seq_len, config.seed)
+  optimizer, schedule = make_optimizer(tc), lr_schedule(tc)
+  checkpoint_lib.write_model_files(workdir, cfg, tok.spec)
+  mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints)
+
+  init_key, step_key, sample_key = jax.random.split(jax.random.key(config.seed), 3)
+  if init_params is None:
+    init_params = model_lib.init_params(cfg, init_key)
+  state = TrainState(jnp.array(0, jnp.int32), init_params, optimizer.init(init_params))
+  start = mngr.latest_step()
+  if start is not None:
+    params, opt_state, meta = mngr.restore(start, state.params, state.opt_state)
+    for name, value in (('seed', config.seed), ('train.batch_size', tc.batch_size)):
+      if meta[name] != value:
+        raise ConfigError(f'{workdir} was trained with {name}={meta[name]}, not {value}; a '
+                         f'resumed run must keep it to continue the same data order')
+    state = TrainState(jnp.array(start, jnp.int32), params, opt_state)
+    loss = meta['loss']
+    metrics_lib.console(f'resumed from {mngr.path}/{start} (data position '
+                        f'{meta["data_position"]}, loss {loss:.4f})')
+  else:
+    start, loss = 0, float('nan')
+
+  writer = metrics_lib.Writer(os.path.join(workdir, 'tb'), purge_step=start or None)
+  if start == 0:
+    writer.text(0, 'config', config.to_json_best_effort(indent=2))
+  flops_per_token = perf.train_flops_per_token(cfg, config.data.seq_len - 1)
+  peak = config.peak_flops or perf.matmul_peak_flops()
+  metrics_lib.console(f'model {cfg.num_params() / 1e6:.2f}M parameters, {cfg.n_layers} layers; '
+                      f'matmul peak {peak / 1e9:.0f} GFLOP/s; steps {start}..{tc.steps}')
+
+  window_start, window_tokens = time.perf_counter(), 0
+  for step in range(start, tc.steps):
+    batch = corpus.batch(step, tc.batch_size)
+    state, m = train_step(state, batch, jax.random.fold_in(step_key, step), cfg=cfg,
+                          optimizer=optimizer)
+    m = jax.device_get(m)
+    if not m['finite']:
+      raise NonFiniteLossError(
+          f'non-finite loss ({m["loss"]}) or gradient norm ({m["grad_norm"]}) at step {step}; '
+          f'the last good checkpoint is step {mngr.latest_step()} in {mngr.path}')
+    loss = float(m['loss'])
+    window_tokens += tc.batch_size * (config.data.seq_len - 1)
+    done = step + 1
+    if done % config.log_every == 0 or done == tc.steps:
+      elapsed = time.perf_counter() - window_start
+      tokens_per_s = window_tokens / elapsed
+      writer.scalars(done, {'train/loss': loss, 'train/grad_norm': m['grad_norm'],
+                            'train/learning_rate': schedule(step),
+                            'perf/tokens_per_s': tokens_per_s,
+                            'perf/mfu': tokens_per_s * flops_per_token / peak})
+      metrics_lib.console(f'step {done}/{tc.steps}  loss {loss:.4f}  {tokens_per_s:.0f} tok/s  '
+                          f'MFU {100 * tokens_per_s * flops_per_token / peak:.1f}%')
+      window_start, window_tokens = time.perf_counter(), 0
+    if done % config.checkpoint_every == 0 or done == tc.steps:
+      mngr.save(done, state.params, state.opt_state,
+                {'step': done, 'data_position': done * tc.batch_size, 'seed': config.seed,
+                 'train.batch_size': tc.batch_size, 'loss': loss})
+  mngr.close()
+
+  if config.sample.prompts:
+    text = _sample_report(state.params, cfg, tok, list(config.sample.prompts), config.sample,
+                          sample_key)
+    writer.text(tc.steps, 'samples', text)
+    metrics_lib.console(f'samples after training:\n{text}')
+  writer.close()
+  return {'final_loss': loss, 'steps': tc.steps}
