@@ -19,10 +19,10 @@ def get_config():
   c.init_from = ''  # a model directory to start from (its model and tokenizer replace c.model)
   c.data = ml_collections.ConfigDict({'num_examples': 4096, 'seq_len': 160})
   c.train = ml_collections.ConfigDict({
-      'steps': 120, 'batch_size': 16, 'lr': 3e-3, 'warmup_steps': 30, 'final_lr_frac': 0.1,
+      'steps': 80, 'batch_size': 16, 'lr': 3e-3, 'warmup_steps': 20, 'final_lr_frac': 0.1,
       'weight_decay': 0.01, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0})
   c.log_every = 10
-  c.checkpoint_every = 50
+  c.checkpoint_every = 40
   c.keep_checkpoints = 3
   c.peak_flops = 0.0  # FLOP/s used for MFU; 0 measures the matmul peak at start
   c.sample = ml_collections.ConfigDict({

@@ -62,7 +62,11 @@ def read_model_files(directory: str):
     cfg = model_lib.ModelConfig(**fields)
   except (TypeError, ValueError) as e:
     raise CheckpointError(f'{directory}/model_config.json is not a valid model config: {e}') from e
-  tok = tokenizer_lib.from_spec(_read_json(os.path.join(directory, 'tokenizer.json')))
+  spec = _read_json(os.path.join(directory, 'tokenizer.json'))
+  try:
+    tok = tokenizer_lib.from_spec(spec)
+  except (AttributeError, TypeError, ValueError) as e:
+    raise CheckpointError(f'{directory}/tokenizer.json is not a valid tokenizer spec: {e}') from e
   return cfg, tok
 
 

@@ -37,7 +37,9 @@ class Writer:
 
   def hparams(self, hparams: dict, metrics: dict):
     if self._writer:
-      self._writer.add_hparams(hparams, metrics, run_name='.')
+      # tensorboardX writes these through a second writer; a sub-run directory keeps its event
+      # file from colliding with the main one (file names carry only the second and host).
+      self._writer.add_hparams(hparams, metrics, name='hparams')
 
   def flush(self):
     if self._writer:

@@ -59,18 +59,25 @@ def sample_token(logits_BxV, key, temperature_B, top_p_B):
 
 @functools.partial(jax.jit, static_argnames=('cfg', 'max_new_tokens', 'return_logits'))
 def sample(params, cfg: model_lib.ModelConfig, prompt_BxP, prompt_lengths_B, key, temperature_B,
-           top_p_B, stop_tokens_BxK, *, max_new_tokens: int, return_logits: bool = False):
+           top_p_B, stop_tokens_BxK, vocab_limit=None, *, max_new_tokens: int,
+           return_logits: bool = False):
   """Samples up to `max_new_tokens` per row; a row stops after emitting any of its stop tokens
-  (`stop_tokens_BxK`, padded with -1). The stop token is kept in the output."""
+  (`stop_tokens_BxK`, padded with -1). The stop token is kept in the output. Ids at or above
+  `vocab_limit` (the tokenizer's size, when the model's vocabulary is padded past it) are never
+  sampled; returned logits are the model's own."""
   b, p = prompt_BxP.shape
   s = p + max_new_tokens
   is_stop = lambda tok_B: jnp.any(tok_B[:, None] == stop_tokens_BxK, axis=-1)
+  limit = cfg.vocab_size if vocab_limit is None else vocab_limit
+  pick = lambda logits_BxV, k: sample_token(
+      jnp.where(jnp.arange(cfg.vocab_size) < limit, logits_BxV, -jnp.inf), k, temperature_B,
+      top_p_B)
 
   prefill_logits_Bx1xV, cache = model_lib.forward(
       params, cfg, prompt_BxP, None, model_lib.init_cache(cfg, b, s),
       select_B=prompt_lengths_B - 1)
   key, first_key = jax.random.split(key)
-  first_B = sample_token(prefill_logits_Bx1xV[:, 0], first_key, temperature_B, top_p_B)
+  first_B = pick(prefill_logits_Bx1xV[:, 0], first_key)
   tokens_BxS = jnp.zeros((b, s), jnp.int32).at[:, :p].set(prompt_BxP)
   tokens_BxS = tokens_BxS.at[jnp.arange(b), prompt_lengths_B].set(first_B)
   logits_BxNxV = None
@@ -88,8 +95,7 @@ def sample(params, cfg: model_lib.ModelConfig, prompt_BxP, prompt_lengths_B, key
     last_B = st.lengths_B - 1
     logits_Bx1xV, cache = model_lib.forward(
         params, cfg, st.tokens_BxS[rows, last_B][:, None], last_B[:, None], st.cache)
-    next_B = sample_token(logits_Bx1xV[:, 0], jax.random.fold_in(st.key, st.step),
-                          temperature_B, top_p_B)
+    next_B = pick(logits_Bx1xV[:, 0], jax.random.fold_in(st.key, st.step))
     running_B = ~st.done_B
     # Finished rows keep recomputing their last slot (static shapes); their output is dropped.
     tokens_BxS = st.tokens_BxS.at[rows, st.lengths_B].set(
@@ -129,6 +135,7 @@ def generate(params, cfg: model_lib.ModelConfig, tok: Tokenizer,
   b = len(prompts)
   stops = np.array([list(stop_ids) or [-1]] * b, np.int32)
   out = sample(params, cfg, buf, lengths, key, np.full(b, temperature, np.float32),
-               np.full(b, top_p, np.float32), stops, max_new_tokens=max_new_tokens)
+               np.full(b, top_p, np.float32), stops, tok.vocab_size,
+               max_new_tokens=max_new_tokens)
   tokens, ends = np.asarray(out.tokens_BxS), np.asarray(out.lengths_B)
   return [tokens[i, lengths[i]:ends[i]].tolist() for i in range(b)]

@@ -61,7 +61,7 @@ def train_step(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfi
   unused by this deterministic model; it is in the signature for stochastic variants."""
   del key
   loss, grads = jax.value_and_grad(masked_nll)(state.params, cfg, batch['tokens'], batch['mask'])
-  grad_norm = optax.global_norm(grads)
+  grad_norm = optax.tree.norm(grads)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -91,12 +91,18 @@ def run_sft(config, workdir: str):
     cfg, tok, init_params = model_lib.ModelConfig(**config.model), tokenizer_lib.builtin(), None
   if tok.vocab_size > cfg.vocab_size:
     raise ConfigError(f'tokenizer has {tok.vocab_size} ids but model.vocab_size={cfg.vocab_size}')
-  tc = config.train
   corpus = chat_corpus.ChatCorpus(tok, config.data.num_examples, config.data.seq_len, config.seed)
-  optimizer, schedule = make_optimizer(tc), lr_schedule(tc)
   checkpoint_lib.write_model_files(workdir, cfg, tok.spec)
   mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints)
+  try:  # however the run ends, pending asynchronous saves are completed before exit
+    return _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr)
+  finally:
+    mngr.close()
 
+
+def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
+  tc = config.train
+  optimizer, schedule = make_optimizer(tc), lr_schedule(tc)
   init_key, step_key, sample_key = jax.random.split(jax.random.key(config.seed), 3)
   if init_params is None:
     init_params = model_lib.init_params(cfg, init_key)
@@ -107,7 +113,7 @@ def run_sft(config, workdir: str):
     for name, value in (('seed', config.seed), ('train.batch_size', tc.batch_size)):
       if meta[name] != value:
         raise ConfigError(f'{workdir} was trained with {name}={meta[name]}, not {value}; a '
-                         f'resumed run must keep it to continue the same data order')
+                          f'resumed run must keep it to continue the same data order')
     state = TrainState(jnp.array(start, jnp.int32), params, opt_state)
     loss = meta['loss']
     metrics_lib.console(f'resumed from {mngr.path}/{start} (data position '
@@ -123,6 +129,7 @@ def run_sft(config, workdir: str):
   metrics_lib.console(f'model {cfg.num_params() / 1e6:.2f}M parameters, {cfg.n_layers} layers; '
                       f'matmul peak {peak / 1e9:.0f} GFLOP/s; steps {start}..{tc.steps}')
 
+  last_saved = start
   window_start, window_tokens = time.perf_counter(), 0
   for step in range(start, tc.steps):
     batch = corpus.batch(step, tc.batch_size)
@@ -130,27 +137,27 @@ def run_sft(config, workdir: str):
                           optimizer=optimizer)
     m = jax.device_get(m)
     if not m['finite']:
+      writer.close()
       raise NonFiniteLossError(
           f'non-finite loss ({m["loss"]}) or gradient norm ({m["grad_norm"]}) at step {step}; '
-          f'the last good checkpoint is step {mngr.latest_step()} in {mngr.path}')
+          f'the last good checkpoint is {mngr.path}/{last_saved}')
     loss = float(m['loss'])
     window_tokens += tc.batch_size * (config.data.seq_len - 1)
     done = step + 1
     if done % config.log_every == 0 or done == tc.steps:
-      elapsed = time.perf_counter() - window_start
-      tokens_per_s = window_tokens / elapsed
+      tokens_per_s = window_tokens / (time.perf_counter() - window_start)
+      mfu = tokens_per_s * flops_per_token / peak
       writer.scalars(done, {'train/loss': loss, 'train/grad_norm': m['grad_norm'],
                             'train/learning_rate': schedule(step),
-                            'perf/tokens_per_s': tokens_per_s,
-                            'perf/mfu': tokens_per_s * flops_per_token / peak})
+                            'perf/tokens_per_s': tokens_per_s, 'perf/mfu': mfu})
       metrics_lib.console(f'step {done}/{tc.steps}  loss {loss:.4f}  {tokens_per_s:.0f} tok/s  '
-                          f'MFU {100 * tokens_per_s * flops_per_token / peak:.1f}%')
+                          f'MFU {100 * mfu:.1f}%')
       window_start, window_tokens = time.perf_counter(), 0
     if done % config.checkpoint_every == 0 or done == tc.steps:
       mngr.save(done, state.params, state.opt_state,
                 {'step': done, 'data_position': done * tc.batch_size, 'seed': config.seed,
                  'train.batch_size': tc.batch_size, 'loss': loss})
-  mngr.close()
+      last_saved = done
 
   if config.sample.prompts:
     text = _sample_report(state.params, cfg, tok, list(config.sample.prompts), config.sample,

@@ -1,0 +1,39 @@
+"""Shared helpers for tests that run the command-line entry points as a user would."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A 2-layer, 64-wide decoder on a short corpus: end-to-end runs cost seconds, not minutes.
+SMALL_RUN = (
+    '--config.model.d_model=64', '--config.model.n_layers=2', '--config.model.n_heads=4',
+    '--config.model.n_kv_heads=2', '--config.model.head_dim=16', '--config.model.mlp_dim=128',
+    '--config.data.num_examples=256', '--config.train.batch_size=8', '--config.log_every=5',
+    '--config.checkpoint_every=10', '--config.train.warmup_steps=5', '--config.peak_flops=1e11',
+    '--config.sample.max_new_tokens=8')
+
+
+def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
+                        text=True, timeout=timeout)
+
+
+def run_main(workdir, *overrides: str, config: str = 'configs/tiny.py', **kw):
+  return run_module('rt_jax.main', f'--config={config}', f'--workdir={workdir}', *SMALL_RUN,
+                    *overrides, **kw)
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+  return [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+
+
+@pytest.fixture(scope='session')
+def trained_workdir(tmp_path_factory):
+  """One finished small SFT run (30 steps), shared by the tests that only read it."""
+  workdir = tmp_path_factory.mktemp('trained')
+  proc = run_main(workdir, '--config.train.steps=30')
+  assert proc.returncode == 0, proc.stderr
+  return workdir

@@ -1,0 +1,183 @@
+"""The entry points run as a user runs them: subprocesses of `python -m ...` from the repo root."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+from tensorboard.backend.event_processing import event_accumulator
+
+from conftest import REPO, SMALL_RUN, error_lines, run_main, run_module
+from rt_jax import checkpoint
+
+
+def _tree_digest(directory) -> str:
+  digest = hashlib.sha256()
+  for root, _, files in sorted(os.walk(directory)):
+    for name in sorted(files):
+      path = os.path.join(root, name)
+      digest.update(path.encode())
+      with open(path, 'rb') as f:
+        digest.update(f.read())
+  return digest.hexdigest()
+
+
+def _events(workdir):
+  acc = event_accumulator.EventAccumulator(
+      os.path.join(workdir, 'tb'), size_guidance={'scalars': 0, 'tensors': 0})
+  acc.Reload()
+  return acc
+
+
+def test_training_lowers_loss_and_writes_tensorboard(trained_workdir):
+  acc = _events(trained_workdir)
+  scalars = set(acc.Tags()['scalars'])
+  assert {'train/loss', 'train/learning_rate', 'perf/tokens_per_s', 'perf/mfu'} <= scalars
+  losses = [e.value for e in acc.Scalars('train/loss')]
+  assert [e.step for e in acc.Scalars('train/loss')] == [5, 10, 15, 20, 25, 30]
+  # A real drop, and well below guessing uniformly over the 384-token vocabulary (ln 384 = 5.95).
+  assert losses[-1] < 0.75 * losses[0] and losses[-1] < 0.75 * np.log(384), losses
+  assert all(e.value > 0 for e in acc.Scalars('perf/mfu'))
+  tensors = set(acc.Tags()['tensors'])
+  assert {'config/text_summary', 'samples/text_summary'} <= tensors
+  config_text = acc.Tensors('config/text_summary')[0].tensor_proto.string_val[0].decode()
+  assert '"steps": 30' in config_text
+  samples = acc.Tensors('samples/text_summary')[0].tensor_proto.string_val[0].decode()
+  assert 'What is the capital of Japan?' in samples
+
+
+def _final_state(workdir, step):
+  mngr = checkpoint.Manager(workdir, read_only=True)
+  try:
+    params, _, meta = mngr.restore(step)
+  finally:
+    mngr.close()
+  return params, meta
+
+
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+  args = ['--config.train.steps=60', '--config.checkpoint_every=20']
+  straight = tmp_path / 'straight'
+  assert run_main(straight, *args).returncode == 0
+
+  killed = tmp_path / 'killed'
+  cmd = [sys.executable, '-m', 'rt_jax.main', '--config=configs/tiny.py', f'--workdir={killed}',
+         *SMALL_RUN, *args]
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while not (killed / 'checkpoints' / '20').is_dir():
+    assert proc.poll() is None and time.time() < deadline, 'run ended before its first checkpoint'
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (killed / 'checkpoints' / '60').exists(), 'killed too late to test a resume'
+
+  resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'resumed from' in resumed.stderr
+  want_params, want_meta = _final_state(straight, 60)
+  got_params, got_meta = _final_state(killed, 60)
+  assert got_meta['loss'] == want_meta['loss']
+  for a, b in zip(jax.tree.leaves(want_params), jax.tree.leaves(got_params)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_bad_overrides_fail_fast_with_one_line(tmp_path):
+  cases = {
+      '--config.train.stepz=3': 'config.train.stepz',
+      '--config.train.steps=abc': 'config.train.steps',
+      '--config.model.d_model=1.5': 'config.model.d_model',
+      '--config.job=nope': 'config.job',
+      '--config.train.steps=0': 'config.train.steps',
+      '--config.model.dtype=float64': 'dtype',
+      '--config.data.seq_len=5000': 'seq_len',
+  }
+  for flag, named in cases.items():
+    start = time.time()
+    proc = run_main(tmp_path / 'never', flag)
+    assert proc.returncode != 0, flag
+    assert len(error_lines(proc)) == 1 and named in error_lines(proc)[0], (flag, proc.stderr)
+    assert 'Traceback' not in proc.stderr, flag
+    assert time.time() - start < 30, f'{flag} was not rejected before compute'
+  assert not (tmp_path / 'never').exists()
+  proc = run_module('rt_jax.main', '--config=configs/missing.py', f'--workdir={tmp_path}/x')
+  assert proc.returncode != 0 and 'missing.py' in error_lines(proc)[0]
+
+
+def test_bad_input_leaves_an_existing_run_intact(trained_workdir):
+  before = _tree_digest(trained_workdir)
+  for extra in (['--config.train.steps=-1'], ['--config.model.n_layers=3'],
+                ['--config.seed=7'], ['--config.train.batch_size=4']):
+    proc = run_main(trained_workdir, '--config.train.steps=30', *extra)
+    assert proc.returncode != 0, extra
+    assert len(error_lines(proc)) == 1, (extra, proc.stderr)
+  assert _tree_digest(trained_workdir) == before
+
+
+def test_non_finite_loss_stops_with_last_good_checkpoint(tmp_path):
+  proc = run_main(tmp_path, '--config.train.steps=20', '--config.checkpoint_every=2',
+                  '--config.train.lr=1e30', '--config.train.warmup_steps=1',
+                  '--config.train.grad_clip=1e30')
+  assert proc.returncode == 1
+  assert 'non-finite loss' in error_lines(proc)[0]
+  mngr = checkpoint.Manager(tmp_path, read_only=True)
+  last = mngr.latest_step()
+  assert last is not None and last < 20
+  params, _, meta = mngr.restore(last)
+  mngr.close()
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+  assert np.isfinite(meta['loss'])
+
+
+def test_init_from_starts_from_another_run(trained_workdir, tmp_path):
+  proc = run_main(tmp_path, '--config.train.steps=10', f'--config.init_from={trained_workdir}')
+  assert proc.returncode == 0, proc.stderr
+  with open(tmp_path / 'model_config.json') as f, \
+       open(trained_workdir / 'model_config.json') as g:
+    assert json.load(f) == json.load(g)
+  first = _events(tmp_path).Scalars('train/loss')[0].value
+  assert first < _events(trained_workdir).Scalars('train/loss')[0].value
+
+
+def test_sample_cli_is_deterministic(trained_workdir):
+  args = [f'--checkpoint={trained_workdir}', '--prompt=What is 2 plus 2?', '--n=4', '--seed=0',
+          '--max_new_tokens=16']
+  first, second = run_module('rt_jax.sample', *args), run_module('rt_jax.sample', *args)
+  assert first.returncode == 0, first.stderr
+  assert first.stdout.count('=== sample') == 4
+  assert first.stdout == second.stdout
+  other = run_module('rt_jax.sample', *args[:-2], '--seed=1', '--max_new_tokens=16')
+  assert other.stdout != first.stdout
+
+
+def test_sample_cli_errors(tmp_path, trained_workdir):
+  proc = run_module('rt_jax.sample', f'--checkpoint={tmp_path}/nothing', '--prompt=hi')
+  assert proc.returncode == 1 and 'not found' in error_lines(proc)[0]
+  proc = run_module('rt_jax.sample', f'--checkpoint={trained_workdir}', '--prompt=' + 'x' * 3000)
+  assert proc.returncode == 1 and 'exceeds the model context' in error_lines(proc)[0]
+  (tmp_path / 'corrupt').mkdir()
+  for name in ('model_config.json', 'tokenizer.json'):
+    (tmp_path / 'corrupt' / name).write_bytes((trained_workdir / name).read_bytes())
+  ckpt = tmp_path / 'corrupt' / 'checkpoints'
+  os.system(f'cp -r {trained_workdir}/checkpoints {ckpt}')
+  for root, _, files in os.walk(ckpt / '30' / 'params'):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'garbage')
+  proc = run_module('rt_jax.sample', f'--checkpoint={tmp_path}/corrupt', '--prompt=hi')
+  assert proc.returncode == 1 and 'cannot be restored' in error_lines(proc)[0], proc.stderr
+
+
+def test_bench_decode_prints_one_json_line():
+  proc = run_module('bench.decode', '--batch=4', '--prompt_len=8', '--new_tokens=8',
+                    '--repeats=1')
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.strip().splitlines()
+  assert len(lines) == 1
+  result = json.loads(lines[0])
+  assert result['preset'] == 'tiny' and result['tokens_per_s'] > 0
+  assert 0 < result['fraction_of_flop_limit'] < 1.5

@@ -1,0 +1,84 @@
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from rt_jax import model
+from rt_jax import train
+
+CFG = model.preset('tiny', d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
+                   mlp_dim=128)
+TRAIN = ml_collections.ConfigDict({
+    'steps': 100, 'lr': 1e-2, 'warmup_steps': 10, 'final_lr_frac': 0.1, 'weight_decay': 0.0,
+    'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0})
+
+
+def _batch(seed=0, b=4, t=24):
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(0, 256, size=(b, t), dtype=np.int32)
+  mask = np.zeros((b, t), np.int32)
+  mask[:, t // 2:] = 1
+  return {'tokens': tokens, 'mask': mask}
+
+
+def _state(cfg=CFG):
+  params = model.init_params(cfg, jax.random.key(0))
+  return train.TrainState(jnp.array(0), params, train.make_optimizer(TRAIN).init(params))
+
+
+def test_masked_nll_matches_numpy():
+  params = model.init_params(CFG, jax.random.key(1))
+  batch = _batch()
+  logits, _ = model.forward(params, CFG, batch['tokens'][:, :-1])
+  logp = np.asarray(jax.nn.log_softmax(logits))
+  targets, weights = batch['tokens'][:, 1:], batch['mask'][:, 1:]
+  picked = np.take_along_axis(logp, targets[..., None], -1)[..., 0]
+  want = -(picked * weights).sum() / weights.sum()
+  assert abs(float(train.masked_nll(params, CFG, batch['tokens'], batch['mask'])) - want) < 1e-5
+
+
+def test_unmasked_targets_do_not_matter():
+  """Tokens outside the mask change neither the loss nor the gradient when nothing after them
+  is learned from: the loss covers assistant tokens only."""
+  params = model.init_params(CFG, jax.random.key(1))
+  batch = _batch()
+  batch['mask'][:, -3:] = 0
+  other = batch['tokens'].copy()
+  other[:, -3:] = (other[:, -3:] + 7) % 256
+  grad = jax.grad(train.masked_nll)
+  g1, g2 = grad(params, CFG, batch['tokens'], batch['mask']), grad(params, CFG, other,
+                                                                    batch['mask'])
+  for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_step_lowers_loss_on_fixed_batch():
+  state, optimizer, batch = _state(), train.make_optimizer(TRAIN), _batch()
+  losses = []
+  for i in range(30):
+    state, m = train.train_step(state, batch, jax.random.key(i), cfg=CFG, optimizer=optimizer)
+    losses.append(float(m['loss']))
+    assert bool(m['finite'])
+  assert int(state.step) == 30
+  assert losses[-1] < 0.5 * losses[0]
+
+
+def test_non_finite_step_leaves_state_unchanged():
+  state, optimizer = _state(), train.make_optimizer(TRAIN)
+  poisoned = jax.tree.map(lambda x: x, state.params)
+  poisoned['embedding'] = poisoned['embedding'].at[3, 0].set(jnp.nan)
+  state = train.TrainState(state.step, poisoned, state.opt_state)
+  kept = jax.tree.map(np.asarray, state)
+  new, m = train.train_step(state, _batch(), jax.random.key(0), cfg=CFG, optimizer=optimizer)
+  assert not bool(m['finite'])
+  for a, b in zip(jax.tree.leaves(kept.params), jax.tree.leaves(new.params)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_schedule_warms_up_then_decays():
+  schedule = train.lr_schedule(TRAIN)
+  assert float(schedule(0)) == 0.0
+  assert float(schedule(10)) == pytest.approx(1e-2)
+  assert float(schedule(100)) == pytest.approx(1e-3)
+  assert float(schedule(5)) == pytest.approx(5e-3)
