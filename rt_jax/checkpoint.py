@@ -101,6 +101,12 @@ class Manager:
     except Exception as e:  # Orbax raises many types for a damaged directory; name the place.
       raise CheckpointError(f'checkpoint {self.path}/{step} cannot be restored: '
                             f'{type(e).__name__}: {e}') from e
+    for name, abstract in (('params', abstract_params), ('opt_state', abstract_opt_state)):
+      # Orbax returns the saved shapes even when the abstract tree asks for others.
+      if abstract is not None and (jax.tree.map(np.shape, restored[name]) !=
+                                   jax.tree.map(np.shape, abstract)):
+        raise CheckpointError(f'checkpoint {self.path}/{step}: saved {name} shapes do not match '
+                              f'the model config')
     return restored['params'], restored.get('opt_state'), restored['meta']
 
   def close(self):
@@ -122,7 +128,4 @@ def load_model(directory: str, step: Optional[int] = None):
     params, _, _ = mngr.restore(step, abstract)
   finally:
     mngr.close()
-  shapes_ok = jax.tree.map(lambda a, b: np.shape(a) == b.shape, params, abstract)
-  if not all(jax.tree.leaves(shapes_ok)):
-    raise CheckpointError(f'{directory}: parameter shapes do not match model_config.json')
   return cfg, tok, params

@@ -6,7 +6,7 @@ class UserError(Exception):
   pass
 
 
-class ConfigError(UserError):
+class ConfigError(UserError, ValueError):
   """A config value that cannot work (checked before any compute starts)."""
 
 

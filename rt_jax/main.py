@@ -49,7 +49,7 @@ def validate(config):
 def _load_config():
   config = _CONFIG.value
   try:
-    config.job  # config_flags defers a failed file load to the first attribute access
+    config.job  # noqa: B018 -- config_flags defers a failed file load to the first access
   except OSError as e:
     raise ConfigError(f'cannot load --config: {str(e).strip().splitlines()[-1].strip()}') from e
   return config

@@ -7,7 +7,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
@@ -68,8 +67,7 @@ def train_step(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfi
   keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
   new_state = TrainState(state.step + 1, keep(params, state.params),
                          keep(opt_state, state.opt_state))
-  return new_state, {'loss': loss, 'grad_norm': grad_norm, 'finite': finite,
-                     'tokens': jnp.sum(batch['mask'][:, 1:])}
+  return new_state, {'loss': loss, 'grad_norm': grad_norm, 'finite': finite}
 
 
 def _sample_report(params, cfg, tok, prompts, sample_cfg, key) -> str:
@@ -115,6 +113,7 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
         raise ConfigError(f'{workdir} was trained with {name}={meta[name]}, not {value}; a '
                           f'resumed run must keep it to continue the same data order')
     state = TrainState(jnp.array(start, jnp.int32), params, opt_state)
+    step_key = jax.random.wrap_key_data(jnp.array(meta['rng'], jnp.uint32))
     loss = meta['loss']
     metrics_lib.console(f'resumed from {mngr.path}/{start} (data position '
                         f'{meta["data_position"]}, loss {loss:.4f})')
@@ -156,7 +155,8 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
     if done % config.checkpoint_every == 0 or done == tc.steps:
       mngr.save(done, state.params, state.opt_state,
                 {'step': done, 'data_position': done * tc.batch_size, 'seed': config.seed,
-                 'train.batch_size': tc.batch_size, 'loss': loss})
+                 'train.batch_size': tc.batch_size, 'loss': loss,
+                 'rng': jax.random.key_data(step_key).tolist()})
       last_saved = done
 
   if config.sample.prompts:

@@ -294,3 +294,30 @@ def test_uncommitted_first_save_means_no_checkpoint(tmp_path, cfg):
   os.makedirs(os.path.join(directory, 'checkpoints', '1' + TMP_SUFFIX, 'params' + TMP_SUFFIX))
   with pytest.raises(CheckpointError, match='no complete checkpoint'):
     checkpoint.load_model(directory)
+
+
+def test_restore_rejects_shapes_other_than_asked(saved_dir, params, opt_state):
+  """Wrong shapes are a CheckpointError: Orbax itself refuses them for jax arrays, and Manager
+  checks the numpy-saved trees that Orbax restores as saved."""
+  wider = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[:-1] + (x.shape[-1] + 1,), x.dtype),
+                       params)
+  mngr = checkpoint.Manager(saved_dir, read_only=True)
+  try:
+    with pytest.raises(CheckpointError, match='shape'):
+      mngr.restore(3, wider)
+    restored, _, _ = mngr.restore(3, jax.eval_shape(lambda: params))
+    assert_trees_equal(restored, params)
+  finally:
+    mngr.close()
+
+
+def test_numpy_saved_tree_with_other_shapes_is_refused(tmp_path):
+  mngr = checkpoint.Manager(str(tmp_path))
+  mngr.save(1, {'w': np.ones((3, 4), np.float32)}, {'count': np.zeros(2)}, {'step': 1})
+  mngr.close()
+  mngr = checkpoint.Manager(str(tmp_path), read_only=True)
+  try:
+    with pytest.raises(CheckpointError, match='shapes do not match'):
+      mngr.restore(1, {'w': jax.ShapeDtypeStruct((5, 4), jnp.float32)})
+  finally:
+    mngr.close()

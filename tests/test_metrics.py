@@ -97,12 +97,18 @@ def test_hparams(tmp_path):
   assert metric_values == [0.5]
 
 
-def test_purge_step_hides_stale_events(tmp_path):
-  w = metrics.Writer(str(tmp_path))
+def write_first_run(logdir):
+  """Steps 1..10 from a run that then stops; the next writer opens in a later second, since
+  tensorboardX names event files by the second and would otherwise reopen (truncate) this one."""
+  w = metrics.Writer(str(logdir))
   for step in range(1, 11):
     w.scalars(step, {'loss': float(step)})
   w.close()
   wait_for_next_second()
+
+
+def test_purge_step_hides_stale_events(tmp_path):
+  write_first_run(tmp_path)
   # A resumed run from a checkpoint at step 5 rewrites steps 5.. .
   w = metrics.Writer(str(tmp_path), purge_step=5)
   for step in range(5, 8):
@@ -120,11 +126,7 @@ def test_purge_step_hides_stale_events(tmp_path):
 def test_without_purge_step_old_events_remain(tmp_path):
   # Control for the test above: without purge_step the stale steps are not hidden by the
   # writer (the accumulator's own out-of-order heuristic may still drop some).
-  w = metrics.Writer(str(tmp_path))
-  for step in range(1, 11):
-    w.scalars(step, {'loss': float(step)})
-  w.close()
-  wait_for_next_second()
+  write_first_run(tmp_path)
   w = metrics.Writer(str(tmp_path))
   w.scalars(11, {'loss': 11.0})
   w.close()

@@ -8,6 +8,7 @@ uninterrupted run would have seen.
 import numpy as np
 
 from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.errors import ConfigError
 
 SYSTEM = 'You are a concise, helpful assistant.'
 WORDS = ('river', 'garden', 'planet', 'window', 'silver', 'orange', 'candle', 'forest', 'bridge',
@@ -56,7 +57,7 @@ class ChatCorpus:
     for i, conv in enumerate(conversations(num_examples, seed)):
       ids, mask = tokenizer_lib.encode_chat(tok, conv)
       if len(ids) > seq_len:
-        raise ValueError(f'example {i} has {len(ids)} tokens, more than data.seq_len={seq_len}')
+        raise ConfigError(f'example {i} has {len(ids)} tokens, more than data.seq_len={seq_len}')
       self.tokens_NxT[i, :len(ids)] = ids
       self.mask_NxT[i, :len(ids)] = mask
 
