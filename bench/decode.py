@@ -1,67 +1,142 @@
-"""Batched sampling throughput against the machine's FLOP limit; prints one JSON line.
+"""Batched sampling throughput against the machine's FLOP limit and, optionally, against HF
+transformers + PyTorch `generate` on the same GGUF and prompts; prints one JSON line.
 
   python -m bench.decode [--preset=tiny] [--batch=32] [--prompt_len=64] [--new_tokens=128]
+  python -m bench.decode --checkpoint=DIR --peer=hf [--gguf=PATH]   # DIR converted from PATH
 
 tokens_per_s counts generated tokens over the whole call (prefill included), best of --repeats
-timed calls after one compiling call. The FLOP limit is the measured f32 matmul peak divided by
-2 x parameters per token (rt_jax.perf.decode_flops_per_token).
+timed calls after one compiling call; every row generates exactly --new_tokens tokens (no stop
+token) at temperature 1 over the full vocabulary, on both sides. The FLOP limit is the measured
+f32 matmul peak divided by 2 x parameters per token (rt_jax.perf.decode_flops_per_token).
+rt_jax's peak resident memory is read before the peer is imported.
 """
 import json
+import os
+import resource
 import time
 
 import jax
 import numpy as np
 from absl import flags
 
+from rt_jax import checkpoint
 from rt_jax import cli
+from rt_jax import fetch
 from rt_jax import model as model_lib
 from rt_jax import perf
 from rt_jax import sampling
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.errors import ConfigError
 
-_PRESET = flags.DEFINE_enum('preset', 'tiny', sorted(model_lib.PRESETS), 'Model preset.')
+_PRESET = flags.DEFINE_enum('preset', 'tiny', sorted(model_lib.PRESETS),
+                            'Model preset with random weights (ignored with --checkpoint).')
+_CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Model directory to sample from instead.')
+_PEER = flags.DEFINE_enum('peer', None, ['hf'], 'Also time HF transformers on --gguf.')
+_GGUF = flags.DEFINE_string('gguf', None, 'GGUF the checkpoint was converted from (default: the '
+                            'fetched SmolLM2-135M-Instruct).')
 _BATCH = flags.DEFINE_integer('batch', 32, 'Rows sampled together.', lower_bound=1)
-_PROMPT_LEN = flags.DEFINE_integer('prompt_len', 64, 'Prompt tokens per row.', lower_bound=1)
+_PROMPT_LEN = flags.DEFINE_integer('prompt_len', 64, 'Prompt tokens per row (random weights).',
+                                   lower_bound=1)
 _NEW_TOKENS = flags.DEFINE_integer('new_tokens', 128, 'Generated tokens per row.', lower_bound=1)
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed calls (the best is reported).', lower_bound=1)
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed for weights, prompts and sampling.')
 
+QUESTIONS = ('What is the capital of France?', 'Write a haiku about the sea.',
+             'How do I reverse a list in Python?', 'Why is the sky blue?',
+             'Give me three tips for a job interview.', 'What is 17 times 23?',
+             'Explain photosynthesis to a child.', 'Suggest a name for a grey cat.')
 
-def measure(cfg: model_lib.ModelConfig, batch: int, prompt_len: int, new_tokens: int,
-            repeats: int, seed: int) -> dict:
-  key = jax.random.key(seed)
-  params = model_lib.init_params(cfg, key)
-  rng = np.random.default_rng(seed)
-  prompts = rng.integers(0, cfg.vocab_size, size=(batch, prompt_len), dtype=np.int32)
-  lengths = np.full(batch, prompt_len, np.int32)
-  call = lambda: sampling.sample(
-      params, cfg, prompts, lengths, key, np.ones(batch, np.float32), np.ones(batch, np.float32),
-      np.full((batch, 1), -1, np.int32), max_new_tokens=new_tokens)
+
+def _best_time(call, repeats: int) -> tuple[float, float]:
+  """(first call seconds, best of `repeats` later calls)."""
   start = time.perf_counter()
-  out = call()
-  out.tokens_BxS.block_until_ready()
-  compile_s = time.perf_counter() - start
-  assert int(np.min(out.lengths_B - out.prompt_lengths_B)) == new_tokens  # no early stop
+  call()
+  first = time.perf_counter() - start
   best = float('inf')
   for _ in range(repeats):
     start = time.perf_counter()
-    call().tokens_BxS.block_until_ready()
+    call()
     best = min(best, time.perf_counter() - start)
-  tokens_per_s = batch * new_tokens / best
-  peak = perf.matmul_peak_flops()
-  limit = peak / perf.decode_flops_per_token(cfg)
-  return {'bench': 'decode', 'device': jax.devices()[0].device_kind, 'params': cfg.num_params(),
-          'batch': batch, 'prompt_len': prompt_len, 'new_tokens': new_tokens,
-          'tokens_per_s': round(tokens_per_s, 1), 'seconds': round(best, 4),
-          'first_call_s': round(compile_s, 2), 'matmul_peak_gflops': round(peak / 1e9, 1),
-          'flop_limit_tokens_per_s': round(limit, 1),
-          'fraction_of_flop_limit': round(tokens_per_s / limit, 4)}
+  return first, best
+
+
+def _prompts(tok, batch: int) -> list[list[int]]:
+  chats = [[{'role': 'user', 'content': QUESTIONS[i % len(QUESTIONS)]}] for i in range(batch)]
+  return [tokenizer_lib.encode_chat(tok, c, add_generation_prompt=True)[0] for c in chats]
+
+
+def time_rt_jax(cfg, params, prompts, new_tokens: int, repeats: int, seed: int) -> dict:
+  buf, lengths = sampling.pad_prompts(prompts, 0)
+  b = len(prompts)
+
+  def call():
+    out = sampling.sample(params, cfg, buf, lengths, jax.random.key(seed),
+                          np.ones(b, np.float32), np.ones(b, np.float32),
+                          np.full((b, 1), -1, np.int32), max_new_tokens=new_tokens)
+    generated = np.asarray(out.lengths_B - out.prompt_lengths_B)
+    assert generated.min() == new_tokens, generated  # no row stopped early
+  first, best = _best_time(call, repeats)
+  return {'tokens_per_s': round(b * new_tokens / best, 1), 'seconds': round(best, 3),
+          'first_call_s': round(first, 2),
+          'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+
+
+def time_hf(gguf_path: str, prompts, pad_id: int, new_tokens: int, repeats: int,
+            seed: int) -> dict:
+  import torch  # the peer is imported only when asked for, after rt_jax's memory is read
+  from transformers import AutoModelForCausalLM
+  hf = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf_path),
+                                            gguf_file=os.path.basename(gguf_path),
+                                            dtype=torch.float32).eval()
+  width = max(len(p) for p in prompts)
+  ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+  mask = torch.zeros_like(ids)
+  for i, p in enumerate(prompts):  # HF generate wants left padding
+    ids[i, width - len(p):] = torch.tensor(p)
+    mask[i, width - len(p):] = 1
+
+  def call():
+    torch.manual_seed(seed)
+    with torch.no_grad():
+      out = hf.generate(ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0,
+                        top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                        pad_token_id=pad_id)
+    assert out.shape[1] == width + new_tokens
+  first, best = _best_time(call, repeats)
+  return {'tokens_per_s': round(len(prompts) * new_tokens / best, 1),
+          'seconds': round(best, 3), 'first_call_s': round(first, 2),
+          'torch_threads': torch.get_num_threads()}
 
 
 def main(argv):
   del argv
-  result = measure(model_lib.preset(_PRESET.value), _BATCH.value, _PROMPT_LEN.value,
-                   _NEW_TOKENS.value, _REPEATS.value, _SEED.value)
-  print(json.dumps({'preset': _PRESET.value, **result}), flush=True)
+  if _CHECKPOINT.value:
+    cfg, tok, params = checkpoint.load_model(_CHECKPOINT.value)
+    prompts = _prompts(tok, _BATCH.value)
+    name = _CHECKPOINT.value
+  else:
+    if _PEER.value:
+      raise ConfigError('--peer needs --checkpoint (a model converted from the peer\'s GGUF)')
+    cfg, name = model_lib.preset(_PRESET.value), _PRESET.value
+    params = model_lib.init_params(cfg, jax.random.key(_SEED.value))
+    rng = np.random.default_rng(_SEED.value)
+    prompts = rng.integers(0, cfg.vocab_size, size=(_BATCH.value, _PROMPT_LEN.value)).tolist()
+    tok = None
+  ours = time_rt_jax(cfg, params, prompts, _NEW_TOKENS.value, _REPEATS.value, _SEED.value)
+  peak = perf.matmul_peak_flops()
+  limit = peak / perf.decode_flops_per_token(cfg)
+  result = {'bench': 'decode', 'model': name, 'device': jax.devices()[0].device_kind,
+            'params': cfg.num_params(), 'batch': _BATCH.value,
+            'prompt_tokens_max': max(len(p) for p in prompts), 'new_tokens': _NEW_TOKENS.value,
+            'rt_jax': ours, 'matmul_peak_gflops': round(peak / 1e9, 1),
+            'flop_limit_tokens_per_s': round(limit, 1),
+            'fraction_of_flop_limit': round(ours['tokens_per_s'] / limit, 4)}
+  if _PEER.value == 'hf':
+    peer = time_hf(_GGUF.value or fetch.fetch(), prompts, tok.pad_id, _NEW_TOKENS.value,
+                   _REPEATS.value, _SEED.value)
+    result['hf'] = peer
+    result['ratio_rt_jax_over_hf'] = round(ours['tokens_per_s'] / peer['tokens_per_s'], 2)
+  print(json.dumps(result), flush=True)
 
 
 if __name__ == '__main__':

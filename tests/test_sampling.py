@@ -132,3 +132,17 @@ def test_ids_past_the_tokenizer_are_never_sampled(setup):
   limited = sampling.sample(*args, tok.vocab_size, max_new_tokens=32)
   generated = [np.asarray(limited.tokens_BxS)[i, lengths[i]:] for i in range(b)]
   assert max(g.max() for g in generated) < tok.vocab_size
+
+
+def test_sample_token_matches_the_softmax_distribution():
+  """The inverse-CDF draw samples softmax(logits / T): frequencies over many keys agree with
+  the probabilities (a chi-square-sized tolerance), and a -inf logit is never drawn."""
+  logits = jnp.array([[2.0, 1.0, -jnp.inf, 0.0, 1.5]])
+  temperature = 0.8
+  want = np.asarray(jax.nn.softmax(logits[0] / temperature))
+  keys = jax.random.split(jax.random.key(1), 20_000)
+  draws = jax.vmap(lambda k: sampling.sample_token(logits, k, jnp.full(1, temperature),
+                                                   jnp.ones(1)))(keys)
+  freq = np.bincount(np.asarray(draws).ravel(), minlength=5) / len(keys)
+  assert freq[2] == 0
+  np.testing.assert_allclose(freq, want, atol=0.015)

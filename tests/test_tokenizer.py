@@ -1,4 +1,10 @@
+import json
+import os
+import random
+
+import gguf
 import pytest
+import regex
 
 from rt_jax import tokenizer as tokenizer_lib
 
@@ -116,3 +122,144 @@ def test_from_spec():
     tokenizer_lib.from_spec({'kind': 'sentencepiece'})
   with pytest.raises(ValueError):
     tokenizer_lib.from_spec({})
+
+
+# Converted byte-level BPE tokenizers, on a tiny vocabulary (the SmolLM2 parity tests are slow).
+
+def test_byte_to_unicode_is_gpt2_alphabet():
+  mapping = tokenizer_lib.byte_to_unicode()
+  chars = [mapping[i] for i in range(256)]
+  assert len(set(chars)) == 256
+  assert all(c.isprintable() and not c.isspace() for c in chars)
+  assert all(mapping[ord(c)] == c for c in 'azAZ09!~\xa1\xff')
+  assert (mapping[ord(' ')], mapping[ord('\n')], mapping[ord('\t')]) == ('Ġ', 'Ċ', 'ĉ')
+  assert (mapping[0], mapping[0xAD]) == ('Ā', 'Ń')  # the first and the last stand-in
+
+
+def two_stage_split(text: str) -> list[str]:
+  """HF's Digits(individual_digits=True) then GPT-2's regex on each segment, literally."""
+  segments = regex.split(r'(\p{N})', text)
+  return [p for s in segments if s for p in regex.findall(tokenizer_lib.GPT2_PAT, s)]
+
+
+def test_digits_gpt2_pattern_is_digits_then_gpt2_split():
+  assert regex.findall(tokenizer_lib.DIGITS_GPT2_PAT, 'a  1') == ['a', '  ', '1']
+  assert regex.findall(tokenizer_lib.GPT2_PAT, 'a  1') == ['a', ' ', ' 1']
+  alphabet = list("ab'sltZé中 \t\n\r\xa0\u3000.,!-<>/0123٣²½Ⅻ\x00\x1c😀")
+  rng = random.Random(0)
+  texts = [''.join(rng.choice(alphabet) for _ in range(rng.randint(1, 25))) for _ in range(3000)]
+  for text in texts + ['  123', ' \n 5', "it's 5's 1 2  3   4"]:
+    assert regex.findall(tokenizer_lib.DIGITS_GPT2_PAT, text) == two_stage_split(text), text
+
+
+SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>']
+MERGES = [('Ġ', 't'), ('h', 'e'), ('Ġt', 'he'), ('!', '!'), ('Ġ', 'Ġ')]
+
+
+def tiny_tokens() -> list[str]:
+  """Specials, then every byte but 0x04 (as a model may lack one), then the merged tokens."""
+  mapping = tokenizer_lib.byte_to_unicode()
+  return SPECIALS + [mapping[b] for b in range(256) if b != 4] + [a + b for a, b in MERGES]
+
+
+def tiny_gguf(path, pre='smollm', types=None):
+  writer = gguf.GGUFWriter(str(path), 'llama')
+  writer.add_tokenizer_model('gpt2')
+  writer.add_tokenizer_pre(pre)
+  tokens = tiny_tokens()
+  writer.add_token_list(tokens)
+  writer.add_token_types(types or [3] * len(SPECIALS) + [1] * (len(tokens) - len(SPECIALS)))
+  writer.add_token_merges([f'{a} {b}' for a, b in MERGES])
+  writer.write_header_to_file()
+  writer.write_kv_data_to_file()
+  writer.close()
+  return str(path)
+
+
+def tiny_tokenizer_json(directory, model_changes=None, **changes):
+  byte_level = {'type': 'ByteLevel', 'add_prefix_space': False, 'trim_offsets': True,
+                'use_regex': True}
+  data = {
+      'added_tokens': [{'id': i, 'content': t, 'special': True} for i, t in enumerate(SPECIALS)],
+      'normalizer': None,
+      'pre_tokenizer': {'type': 'Sequence', 'pretokenizers': [
+          {'type': 'Digits', 'individual_digits': True}, byte_level]},
+      'model': {'type': 'BPE', 'dropout': None, 'unk_token': None, 'byte_fallback': False,
+                'vocab': {t: i for i, t in enumerate(tiny_tokens())},
+                'merges': [list(m) for m in MERGES], **(model_changes or {})}}
+  data.update(changes)
+  path = os.path.join(directory, 'tokenizer.json')
+  with open(path, 'w', encoding='utf-8') as f:
+    json.dump(data, f)
+  return path
+
+
+def test_tiny_conversions_agree_and_round_trip(tmp_path):
+  from_gguf = tokenizer_lib.from_gguf(tiny_gguf(tmp_path / 'tiny.gguf'))
+  from_json = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path))
+  assert from_gguf.spec['pat_str'] == from_json.spec['pat_str'] == tokenizer_lib.DIGITS_GPT2_PAT
+  assert from_gguf.ranks() == from_json.ranks()
+  first_merged = len(SPECIALS) + 255
+  the, bangs, spaces = first_merged + 2, first_merged + 3, first_merged + 4
+  for tok in (from_gguf, from_json):
+    assert (tok.pad_id, tok.im_end_id, tok.vocab_size) == (0, 2, first_merged + len(MERGES))
+    assert tok.encode(' the') == [the]
+    assert tok.encode('a  1') == [tok.encode('a')[0], spaces, tok.encode('1')[0]]
+    # Byte 0x04 has no token: it is dropped and its neighbours merge.
+    assert tok.encode('!\x04!') == [bangs] and tok.encode('\x04') == []
+    assert tok.decode(tok.encode('héllo <|im_end|> 😀\n')) == 'héllo <|im_end|> 😀\n'
+  from_gguf.write_files(tmp_path)
+  reloaded = tokenizer_lib.from_spec(json.loads(json.dumps(from_gguf.spec)), str(tmp_path))
+  assert reloaded.spec == from_gguf.spec and reloaded.ranks() == from_gguf.ranks()
+  assert reloaded.encode('x the!\x04!  9') == from_gguf.encode('x the!\x04!  9')
+
+
+def test_builtin_write_files_writes_nothing(tmp_path):
+  tokenizer_lib.builtin().write_files(tmp_path)
+  assert os.listdir(tmp_path) == []
+
+
+def test_gguf_conversion_errors(tmp_path):
+  with pytest.raises(ValueError, match="'llama-bpe'"):
+    tokenizer_lib.from_gguf(tiny_gguf(tmp_path / 'a.gguf', pre='llama-bpe'))
+  types = [3, 3, 4] + [1] * (len(tiny_tokens()) - 3)  # a user-defined token
+  with pytest.raises(ValueError, match='token types'):
+    tokenizer_lib.from_gguf(tiny_gguf(tmp_path / 'b.gguf', types=types))
+
+
+@pytest.mark.parametrize('changes, match', [
+    ({'pre_tokenizer': {'type': 'Whitespace'}}, 'pre_tokenizer'),
+    ({'pre_tokenizer': {'type': 'ByteLevel', 'add_prefix_space': True}}, 'pre_tokenizer'),
+    ({'normalizer': {'type': 'Lowercase'}}, 'normalizer'),
+    ({'added_tokens': [{'id': 0, 'content': '<|endoftext|>', 'special': False}]}, 'non-special'),
+])
+def test_tokenizer_json_conversion_errors(tmp_path, changes, match):
+  with pytest.raises(ValueError, match=match):
+    tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path, **changes))
+
+
+def test_tokenizer_json_model_errors(tmp_path):
+  vocab = {t: i for i, t in enumerate(tiny_tokens())}
+  vocab['Ġt'], vocab['he'] = vocab['he'], vocab['Ġt']
+  for model_changes, match in [({'vocab': vocab}, 'merge order'),
+                               ({'type': 'WordPiece'}, 'WordPiece'),
+                               ({'byte_fallback': True}, 'byte_fallback'),
+                               ({'unk_token': '<|endoftext|>'}, 'unk_token'),
+                               ({'merges': [['h', 'x']]}, 'outside the vocabulary'),
+                               ({'merges': MERGES[:2]}, 'come from no merge')]:
+    with pytest.raises(ValueError, match=match):
+      tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path, model_changes))
+
+
+def test_from_spec_bpe_errors(tmp_path):
+  spec = {'kind': 'bpe', 'name': 'x', 'pat_str': r'\S+|\s+', 'special_tokens': {},
+          'ranks_file': 'tokenizer.tiktoken'}
+  with pytest.raises(ValueError, match='directory'):
+    tokenizer_lib.from_spec(spec)
+  with pytest.raises(ValueError, match='not found'):
+    tokenizer_lib.from_spec(spec, str(tmp_path))
+  with pytest.raises(ValueError, match='ranks_file'):
+    tokenizer_lib.from_spec({k: v for k, v in spec.items() if k != 'ranks_file'}, str(tmp_path))
+  (tmp_path / 'tokenizer.tiktoken').write_text('YQ== 0\nnot a line\n')
+  with pytest.raises(ValueError, match=':2:'):
+    tokenizer_lib.from_spec(spec, str(tmp_path))
