@@ -63,7 +63,7 @@ def _to_rt_layout(cfg: model_lib.ModelConfig, name: str, w: np.ndarray) -> np.nd
     return w.reshape(-1, h)
   if name.endswith('o_proj.weight'):
     return w.T.reshape(cfg.n_heads, h, d)
-  if name.endswith(('proj.weight',)) or name == 'lm_head.weight':
+  if name.endswith('proj.weight') or name == 'lm_head.weight':
     return w.T
   return w
 
@@ -92,7 +92,10 @@ def build_params(cfg: model_lib.ModelConfig, tensors: Iterator[tuple[str, np.nda
       node = node.setdefault(key, {})
     if path[-1] in node:
       raise ConfigError(f'tensor {name} appears twice')
-    node[path[-1]] = np.ascontiguousarray(_to_rt_layout(cfg, name, w), dtype=np.float32)
+    try:
+      node[path[-1]] = np.ascontiguousarray(_to_rt_layout(cfg, name, w), dtype=np.float32)
+    except ValueError as e:  # a reshape that the config's sizes do not fit
+      raise ConfigError(f'tensor {name} of shape {w.shape} does not fit the config: {e}') from e
   expected = model_lib.abstract_params(cfg)
   _check_tree(params, expected)
   return params

@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-# One cache entry per layer: {'k': [B, S, K, H], 'v': [B, S, K, H]}.
+# One cache entry per layer: {'k': [B, K, S, H], 'v': [B, K, S, H]}. Heads before slots, so the
+# attention contractions read the cache in place (a [B, S, K, H] cache made XLA transpose all of
+# it in every layer of every decode step: half of SmolLM2's decode time on CPU).
 Cache = list[dict[str, jax.Array]]
 
 
@@ -106,10 +108,10 @@ def rope(x_BxTxNxH, positions_BxT, base: float):
   return out.astype(x_BxTxNxH.dtype)
 
 
-def _write_chunk(cache_BxSxKxH, chunk_BxTxKxH, start_B):
+def _write_chunk(cache_BxKxSxH, chunk_BxKxTxH, start_B):
   """Writes each row's chunk at that row's own start slot."""
-  write = lambda c, u, s: jax.lax.dynamic_update_slice_in_dim(c, u, s, axis=0)
-  return jax.vmap(write)(cache_BxSxKxH, chunk_BxTxKxH.astype(cache_BxSxKxH.dtype), start_B)
+  write = lambda c, u, s: jax.lax.dynamic_update_slice_in_dim(c, u, s, axis=1)
+  return jax.vmap(write)(cache_BxKxSxH, chunk_BxKxTxH.astype(cache_BxKxSxH.dtype), start_B)
 
 
 class Attention(nn.Module):
@@ -127,27 +129,29 @@ class Attention(nn.Module):
           bias_init=_param(nn.initializers.zeros, heads_axis, 'head_dim'), name=name)(x_BxTxD)
 
     q_BxTxNxH = rope(proj('q', cfg.n_heads, 'q_heads'), positions_BxT, cfg.rope_base)
-    k_BxTxKxH = rope(proj('k', cfg.n_kv_heads, 'kv_heads'), positions_BxT, cfg.rope_base)
-    v_BxTxKxH = proj('v', cfg.n_kv_heads, 'kv_heads')
+    k_BxKxTxH = rope(proj('k', cfg.n_kv_heads, 'kv_heads'), positions_BxT,
+                     cfg.rope_base).transpose(0, 2, 1, 3)
+    v_BxKxTxH = proj('v', cfg.n_kv_heads, 'kv_heads').transpose(0, 2, 1, 3)
 
     if cache is None:  # training / plain forward: keys are this chunk
-      k_BxSxKxH, v_BxSxKxH, key_pos_BxS = k_BxTxKxH, v_BxTxKxH, positions_BxT
+      k_BxKxSxH, v_BxKxSxH, key_pos_BxS = k_BxKxTxH, v_BxKxTxH, positions_BxT
     else:  # cached: write the chunk at its positions, attend over every slot
       start_B = positions_BxT[:, 0]
-      k_BxSxKxH = _write_chunk(cache['k'], k_BxTxKxH, start_B)
-      v_BxSxKxH = _write_chunk(cache['v'], v_BxTxKxH, start_B)
-      cache = {'k': k_BxSxKxH, 'v': v_BxSxKxH}
-      key_pos_BxS = jnp.broadcast_to(jnp.arange(k_BxSxKxH.shape[1]), k_BxSxKxH.shape[:2])
+      k_BxKxSxH = _write_chunk(cache['k'], k_BxKxTxH, start_B)
+      v_BxKxSxH = _write_chunk(cache['v'], v_BxKxTxH, start_B)
+      cache = {'k': k_BxKxSxH, 'v': v_BxKxSxH}
+      key_pos_BxS = jnp.broadcast_to(jnp.arange(k_BxKxSxH.shape[2]),
+                                     (k_BxKxSxH.shape[0], k_BxKxSxH.shape[2]))
 
     b, t, n, h = q_BxTxNxH.shape
     g = n // cfg.n_kv_heads
-    q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, cfg.n_kv_heads, g, h)
-    logits_BxKxGxTxS = jnp.einsum('btkgh,bskh->bkgts', q_BxTxKxGxH, k_BxSxKxH,
+    q_BxKxGxTxH = q_BxTxNxH.reshape(b, t, cfg.n_kv_heads, g, h).transpose(0, 2, 3, 1, 4)
+    logits_BxKxGxTxS = jnp.einsum('bkgth,bksh->bkgts', q_BxKxGxTxH, k_BxKxSxH,
                                   preferred_element_type=jnp.float32) * h ** -0.5
     mask_BxTxS = key_pos_BxS[:, None, :] <= positions_BxT[:, :, None]
     logits_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, -1e30)
     probs = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(dtype)
-    out_BxTxKxGxH = jnp.einsum('bkgts,bskh->btkgh', probs, v_BxSxKxH)
+    out_BxTxKxGxH = jnp.einsum('bkgts,bksh->btkgh', probs, v_BxKxSxH)
     out_BxTxD = nn.DenseGeneral(
         cfg.d_model, axis=(-2, -1), use_bias=False, dtype=dtype, param_dtype=pdtype,
         kernel_init=_param(_init, 'q_heads', 'head_dim', 'embed'),
@@ -219,7 +223,7 @@ class Decoder(nn.Module):
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int) -> Cache:
-  shape = (batch, length, cfg.n_kv_heads, cfg.head_dim)
+  shape = (batch, cfg.n_kv_heads, length, cfg.head_dim)
   zeros = lambda: jnp.zeros(shape, jnp.dtype(cfg.dtype))
   return [{'k': zeros(), 'v': zeros()} for _ in range(cfg.n_layers)]
 

@@ -65,6 +65,9 @@ def test_build_params_names_what_is_wrong():
   with pytest.raises(ConfigError, match='unexpected tensor model.layers.0.rotary'):
     convert.build_params(CFG, iter({**tensors, 'model.layers.0.rotary.inv_freq':
                                     np.zeros(8)}.items()))
+  bad_q = {**tensors, 'model.layers.0.self_attn.q_proj.weight': np.ones((64, 50), np.float32)}
+  with pytest.raises(ConfigError, match='q_proj.weight of shape \\(64, 50\\) does not fit'):
+    convert.build_params(CFG, iter(bad_q.items()))
   wrong = {**tensors, 'model.norm.weight': np.ones(65, np.float32)}
   with pytest.raises(ConfigError, match='final_norm/scale: shape'):
     convert.build_params(CFG, iter(wrong.items()))
