@@ -95,8 +95,9 @@ def test_new_prompts_in_same_bucket_do_not_recompile(setup):
   _call(cfg, params, buf, lengths, jax.random.key(0), 0.5, n=8)
   before = sampling.sample._cache_size()
   other, other_lengths = sampling.pad_prompts(
-      [tok.encode('x'), tok.encode('yy yy'), tok.encode('zzz')], tok.pad_id)
-  assert other.shape == buf.shape
+      [tok.encode('x'), tok.encode('a prompt of forty-odd bytes, same bucket'), tok.encode('z')],
+      tok.pad_id)
+  assert other.shape == buf.shape == (3, 64)
   _call(cfg, params, other, other_lengths, jax.random.key(1), 0.9, top_p=0.5, n=8)
   assert sampling.sample._cache_size() == before
 
@@ -146,3 +147,8 @@ def test_sample_token_matches_the_softmax_distribution():
   freq = np.bincount(np.asarray(draws).ravel(), minlength=5) / len(keys)
   assert freq[2] == 0
   np.testing.assert_allclose(freq, want, atol=0.015)
+
+
+def test_prompt_buckets_are_powers_of_two():
+  widths = [sampling.pad_prompts([[1] * n], 0)[0].shape[1] for n in (1, 16, 17, 33, 64, 65, 300)]
+  assert widths == [16, 16, 32, 64, 64, 128, 512]
