@@ -2,7 +2,8 @@
 
 A model directory (a run's workdir, or the output of `rt_jax.convert`) holds:
   model_config.json   the ModelConfig fields
-  tokenizer.json      the tokenizer spec (`tokenizer.from_spec`)
+  tokenizer.json      the tokenizer spec (`tokenizer.from_spec`), plus any data file it names
+                      (tokenizer.tiktoken: the ranks of a converted model's BPE)
   checkpoints/STEP/   Orbax items `params`, `opt_state` (training runs only) and `meta` (JSON:
                       step, data position, RNG key)
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed
