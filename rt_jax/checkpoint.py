@@ -42,20 +42,19 @@ def _read_json(path: str) -> Any:
 
 def write_model_files(directory: str, cfg: model_lib.ModelConfig, tok: tokenizer_lib.Tokenizer):
   """Writes the model files, or checks that the ones already there (a resumed run) agree."""
-  tok_spec = tok.spec
   if os.path.isfile(os.path.join(directory, 'model_config.json')):
     old_cfg, old_tok = read_model_files(directory)
     changed = [f'model.{k}: {v} -> {getattr(cfg, k)}'
                for k, v in dataclasses.asdict(old_cfg).items() if v != getattr(cfg, k)]
-    if old_tok.spec != tok_spec:
-      changed.append(f'tokenizer: {old_tok.spec} -> {tok_spec}')
+    if old_tok.spec != tok.spec:
+      changed.append(f'tokenizer: {old_tok.spec} -> {tok.spec}')
     if changed:
       raise CheckpointError(f'{directory} holds a different model ({"; ".join(changed)}); use a '
                             f'new workdir')
     return
   os.makedirs(directory, exist_ok=True)
   tok.write_files(directory)
-  write_json_atomic(os.path.join(directory, 'tokenizer.json'), tok_spec)
+  write_json_atomic(os.path.join(directory, 'tokenizer.json'), tok.spec)
   write_json_atomic(os.path.join(directory, 'model_config.json'), dataclasses.asdict(cfg))
 
 

@@ -129,30 +129,39 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
                       f'matmul peak {peak / 1e9:.0f} GFLOP/s; steps {start}..{tc.steps}')
 
   last_saved = start
+  pending = []  # device metrics of the steps since the last read-back
   window_start, window_tokens = time.perf_counter(), 0
   for step in range(start, tc.steps):
-    batch = corpus.batch(step, tc.batch_size)
+    batch = corpus.batch(step, tc.batch_size)  # prepared while the previous step still runs
     state, m = train_step(state, batch, jax.random.fold_in(step_key, step), cfg=cfg,
                           optimizer=optimizer)
-    m = jax.device_get(m)
-    if not m['finite']:
-      writer.close()
-      raise NonFiniteLossError(
-          f'non-finite loss ({m["loss"]}) or gradient norm ({m["grad_norm"]}) at step {step}; '
-          f'the last good checkpoint is {mngr.path}/{last_saved}')
-    loss = float(m['loss'])
+    pending.append(m)
     window_tokens += tc.batch_size * (config.data.seq_len - 1)
     done = step + 1
-    if done % config.log_every == 0 or done == tc.steps:
+    log_now = done % config.log_every == 0 or done == tc.steps
+    save_now = done % config.checkpoint_every == 0 or done == tc.steps
+    if not (log_now or save_now):
+      continue
+    # Metrics are read back only where they are used. A non-finite step left the state as it
+    # was, and nothing is saved before this check, so the last checkpoint is always good.
+    read, pending = jax.device_get(pending), []
+    for offset, r in enumerate(read):
+      if not r['finite']:
+        writer.close()
+        raise NonFiniteLossError(
+            f'non-finite loss ({r["loss"]}) or gradient norm ({r["grad_norm"]}) at step '
+            f'{done - len(read) + offset}; the last good checkpoint is {mngr.path}/{last_saved}')
+    loss = float(read[-1]['loss'])
+    if log_now:
       tokens_per_s = window_tokens / (time.perf_counter() - window_start)
       mfu = tokens_per_s * flops_per_token / peak
-      writer.scalars(done, {'train/loss': loss, 'train/grad_norm': m['grad_norm'],
+      writer.scalars(done, {'train/loss': loss, 'train/grad_norm': read[-1]['grad_norm'],
                             'train/learning_rate': schedule(step),
                             'perf/tokens_per_s': tokens_per_s, 'perf/mfu': mfu})
       metrics_lib.console(f'step {done}/{tc.steps}  loss {loss:.4f}  {tokens_per_s:.0f} tok/s  '
                           f'MFU {100 * mfu:.1f}%')
       window_start, window_tokens = time.perf_counter(), 0
-    if done % config.checkpoint_every == 0 or done == tc.steps:
+    if save_now:
       mngr.save(done, state.params, state.opt_state,
                 {'step': done, 'data_position': done * tc.batch_size, 'seed': config.seed,
                  'train.batch_size': tc.batch_size, 'loss': loss,
