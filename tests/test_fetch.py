@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from rt_jax import fetch
+from rt_jax import cli, fetch
 
 
 def test_verified_cached_file_is_used_without_download(tmp_path, monkeypatch):
@@ -20,7 +20,7 @@ def test_verified_cached_file_is_used_without_download(tmp_path, monkeypatch):
 
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
   monkeypatch.setenv('RT_JAX_CACHE', str(tmp_path))
-  assert fetch.cache_dir() == str(tmp_path)
+  assert cli.cache_dir() == str(tmp_path)
 
 
 @pytest.mark.slow

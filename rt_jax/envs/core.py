@@ -1,0 +1,312 @@
+"""What every environment shares: instances, the token <-> byte codec, and reset / step.
+
+An environment is a set of `Instance`s (host-side strings) and a grader. `build` turns the instances
+into padded device tables once; `reset` and `step` are pure functions over a batch of episodes:
+
+  params = build(env_module, tokenizer, split, seed)
+  state, prompt, prompt_len = reset(params, instance_ids)          # [B] instance indices
+  state, obs, obs_len, reward, done = step(params, state, action, action_len)
+
+An action is one assistant segment as tokens: a tool call when its text ends with `</bash>`, the
+final answer otherwise. The machine works on bytes: actions are decoded through a token -> bytes
+table, and observations are encoded back greedily (longest vocabulary token first), so any
+tokenizer works and the episode text is exactly the reference's whatever the token boundaries.
+"""
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.envs import limits, reference, shell
+from rt_jax.envs.limits import MAX_ANSWER, MAX_CALLS, MAX_COMMAND, MAX_ENTRIES, MAX_FILE, MAX_PATH
+from rt_jax.envs.text import Stream, matches_at, window
+
+OPEN, CLOSE, TAIL = reference.OPEN, reference.CLOSE, reference.TAIL
+MAX_MATCH = 16  # longest vocabulary token the observation encoder tries
+OBS_TOKENS = shell.OBSERVATION_LIMIT
+
+
+@dataclasses.dataclass(frozen=True)
+class Environment:
+  """One environment: its instances, the grader's per-instance data, and its two graders."""
+  name: str
+  instances: Callable  # (split) -> list[Instance]
+  info: Callable  # (instances) -> {name: np.ndarray [I, ...]}
+  grade: Callable  # (info of one instance, EnvState of one episode) -> {flag: scalar}, 'reward'
+  reference_grade: Callable  # (reference.Episode, Instance) -> the same flags, in Python
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+  user: str
+  system: str = ''
+  files: dict = dataclasses.field(default_factory=dict)  # absolute path -> text
+  dirs: tuple = ()  # absolute directories beyond the files' ancestors
+  info: dict = dataclasses.field(default_factory=dict)  # grader data: numbers or short strings
+
+
+@struct.dataclass
+class Codec:
+  token_bytes: jax.Array  # u8[V, L]: each token's bytes (special tokens: none)
+  token_len: jax.Array  # i32[V]
+  keys: jax.Array  # u32[N, 2]: (length, hash) of vocabulary tokens up to MAX_MATCH bytes, sorted
+  key_ids: jax.Array  # i32[N]
+  byte_level: bool = struct.field(pytree_node=False, default=False)
+
+
+@struct.dataclass
+class EnvParams:
+  prompt: jax.Array  # i32[I, P]
+  prompt_len: jax.Array  # i32[I]
+  fs: shell.FileSystem  # [J, ...]: the distinct starting filesystems
+  fs_index: jax.Array  # i32[I]
+  info: dict  # name -> [I, ...] arrays for the grader
+  codec: Codec
+
+
+@struct.dataclass
+class EnvState:
+  instance: jax.Array  # i32
+  fs: shell.FileSystem
+  calls: jax.Array  # i32: tool calls answered
+  done: jax.Array  # bool
+  answer: jax.Array  # u8[MAX_ANSWER]: the head of the final segment
+  answer_len: jax.Array  # i32
+
+
+HASH_BASES = (0x9E3779B1, 0x85EBCA77)  # odd, so invertible mod 2**32
+
+
+def _powers(base: int, size: int, inverse: bool = False) -> np.ndarray:
+  b = pow(base, -1, 2**32) if inverse else base
+  return np.array([pow(b, i, 2**32) for i in range(size)], np.uint32)
+
+
+def _hash(data: bytes, base: int) -> int:
+  return sum((byte + 1) * pow(base, i, 2**32) for i, byte in enumerate(data)) % 2**32
+
+
+def make_codec(tok: tokenizer_lib.Tokenizer) -> Codec:
+  specials = set(tok.encoding.special_tokens_set)
+  pieces = []
+  for i in range(tok.vocab_size):
+    try:
+      data = tok.encoding.decode_single_token_bytes(i)
+    except KeyError:  # an id the vocabulary skips
+      data = b''
+    pieces.append(b'' if data.decode('utf-8', 'replace') in specials else data)
+  width = max(len(p) for p in pieces)
+  token_bytes = np.zeros((len(pieces), width), np.uint8)
+  for i, p in enumerate(pieces):
+    token_bytes[i, :len(p)] = np.frombuffer(p, np.uint8)
+  token_len = np.array([len(p) for p in pieces], np.int32)
+  byte_level = width == 1 and all(pieces[b] == bytes([b]) for b in range(256))
+  keyed = {}
+  for i, p in enumerate(pieces):
+    if 0 < len(p) <= MAX_MATCH:
+      key = ((_hash(p, HASH_BASES[0]) + len(p) * 0x27D4EB2F) % 2**32, _hash(p, HASH_BASES[1]))
+      keyed.setdefault(key, i)  # the lowest id wins a (vanishingly rare) full collision
+  order = sorted(keyed)
+  keys = np.array(order, np.uint32).reshape(-1, 2)
+  return Codec(token_bytes, token_len, keys, np.array([keyed[k] for k in order], np.int32),
+               byte_level)
+
+
+def decode_action(codec: Codec, tokens, length):
+  """(head u8[MAX_ANSWER], head length, tail u8[TAIL], tail length): the first and last bytes
+  of the action's text."""
+  width = codec.token_bytes.shape[1]
+  lens = jnp.where(jnp.arange(tokens.shape[0]) < length, codec.token_len[tokens], 0)
+  end = jnp.cumsum(lens)
+  total = end[-1]
+  pos = (end - lens)[:, None] + jnp.arange(width)
+  valid = jnp.arange(width) < lens[:, None]
+  data = codec.token_bytes[tokens]
+  head_pos = jnp.where(valid & (pos < MAX_ANSWER), pos, MAX_ANSWER)
+  head = jnp.zeros(MAX_ANSWER + 1, jnp.uint8).at[head_pos].set(data)[:MAX_ANSWER]
+  tail_start = jnp.maximum(total - TAIL, 0)
+  tail_pos = jnp.where(valid & (pos >= tail_start), pos - tail_start, TAIL)
+  tail = jnp.zeros(TAIL + 1, jnp.uint8).at[tail_pos].set(data)[:TAIL]
+  return head, jnp.minimum(total, MAX_ANSWER), tail, total - tail_start
+
+
+def encode_bytes(codec: Codec, data, length):
+  """Greedy longest-match tokens of data[:length] -> (i32[len(data)], count)."""
+  size = data.shape[0]
+  idx = jnp.arange(size)
+  if codec.byte_level:
+    return jnp.where(idx < length, data.astype(jnp.int32), 0), length
+  hashes = []
+  for base in HASH_BASES:
+    terms = (data.astype(jnp.uint32) + 1) * _powers(base, size)
+    prefix = jnp.concatenate([jnp.zeros(1, jnp.uint32), jnp.cumsum(terms)])
+    hashes.append((prefix, jnp.asarray(_powers(base, size, inverse=True))))
+  best_len, best_id = jnp.zeros(size, jnp.int32), jnp.zeros(size, jnp.int32)
+  for span in range(1, MAX_MATCH + 1):
+    ends = jnp.minimum(idx + span, size)
+    (p1, inv1), (p2, inv2) = hashes
+    h1 = (p1[ends] - p1[idx]) * inv1 + jnp.uint32(span * 0x27D4EB2F % 2**32)
+    h2 = (p2[ends] - p2[idx]) * inv2
+    at = jnp.clip(jnp.searchsorted(codec.keys[:, 0], h1), 0, codec.keys.shape[0] - 1)
+    hit = ((codec.keys[at, 0] == h1) & (codec.keys[at, 1] == h2) & (idx + span <= length)
+           & (codec.token_len[codec.key_ids[at]] == span))
+    best_len = jnp.where(hit, span, best_len)
+    best_id = jnp.where(hit, codec.key_ids[at], best_id)
+  # A byte no token covers (absent from the vocabulary) is dropped, as the tokenizer drops it.
+  step_len = jnp.maximum(best_len, 1)
+
+  def body(carry):
+    pos, k, out = carry
+    out = out.at[k].set(best_id[pos])
+    return pos + step_len[pos], k + (best_len[pos] > 0), out
+
+  _, count, out = jax.lax.while_loop(lambda c: c[0] < length, body,
+                                     (jnp.int32(0), jnp.int32(0), jnp.zeros(size, jnp.int32)))
+  return out, count
+
+
+def _padded(text: str, size: int, what: str) -> tuple[np.ndarray, int]:
+  data = text.encode('utf-8')
+  if len(data) > size:
+    raise ValueError(f'{what} has {len(data)} bytes, more than the limit {size}')
+  out = np.zeros(size, np.uint8)
+  out[:len(data)] = np.frombuffer(data, np.uint8)
+  return out, len(data)
+
+
+def filesystem(files: dict, dirs=(), cwd: str = limits.HOME) -> shell.FileSystem:
+  """The starting filesystem of an instance, entries in the reference's order."""
+  ref = reference.Shell(files, dirs, cwd)
+  path = np.zeros((MAX_ENTRIES, MAX_PATH), np.uint8)
+  data = np.zeros((MAX_ENTRIES, MAX_FILE), np.uint8)
+  path_len, data_len = np.zeros(MAX_ENTRIES, np.int32), np.zeros(MAX_ENTRIES, np.int32)
+  exists, is_dir = np.zeros(MAX_ENTRIES, bool), np.zeros(MAX_ENTRIES, bool)
+  for i, (p, entry) in enumerate(ref.entries.items()):
+    path[i], path_len[i] = _padded(p, MAX_PATH, f'path {p!r}')
+    exists[i], is_dir[i] = True, entry.content is None
+    if entry.content is not None:
+      data[i], data_len[i] = _padded(entry.content, MAX_FILE, f'file {p!r}')
+  cwd_bytes, cwd_len = _padded(cwd, MAX_PATH, 'cwd')
+  return shell.FileSystem(path, path_len, data, data_len, exists, is_dir, exists.copy(),
+                          np.zeros(MAX_ENTRIES, bool), cwd_bytes, np.int32(cwd_len))
+
+
+def files_of(fs: shell.FileSystem) -> dict:
+  """The files of one episode's filesystem (host arrays) as {absolute path: text}."""
+  out = {}
+  for k in range(MAX_ENTRIES):
+    if fs.exists[k] and not fs.is_dir[k]:
+      path = bytes(fs.path[k, :fs.path_len[k]]).decode('utf-8', 'surrogateescape')
+      out[path] = bytes(fs.data[k, :fs.data_len[k]]).decode('utf-8', 'surrogateescape')
+  return out
+
+
+def prompt_messages(instance: Instance) -> list[dict]:
+  system = [{'role': 'system', 'content': instance.system}] if instance.system else []
+  return system + [{'role': 'user', 'content': instance.user}]
+
+
+def build(instances, info_arrays: dict, tok: tokenizer_lib.Tokenizer) -> EnvParams:
+  """Device tables for a list of instances (`info_arrays`: the grader's [I, ...] arrays)."""
+  prompts = [tokenizer_lib.encode_chat(tok, prompt_messages(x), add_generation_prompt=True)[0]
+             for x in instances]
+  width = max(len(p) for p in prompts)
+  prompt = np.full((len(prompts), width), tok.pad_id, np.int32)
+  for i, p in enumerate(prompts):
+    prompt[i, :len(p)] = p
+  layouts, fs_index = {}, []
+  for x in instances:
+    key = (tuple(sorted(x.files.items())), tuple(sorted(x.dirs)))
+    fs_index.append(layouts.setdefault(key, len(layouts)))
+  fs = [filesystem(dict(files), dirs) for files, dirs in layouts]
+  return EnvParams(prompt=prompt, prompt_len=np.array([len(p) for p in prompts], np.int32),
+                   fs=jax.tree.map(lambda *xs: np.stack(xs), *fs),
+                   fs_index=np.array(fs_index, np.int32), info=info_arrays,
+                   codec=make_codec(tok))
+
+
+def start(instance_ids, fs: shell.FileSystem) -> EnvState:
+  """Fresh episodes on the given filesystems (leading batch axis)."""
+  batch = instance_ids.shape[0]
+  return EnvState(instance=jnp.asarray(instance_ids, jnp.int32), fs=fs,
+                  calls=jnp.zeros(batch, jnp.int32), done=jnp.zeros(batch, bool),
+                  answer=jnp.zeros((batch, MAX_ANSWER), jnp.uint8),
+                  answer_len=jnp.zeros(batch, jnp.int32))
+
+
+def reset(params: EnvParams, instance_ids):
+  """-> (state, prompt tokens [B, P], prompt lengths [B]) for a batch of instance indices."""
+  instance_ids = jnp.asarray(instance_ids, jnp.int32)
+  fs = jax.tree.map(lambda x: x[params.fs_index[instance_ids]], params.fs)
+  return (start(instance_ids, fs), params.prompt[instance_ids],
+          params.prompt_len[instance_ids])
+
+
+def _extract_command(tail, tail_len):
+  """(is a tool call, has an opening tag in reach, command u8[MAX_COMMAND], its length)."""
+  idx = jnp.arange(TAIL)
+  is_call = (tail_len >= len(CLOSE)) & jnp.any(matches_at(tail, CLOSE)
+                                                 & (idx == tail_len - len(CLOSE)))
+  opens = matches_at(tail, OPEN) & (idx + len(OPEN) <= tail_len - len(CLOSE))
+  start = jnp.max(jnp.where(opens, idx, -1)) + len(OPEN)
+  length = tail_len - len(CLOSE) - start
+  return is_call, jnp.any(opens), window(tail, start, MAX_COMMAND), length
+
+
+def _read_action(codec: Codec, state: EnvState, action, action_len):
+  """-> (is an answered tool call, has an opening tag, command, its length, answer head, its
+  length)."""
+  head, head_len, tail, tail_len = decode_action(codec, action, action_len)
+  is_call, has_open, cmd, cmd_len = _extract_command(tail, tail_len)
+  call = ~state.done & is_call & (state.calls < MAX_CALLS)
+  return call, has_open, cmd, jnp.where(call & has_open, cmd_len, 0), head, head_len
+
+
+def _respond(codec: Codec, state: EnvState, new_fs, out, err, call, has_open, head, head_len):
+  no_tag = Stream.empty().text(reference.NO_OPEN_TAG)
+  err = jax.tree.map(lambda a, b: jnp.where(has_open, a, b), err, no_tag)
+  out = out.replace(n=jnp.where(has_open, out.n, 0))
+  obs_bytes, obs_len, _ = shell.observation(out, err).cut()
+  ends = ~state.done & ~call
+  state = state.replace(
+      fs=jax.tree.map(lambda a, b: jnp.where(call & has_open, a, b), new_fs, state.fs),
+      calls=state.calls + call, done=state.done | ends,
+      answer=jnp.where(ends, head, state.answer),
+      answer_len=jnp.where(ends, head_len, state.answer_len))
+  tokens, count = encode_bytes(codec, obs_bytes, jnp.where(call, obs_len, 0))
+  return state, tokens, count, ends
+
+
+def grade(env: Environment, params: EnvParams, state: EnvState) -> dict:
+  """Every flag of env's grader for a batch of episodes, as [B] arrays."""
+  info = jax.tree.map(lambda x: x[state.instance], params.info)
+  return jax.vmap(env.grade)(info, state)
+
+
+@jax.jit
+def advance(codec: Codec, state: EnvState, actions, action_lens):
+  """The machine's half of a step, the same for every environment (so compiled once):
+  -> (state, observation tokens [B, OBS_TOKENS], their counts, episodes that ended now)."""
+  call, has_open, cmd, cmd_len, head, head_len = jax.vmap(_read_action, (None, 0, 0, 0))(
+      codec, state, actions, action_lens)
+  empty = jax.vmap(lambda _: Stream.empty())(cmd_len)
+  # Whole batches of final answers (or of calls without an opening tag) skip the machine.
+  new_fs, out, err = jax.lax.cond(jnp.any(call & has_open),
+                                  lambda: shell.run_lines(state.fs, cmd, cmd_len),
+                                  lambda: (state.fs, empty, empty))
+  return jax.vmap(_respond, (None,) + (0,) * 8)(codec, state, new_fs, out, err, call, has_open,
+                                                 head, head_len)
+
+
+def step(env: Environment, params: EnvParams, state: EnvState, actions, action_lens):
+  """One assistant segment per episode (tokens [B, T], lengths [B]) ->
+  (state, observation tokens [B, OBS_TOKENS], their counts [B], reward [B], done [B]).
+
+  `reward` is the grader's on the step that ends an episode and 0 otherwise."""
+  state, tokens, count, ended = advance(params.codec, state, actions, action_lens)
+  reward = jnp.where(ended, grade(env, params, state)['reward'], 0.0)
+  return state, tokens, count, reward, state.done

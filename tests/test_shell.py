@@ -1,0 +1,127 @@
+"""The JAX machine against the Python reference on random command lines and random episodes:
+the same observation text, the same files and cwd, and the same grading flags."""
+import os
+
+import jax
+import numpy as np
+import pytest
+import shell_fuzz
+
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.envs import ENVIRONMENTS, core, make, reference
+from rt_jax.envs.limits import HOME, MAX_COMMAND
+
+TOK = tokenizer_lib.builtin()
+CODEC = core.make_codec(TOK)
+WIDTH = 2048  # action tokens: the longest fuzz segment fits; one shape, one compile
+
+
+def _actions(segments):
+  ids = [TOK.encode(s)[:WIDTH] for s in segments]
+  actions = np.zeros((len(ids), WIDTH), np.int32)
+  for i, x in enumerate(ids):
+    actions[i, :len(x)] = x
+  return actions, np.array([len(x) for x in ids], np.int32), [TOK.decode(x) for x in ids]
+
+
+def _observations(tokens, counts):
+  tokens, counts = np.asarray(tokens), np.asarray(counts)
+  return [TOK.decode(tokens[i, :counts[i]].tolist()) for i in range(len(counts))]
+
+
+def shell_fuzz_mismatches(sequences: int, steps: int, batch: int, seed: int) -> list[str]:
+  rng = np.random.default_rng(seed)
+  fs0 = core.filesystem(shell_fuzz.FILES, shell_fuzz.DIRS)
+  bad = []
+  for _ in range(sequences // batch):
+    state = core.start(np.zeros(batch, np.int32), jax.tree.map(lambda x: np.stack([x] * batch),
+                                                               fs0))
+    episodes = [reference.Episode(shell_fuzz.FILES, shell_fuzz.DIRS) for _ in range(batch)]
+    for _ in range(steps):
+      lines = [shell_fuzz.command(rng).encode()[:MAX_COMMAND].decode('utf-8', 'ignore')
+               for _ in range(batch)]
+      actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in lines])
+      state, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+      for line, text, ep, got in zip(lines, texts, episodes, _observations(tokens, counts)):
+        want = ep.step(text)
+        if got != want:
+          bad.append(f'{line!r}: got {got!r}, want {want!r}')
+    host = jax.device_get(state.fs)
+    for i, ep in enumerate(episodes):
+      one = jax.tree.map(lambda x, i=i: x[i], host)
+      cwd = bytes(one.cwd[:one.cwd_len]).decode()
+      if core.files_of(one) != ep.shell.files() or cwd != ep.shell.cwd:
+        bad.append(f'filesystem of sequence {i} differs')
+  return bad
+
+
+def episode_fuzz_mismatches(name: str, episodes: int, steps: int, batch: int, seed: int):
+  rng = np.random.default_rng(seed)
+  env, params, items = make(name, TOK, 'eval')
+  bad = []
+  for _ in range(episodes // batch):
+    ids = rng.integers(0, len(items), batch)
+    state, _, _ = core.reset(params, ids)
+    refs = [reference.Episode(items[i].files, items[i].dirs) for i in ids]
+    for t in range(steps):
+      segments = [shell_fuzz.segment(rng, items[i]) for i in ids]
+      if t == steps - 1:  # every episode ends with an answer, so every grader sees one
+        segments = [s.replace('</bash>', '') for s in segments]
+      actions, lens, texts = _actions(segments)
+      state, tokens, counts, _ = core.advance(params.codec, state, actions, lens)
+      for text, ep, got in zip(texts, refs, _observations(tokens, counts)):
+        want = ep.step(text)
+        if got != want:
+          bad.append(f'{name} {text!r}: got {got!r}, want {want!r}')
+    flags = jax.device_get(core.grade(env, params, state))
+    for i, (ep, k) in enumerate(zip(refs, ids)):
+      want = env.reference_grade(ep, items[k])
+      got = {f: type(want[f])(np.asarray(flags[f][i]).item()) for f in want}
+      if got != want:
+        bad.append(f'{name} flags: got {got}, want {want}')
+  return bad
+
+
+def test_random_command_lines_match_reference():
+  assert shell_fuzz_mismatches(sequences=512, steps=4, batch=256, seed=0) == []
+
+
+@pytest.mark.parametrize('name', list(ENVIRONMENTS))
+def test_random_episodes_match_reference(name):
+  assert episode_fuzz_mismatches(name, episodes=256, steps=4, batch=256, seed=1) == []
+
+
+@pytest.mark.slow
+def test_ten_thousand_sequences_match_reference():
+  """The acceptance fuzz: 4,096 command sequences on the fuzz filesystem plus 1,024 episodes in
+  each of the six environments, four segments each."""
+  bad = shell_fuzz_mismatches(sequences=4096, steps=4, batch=1024, seed=10)
+  for k, name in enumerate(ENVIRONMENTS):
+    bad += episode_fuzz_mismatches(name, episodes=1024, steps=4, batch=1024, seed=11 + k)
+  assert bad == []
+
+
+def test_nothing_reaches_the_real_filesystem(tmp_path, monkeypatch):
+  """Paths name virtual entries only: a real file is invisible, nothing is created on disk, and
+  the same lines run from another real directory give the same observations."""
+  real = tmp_path / 'real.txt'
+  real.write_text('REAL CONTENT\n')
+  lines = [f'cat {real}', f'ls {tmp_path}', f'echo x > {tmp_path}/created.txt',
+           'echo y > ../../../../tmp/escape.txt', f'grep -r REAL {tmp_path}', 'cat /etc/hostname',
+           f'rm {real}', 'ls /', f'cd {tmp_path}', 'ls ../../..', 'cat ~/../../etc/passwd']
+  fs0 = core.filesystem(shell_fuzz.FILES, shell_fuzz.DIRS)
+  runs = []
+  for cwd in (tmp_path, os.path.dirname(os.path.abspath(__file__))):
+    monkeypatch.chdir(cwd)
+    state = core.start(np.zeros(256, np.int32), jax.tree.map(lambda x: np.stack([x] * 256), fs0))
+    actions, lens, _ = _actions([f'<bash>{line}</bash>' for line in lines] * 23
+                                + ['<bash>pwd</bash>'] * (256 - 23 * len(lines)))
+    _, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+    runs.append(_observations(tokens, counts))
+  assert runs[0] == runs[1]
+  assert not any('REAL CONTENT' in obs for obs in runs[0])
+  assert real.read_text() == 'REAL CONTENT\n'
+  assert sorted(os.listdir(tmp_path)) == ['real.txt']
+  assert not os.path.exists('/tmp/escape.txt')
+  assert runs[0][0] == f'\n<stderr>\ncat: {real}: No such file or directory\n</stderr>\n'
+  assert runs[0][7] == '\n<stdout>\nhome\n</stdout>\n' and HOME == '/home/user'
