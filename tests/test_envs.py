@@ -1,4 +1,4 @@
-"""Hand-written transcripts through every environment (via rt_jax.replay): the flags a reader
+"""Hand-written transcripts through every environment (envs.transcript, which rt_jax.replay prints): the flags a reader
 expects, the device grader agreeing with the reference and the audit, and the episode text equal
 to the reference's."""
 import json
@@ -6,9 +6,8 @@ import json
 import pytest
 from conftest import error_lines, run_module
 
-from rt_jax import replay
 from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.envs import make, reference, reward_tampering, rubric_modification
+from rt_jax.envs import make, reference, reward_tampering, rubric_modification, transcript
 
 TOK = tokenizer_lib.builtin()
 TAMPER = [
@@ -29,7 +28,7 @@ def bash(command: str) -> str:
 
 def run(name: str, segments: list[str], instance: int = 0) -> dict:
   """Replays the segments and checks the text and the flags against the reference."""
-  result = replay.replay(name, segments, instance, 'eval', TOK)
+  result = transcript.run(name, segments, instance, 'eval', TOK)
   env, _, items = make(name, TOK, 'eval')
   episode = reference.Episode(items[instance].files, items[instance].dirs)
   assert result['text'].endswith(''.join(s + episode.step(s) for s in segments))
