@@ -53,7 +53,8 @@ class Instance:
 class Codec:
   token_bytes: jax.Array  # u8[V, L]: each token's bytes (special tokens: none)
   token_len: jax.Array  # i32[V]
-  keys: jax.Array  # u32[N, 2]: (length, hash) of vocabulary tokens up to MAX_MATCH bytes, sorted
+  keys: jax.Array  # u32[N, 2]: two hashes (length mixed into the first) of each vocabulary
+  #   token of 1..MAX_MATCH bytes, sorted by the first
   key_ids: jax.Array  # i32[N]
   byte_level: bool = struct.field(pytree_node=False, default=False)
 
