@@ -655,8 +655,10 @@ def grep_units(units, valid, source, first, pattern, pattern_len, prefixes, pref
   ends = jnp.clip(idx + pattern_len, 0, size)
   hit = valid & (idx + pattern_len <= line_end) & jnp.all(
       h[:, ends] - h[:, :size] == ph[:, None] * powers[:, :size], 0)
-  line_hit = jax.ops.segment_max(hit.astype(I32), line, size + 1) > 0
-  keep = valid & line_hit[line]
+  # A line matches if a hit lies in it: hit counts at its end and start (gathers, no scatter).
+  hits = jnp.concatenate([jnp.zeros(1, I32), jnp.cumsum(hit)])
+  line_start = jax.lax.cummax(jnp.where(starts, idx, 0))
+  keep = valid & (hits[jnp.minimum(line_end, size - 1) + 1] > hits[line_start])
   num_len = 1 + sum((number >= 10**d).astype(I32) for d in range(1, 5))
   extra = jnp.where(starts, prefix_lens[source] + jnp.where(numbered, num_len + 1, 0), 0)
   next_open = jnp.concatenate([valid[1:] & ~first[1:], jnp.zeros(1, bool)])
