@@ -5,14 +5,13 @@ import jax.numpy as jnp
 
 from rt_jax.envs import shell
 from rt_jax.envs.limits import MAX_PATH
-from rt_jax.envs.text import compact, const, equal, matches_at
+from rt_jax.envs.text import compact, const, equal, matches_at, padded
 
 SATURATE = 10**9  # parsed numbers are capped here, as in the reference
 
 
 def path_bytes(path: str):
-  data = const(path)
-  return jnp.zeros(MAX_PATH, jnp.uint8).at[:len(data)].set(data), len(data)
+  return padded(path, MAX_PATH), len(const(path))
 
 
 def file_at(fs: shell.FileSystem, path, path_len):
@@ -24,9 +23,7 @@ def file_at(fs: shell.FileSystem, path, path_len):
 
 def same_text(data, length, text: str):
   """data[:length] == text."""
-  want = const(text)
-  padded = jnp.zeros(data.shape[0], jnp.uint8).at[:len(want)].set(want)
-  return equal(data, length, padded, len(want))
+  return equal(data, length, padded(text, data.shape[0]), len(const(text)))
 
 
 def visible(text, length):
@@ -63,41 +60,41 @@ def last_assignment(text, length, name: str, values=None, equals: bool = True):
   at SATURATE in size)), or one of the words in `values` (returns (found, index))."""
   size = text.shape[0]
   idx = jnp.arange(size + 1)
-  padded = jnp.concatenate([jnp.where(idx[:size] < length, text, 0), jnp.zeros(1, text.dtype)])
-  blank = (padded == ord(' ')) | (padded == ord('\t'))
+  buf = jnp.concatenate([jnp.where(idx[:size] < length, text, 0), jnp.zeros(1, text.dtype)])
+  blank = (buf == ord(' ')) | (buf == ord('\t'))
   skip = _next_where(~blank)
-  starts = matches_at(padded, name) & (idx + len(name) <= length)
+  starts = matches_at(buf, name) & (idx + len(name) <= length)
   after = jnp.minimum(idx + len(name), size)
   if equals:
     eq = skip[after]
-    eq_ok = padded[eq] == ord('=')
+    eq_ok = buf[eq] == ord('=')
     value_at = skip[jnp.minimum(eq + 1, size)]
   else:
     eq_ok = blank[after]
     value_at = skip[after]
   if values is None:
-    minus = padded[value_at] == ord('-')
+    minus = buf[value_at] == ord('-')
     first_digit = jnp.minimum(value_at + minus, size)
-    is_digit = (padded >= ord('0')) & (padded <= ord('9'))
+    is_digit = (buf >= ord('0')) & (buf <= ord('9'))
     ok = starts & eq_ok & is_digit[first_digit]
   else:
-    hits = jnp.stack([matches_at(padded, v)[value_at] for v in values], -1)
+    hits = jnp.stack([matches_at(buf, v)[value_at] for v in values], -1)
     ok = starts & eq_ok & jnp.any(hits, -1)
   at = jnp.max(jnp.where(ok, idx, -1))
   found = at >= 0
   at = jnp.maximum(at, 0)
   if values is not None:
     return found, jnp.argmax(hits[at])
-  return found, _parse_int(padded, first_digit[at], minus[at], is_digit)
+  return found, _parse_int(buf, first_digit[at], minus[at], is_digit)
 
 
-def _parse_int(padded, start, negative, is_digit):
+def _parse_int(buf, start, negative, is_digit):
   """The digit run at start as an int, capped at SATURATE (leading zeros do not count)."""
   end = _next_where(~is_digit)[start]
-  nonzero = _next_where((is_digit & (padded != ord('0'))) | ~is_digit)[start]
+  nonzero = _next_where((is_digit & (buf != ord('0'))) | ~is_digit)[start]
   first = jnp.maximum(end - 9, 0)
   pos = first + jnp.arange(9)
-  digit = jax.lax.dynamic_slice(jnp.pad(padded, (0, 9)), (first,), (9,)).astype(jnp.int32) - 48
+  digit = jax.lax.dynamic_slice(jnp.pad(buf, (0, 9)), (first,), (9,)).astype(jnp.int32) - 48
   power = jnp.asarray(10 ** jnp.arange(9))[jnp.clip(end - 1 - pos, 0, 8)]
   value = jnp.sum(jnp.where((pos >= nonzero) & (pos < end), digit * power, 0))
   value = jnp.where(end - nonzero > 9, SATURATE, value)

@@ -16,8 +16,8 @@ from flax import struct
 from rt_jax.envs import limits
 from rt_jax.envs.limits import HOME, MAX_COMMAND, MAX_ENTRIES, MAX_FILE, MAX_PATH, MAX_STREAM
 from rt_jax.envs.reference import BAD_CHARS, COMMANDS
-from rt_jax.envs.text import (Stream, compact, const, equal, join, less, number_text, utf8_length,
-                             window)
+from rt_jax.envs.text import (Stream, compact, const, equal, join, less, number_text, padded,
+                             utf8_length, window)
 
 W, A, F = limits.MAX_WORDS, MAX_COMMAND, MAX_ENTRIES
 WORD, PIPE, OUT, APPEND = 0, 1, 2, 3
@@ -119,6 +119,11 @@ def words(lexed: Lexed, size: int = A):
   return jax.vmap(lambda s: window(lexed.clean, s, size))(lexed.start)
 
 
+def token_text(lexed: Lexed, t):
+  """(u8[A] chunk, length) of token t alone, without building every token's row."""
+  return window(lexed.clean, lexed.start[t], A), lexed.length[t]
+
+
 def token_is(lexed: Lexed, text: str):
   """bool[W]: which tokens are the word `text`."""
   pattern = const(text)
@@ -194,7 +199,7 @@ def resolve(word, word_len, cwd, cwd_len):
   """(path u8[MAX_PATH], length, EMPTY | TOO_LONG | OK) for one path argument."""
   tilde = (word_len >= 1) & (word[0] == ord('~')) & ((word_len == 1) | (word[1] == ord('/')))
   absolute = (word_len >= 1) & (word[0] == ord('/'))
-  home = jnp.zeros(MAX_PATH, jnp.uint8).at[:len(HOME)].set(const(HOME))
+  home = padded(HOME, MAX_PATH)
   prefix = jnp.where(absolute, 0, jnp.where(tilde, home, cwd.at[cwd_len].set(ord('/'))))
   prefix_len = jnp.where(absolute, 0, jnp.where(tilde, len(HOME), cwd_len + 1))
   skip = tilde.astype(I32)
@@ -351,7 +356,7 @@ def cd(fs, args, name, stdin, alone):
   res = _none(fs)
   found, slot, reason = find(fs, args, 0)
   reason = jnp.where(found & ~fs.is_dir[slot], NOT_DIR, reason)
-  home = jnp.zeros(MAX_PATH, jnp.uint8).at[:len(HOME)].set(const(HOME))
+  home = padded(HOME, MAX_PATH)
   many, none = args.count > 1, args.count == 0
   err = msg(res.err, many, 'bash: cd: too many arguments\n')
   failed = ~many & ~none & (args.length[0] > 0) & (reason >= 0)
@@ -805,7 +810,7 @@ def _open(fs: FileSystem, cmd, n):
               jnp.sum(fs.exists) >= F, NO_SPACE, -1))))))
   redirect = (err.n == 0) & (parsed.redirect != WORD)
   refused = redirect & (reason >= 0)
-  err = _reason(msg(err, refused, 'bash: ', (words(lexed)[t], lexed.length[t]), ': '), reason,
+  err = _reason(msg(err, refused, 'bash: ', token_text(lexed, t), ': '), reason,
                 refused)
   err = msg(err, refused, '\n')
   opened = redirect & ~refused
@@ -838,7 +843,7 @@ def _close(before: FileSystem, fs: FileSystem, lexed: Lexed, parsed: Parsed, slo
                   data_len=fs.data_len.at[slot].set(fs.data_len[slot] + jnp.where(write, out_len,
                                                                                    0)))
   t = parsed.target
-  err = msg(err, alive & ~fits, 'bash: ', (words(lexed)[t], lexed.length[t]), ': File too large\n')
+  err = msg(err, alive & ~fits, 'bash: ', token_text(lexed, t), ': File too large\n')
   go = early_err.n == 0
   fs = jax.tree.map(lambda a, b: jnp.where(go, a, b), fs, before)
   err = jax.tree.map(lambda a, b: jnp.where(go, a, b), err, early_err)

@@ -20,6 +20,12 @@ def const(text: str) -> np.ndarray:
   return np.frombuffer(text.encode('utf-8'), np.uint8)
 
 
+def padded(text: str, size: int) -> np.ndarray:
+  """Constant text zero-padded to `size` bytes."""
+  data = const(text)
+  return np.pad(data, (0, size - len(data)))
+
+
 def table(texts) -> tuple[np.ndarray, np.ndarray]:
   """Constant strings as a padded [n, longest] byte table and their lengths."""
   rows = [const(t) for t in texts]
