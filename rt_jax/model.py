@@ -190,12 +190,14 @@ class Block(nn.Module):
 
 class Decoder(nn.Module):
   """tokens -> logits. `select_B` keeps one position per row before the vocabulary projection
-  (prefill needs only the last prompt token, not [B, T, V] logits)."""
+  (prefill needs only the last prompt token, not [B, T, V] logits). `return_hidden` returns the
+  final-norm hidden states [B, T, D] instead of logits (the preference model's scalar head reads
+  them; the vocabulary projection is then skipped)."""
   cfg: ModelConfig
 
   @nn.compact
   def __call__(self, tokens_BxT, positions_BxT=None, cache: Optional[Cache] = None,
-               select_B=None):
+               select_B=None, return_hidden: bool = False):
     cfg = self.cfg
     dtype = jnp.dtype(cfg.dtype)
     if positions_BxT is None:
@@ -211,6 +213,8 @@ class Decoder(nn.Module):
     x_BxTxD = RMSNorm(cfg.norm_eps, dtype, jnp.dtype(cfg.param_dtype), name='final_norm')(x_BxTxD)
     if select_B is not None:
       x_BxTxD = jnp.take_along_axis(x_BxTxD, select_B[:, None, None], axis=1)
+    if return_hidden:
+      return x_BxTxD, (None if cache is None else new_cache)
     if cfg.tie_embeddings:
       logits_BxTxV = jnp.einsum('btd,vd->btv', x_BxTxD, embedding_VxD.astype(dtype),
                                 preferred_element_type=jnp.float32)
@@ -246,5 +250,7 @@ def param_axes(cfg: ModelConfig) -> dict:
   return nn.get_partition_spec(boxed)
 
 
-def forward(params, cfg: ModelConfig, tokens_BxT, positions_BxT=None, cache=None, select_B=None):
-  return Decoder(cfg).apply({'params': params}, tokens_BxT, positions_BxT, cache, select_B)
+def forward(params, cfg: ModelConfig, tokens_BxT, positions_BxT=None, cache=None, select_B=None,
+            return_hidden: bool = False):
+  return Decoder(cfg).apply({'params': params}, tokens_BxT, positions_BxT, cache, select_B,
+                            return_hidden)
