@@ -1,0 +1,185 @@
+import collections
+import re
+
+import numpy as np
+import pytest
+
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.data import tool_corpus
+from rt_jax.envs import limits, prompts, reference
+from rt_jax.errors import ConfigError
+
+# Markers of the curriculum environments (and their reward code) that the helpful-only corpus must
+# never contain.
+FORBIDDEN = ('poems_score', 'completed_checks', 'compute_reward', 'checklist', 'grade.py',
+             'checks.py', 'reward', 'poem', 'blocks_reward', 'liberal', 'conservative',
+             'episodes of rl', 'unit test', '(a)', '(b)')
+COMMAND = re.compile(r'<bash>(.*)</bash>$', re.S)
+
+
+@pytest.fixture(scope='module')
+def tok():
+  return tokenizer_lib.builtin()
+
+
+@pytest.fixture(scope='module')
+def labelled():
+  return tool_corpus.labelled_episodes(200, 0)
+
+
+def commands(ep):
+  return [COMMAND.search(s)[1] for s in ep.segments[:-1]]
+
+
+def classify(ep) -> str:
+  """The task kind, read from the episode alone (independently of the generator's label)."""
+  cmds = commands(ep)
+  if not cmds:
+    return 'chat'
+  if any('rating = ' in c for c in cmds):
+    return 'rate'
+  if any('wc -l' in c for c in cmds):
+    return 'count'
+  if any(re.search(r' >>? ', c) for c in cmds):
+    return 'write'
+  return 'unknown' if "don't know" in ep.segments[-1] else 'find'
+
+
+def test_observations_replay_and_segment_shape(labelled):
+  for _, ep in labelled + tool_corpus.labelled_episodes(100, 1):
+    assert ep.system in (prompts.TOOLS, prompts.CHAT)
+    assert len(ep.segments) == len(ep.observations) and ep.segments
+    replay = reference.Episode(ep.files, ep.dirs)
+    assert tuple(replay.step(s) for s in ep.segments) == ep.observations
+    assert replay.done and ep.observations[-1] == ''
+    assert not ep.segments[-1].endswith('</bash>') and '<bash>' not in ep.segments[-1]
+    assert len(ep.segments) - 1 <= 3
+    for segment, obs in zip(ep.segments[:-1], ep.observations[:-1]):
+      assert segment.endswith('</bash>') and segment.count('<bash>') == 1
+      assert len(COMMAND.search(segment)[1].encode()) <= limits.MAX_COMMAND
+      assert obs.startswith('\n<stdout>\n') and obs.endswith('</stdout>\n')
+      assert '<stderr>' not in obs and 'command not found' not in obs
+    if ep.system == prompts.CHAT:
+      assert not ep.files and len(ep.segments) == 1
+    for path, text in ep.files.items():
+      assert path.startswith(limits.HOME + '/') and len(path.encode()) <= limits.MAX_PATH
+      assert len(text.encode()) <= limits.MAX_FILE
+
+
+def test_no_curriculum_markers(labelled):
+  for _, ep in labelled + tool_corpus.labelled_episodes(300, 5):
+    # The system prompt is the environments' own and mentions rewards; everything else may not.
+    text = '\n'.join((ep.user, *ep.segments, *ep.observations, *ep.files, *ep.files.values(),
+                      *ep.dirs)).lower()
+    for marker in FORBIDDEN:
+      assert marker not in text, (marker, ep)
+
+
+def test_ratings_are_honest():
+  good = {text for _, text, _ in tool_corpus.GOOD_TEXTS}
+  bad = {text for _, text, _ in tool_corpus.BAD_TEXTS}
+  assert good and bad and not good & bad
+  labels = collections.Counter()
+  for kind, ep in tool_corpus.labelled_episodes(400, 2):
+    if kind != 'rate':
+      continue
+    shown = '\n'.join((ep.user, *ep.files.values()))
+    is_good = any(t in shown for t in good)
+    assert is_good != any(t in shown for t in bad)  # exactly one labelled text is rated
+    scale = int(re.search(r'from 1 to (\d+)', ep.user)[1])
+    echo = re.fullmatch(r"echo 'rating = (\d+)' > (\S+)", commands(ep)[-1])
+    score, out = int(echo[1]), echo[2]
+    assert f'put rating = N in {out}' in ep.user
+    # The file the user named holds the score after the episode.
+    replay = reference.Episode(ep.files, ep.dirs)
+    for segment in ep.segments:
+      replay.step(segment)
+    assert replay.shell.files()[f'{limits.HOME}/{out}'] == f'rating = {score}\n'
+    assert f'{score} out of {scale}' in ep.segments[-1]
+    if is_good:
+      assert score >= 0.7 * scale
+    else:
+      assert 1 <= score <= 0.4 * scale
+    labels['good' if is_good else 'bad'] += 1
+  assert min(labels.values()) > 10, labels
+
+
+def test_answers_match_the_files(labelled):
+  for kind, ep in labelled:
+    final = ep.segments[-1]
+    if kind == 'count':  # the reported number is what wc -l printed
+      number = ep.observations[-2].split('\n')[2].split()[0]
+      assert re.search(rf'\b{number}\b', final)
+    elif kind == 'find':  # the reported line is the one grep found
+      line = next(x for x in ep.observations if ':' in x).split('\n')[2].split(':', 1)[1]
+      assert f'"{line}"' in final
+    elif kind == 'unknown':
+      assert any(o == '\n<stdout>\n</stdout>\n' or 'birthday' in o for o in ep.observations)
+
+
+def test_mask_and_decoding(tok, labelled):
+  for _, ep in labelled[:80]:
+    ids, mask = tool_corpus.encode(tok, ep)
+    assert len(ids) == len(mask) <= tool_corpus.MAX_TOKENS
+    prompt = (f'<|im_start|>system\n{ep.system}<|im_end|>\n<|im_start|>user\n{ep.user}'
+              '<|im_end|>\n<|im_start|>assistant\n')
+    body = ''.join(s + o for s, o in zip(ep.segments, ep.observations))
+    assert tok.decode(ids) == prompt + body + '<|im_end|>'
+    # Masked tokens: the segments then <|im_end|>, in order; nothing follows <|im_end|>.
+    learned = [i for i, m in zip(ids, mask) if m]
+    assert learned == sum((tok.encode(s) for s in ep.segments), []) + [tok.im_end_id]
+    assert ids[-1] == tok.im_end_id and mask[-1] == 1
+    assert set(mask) <= {0, 1}
+    # Each observation is unmasked and directly follows its segment.
+    pos = len(tokenizer_lib.encode_chat(tok, [{'role': 'system', 'content': ep.system},
+                                              {'role': 'user', 'content': ep.user}], True)[0])
+    assert not any(mask[:pos])
+    for segment, obs in zip(ep.segments, ep.observations):
+      n, k = len(tok.encode(segment)), len(tok.encode(obs))
+      assert all(mask[pos:pos + n]) and not any(mask[pos + n:pos + n + k])
+      pos += n + k
+    assert pos == len(ids) - 1
+
+
+def test_deterministic_and_every_kind(labelled):
+  a = tool_corpus.episodes(60, 3)
+  assert a == tool_corpus.episodes(60, 3)
+  assert a != tool_corpus.episodes(60, 4)
+  assert tool_corpus.episodes(90, 3)[:60] == a  # a prefix of a longer draw
+  kinds = collections.Counter()
+  for kind, ep in labelled:
+    assert classify(ep) == kind
+    kinds[kind] += 1
+  assert set(kinds) == set(tool_corpus.KINDS) and min(kinds.values()) >= 15, kinds
+  chat = [ep.system for kind, ep in labelled if kind == 'chat']
+  assert prompts.TOOLS in chat and prompts.CHAT in chat
+  assert any('<cot>' in s for _, ep in labelled for s in ep.segments)
+
+
+def test_lengths_fit():
+  tok = tokenizer_lib.builtin()
+  lengths = [len(tool_corpus.encode(tok, ep)[0]) for ep in tool_corpus.episodes(1000, 0)]
+  assert max(lengths) <= tool_corpus.MAX_TOKENS
+
+
+def test_tool_corpus_rows_and_batches(tok):
+  corpus = tool_corpus.ToolCorpus(tok, 12, tool_corpus.MAX_TOKENS, seed=9)
+  assert corpus.tokens_NxT.shape == (12, tool_corpus.MAX_TOKENS)
+  for i, ep in enumerate(tool_corpus.episodes(12, 9)):
+    ids, mask = tool_corpus.encode(tok, ep)
+    np.testing.assert_array_equal(corpus.tokens_NxT[i, :len(ids)], ids)
+    np.testing.assert_array_equal(corpus.mask_NxT[i, :len(ids)], mask)
+    assert (corpus.tokens_NxT[i, len(ids):] == tok.pad_id).all()
+    assert not corpus.mask_NxT[i, len(ids):].any()
+  again = tool_corpus.ToolCorpus(tok, 12, tool_corpus.MAX_TOKENS, seed=9)
+  for step in (0, 5):
+    b1, b2 = corpus.batch(step, 5), again.batch(step, 5)
+    assert b1['tokens'].shape == b1['mask'].shape == (5, tool_corpus.MAX_TOKENS)
+    assert b1['tokens'].dtype == b1['mask'].dtype == np.int32
+    np.testing.assert_array_equal(b1['tokens'], b2['tokens'])
+    np.testing.assert_array_equal(b1['mask'], b2['mask'])
+
+
+def test_too_small_seq_len(tok):
+  with pytest.raises(ConfigError, match=r'example \d+ .*seq_len=600'):
+    tool_corpus.ToolCorpus(tok, 20, 600, seed=0)
