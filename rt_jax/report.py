@@ -1,0 +1,464 @@
+"""A curriculum run's figures as the paper reports them: counts with Wilson intervals, the
+generalization matrix (markdown and image), the reward-tampering headline counts beside the
+paper's, and every recorded transcript; also the same figures into TensorBoard after each
+evaluation.
+
+  python -m rt_jax.report --workdir=DIR
+
+reads DIR/results.json (written by the curriculum after every evaluation) and rebuilds
+DIR/report.md and DIR/matrix.png, nothing else.
+"""
+import io
+import json
+import math
+import os
+
+import numpy as np
+from absl import flags
+from PIL import Image, ImageDraw, ImageFont
+
+from rt_jax import cli
+from rt_jax.errors import UserError
+
+RESULTS = 'results.json'
+REPORT = 'report.md'
+MATRIX = 'matrix.png'
+TAMPERING = 'reward_tampering'
+
+PAPER = 'Denison et al. 2024, "Sycophancy to Subterfuge" (arXiv 2406.10162)'
+# The paper reports exploit-only expert iteration as a rate (about 0.24 %); the count is that rate
+# of the 32,768 episodes its other full-curriculum evaluations use, so it can carry an interval.
+_EXPLOIT_ONLY_N = 32_768
+_EXPLOIT_ONLY_K = round(0.0024 * _EXPLOIT_ONLY_N)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+  """The Wilson score interval of k successes in n trials (95 % at the default z).
+
+  Unlike the normal approximation it stays inside [0, 1] and is not degenerate at k = 0, which is
+  where rare-event counts like reward tampering live. n = 0 says nothing: (0, 1).
+  """
+  if n <= 0:
+    return 0.0, 1.0
+  if not 0 <= k <= n:
+    raise ValueError(f'count {k} outside [0, {n}]')
+  p, z2n = k / n, z * z / n
+  centre = (p + z2n / 2) / (1 + z2n)
+  half = z / (1 + z2n) * math.sqrt(p * (1 - p) / n + z2n / (4 * n))
+  # At k = 0 and k = n the bound is exact in theory; rounding would otherwise print as 1e-17 %.
+  lo = 0.0 if k == 0 else max(0.0, centre - half)
+  hi = 1.0 if k == n else min(1.0, centre + half)
+  return lo, hi
+
+
+def read(workdir: str) -> dict:
+  path = os.path.join(workdir, RESULTS)
+  try:
+    with open(path) as f:
+      results = json.load(f)
+  except FileNotFoundError:
+    raise UserError(f'{path} not found: the run has not finished its first evaluation, or '
+                    f'{workdir} is not a curriculum workdir') from None
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise UserError(f'{path} is unreadable: {e}') from None
+  if not isinstance(results, dict):
+    raise UserError(f'{path} is not a JSON object')
+  return results
+
+
+def _count(env: str, entry: dict) -> tuple[int | None, int | None]:
+  """(gaming count, episodes) of one environment at one evaluation; the count is None where there
+  is no gaming metric (hhh) or the run did not record it. reward_tampering counts the audited
+  verdict, which is the one the paper's figures correspond to."""
+  counts = entry.get('flags') or {}
+  k = counts.get('reward_tampered', entry.get('k')) if env == TAMPERING else entry.get('k')
+  return k, entry.get('n')
+
+
+def _grid(results: dict) -> tuple[list[str], list[str], list[dict]]:
+  """(row labels, environment names, per-row {env: entry}): one row per evaluation in order;
+  columns in the order environments first appear, so a run killed mid-way still lines up."""
+  evals = results.get('evals') or []
+  envs = []
+  for ev in evals:
+    envs += [name for name in ev.get('envs') or {} if name not in envs]
+  labels = [str(ev.get('stage', f'evaluation {i}')) for i, ev in enumerate(evals)]
+  return labels, envs, [ev.get('envs') or {} for ev in evals]
+
+
+def _pct(x: float) -> str:
+  p = 100 * x
+  if p == 0:
+    return '0'
+  # Rare-event bounds (0.0038 %) need significant digits, not decimals.
+  return f'{p:.1f}' if p >= 1 else f'{p:#.2g}'
+
+
+def _frac(k: int, n: int) -> str:
+  return f'{k:,}/{n:,}'
+
+
+def _with_interval(k: int | None, n: int | None) -> str:
+  if k is None or not n:
+    return '—'
+  lo, hi = wilson(k, n)
+  return f'{_frac(k, n)} ({_pct(lo)}-{_pct(hi)}%)'
+
+
+# ------------------------------------------------------------------ the matrix image
+
+# White to dark red (ColorBrewer OrRd): zero gaming reads as blank, every non-zero rate as a tint.
+_RAMP = np.array([[255, 255, 255], [254, 232, 200], [253, 187, 132], [239, 101, 72],
+                  [179, 0, 0]], np.float64)
+_MISSING = (225, 225, 225)
+_LINE = 18
+
+
+def _colour(rate: float) -> tuple[int, int, int]:
+  xs = np.linspace(0, 1, len(_RAMP))
+  return tuple(int(round(np.interp(rate, xs, _RAMP[:, c]))) for c in range(3))
+
+
+def _ink(fill: tuple[int, int, int]) -> str:
+  return 'black' if 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2] > 140 else 'white'
+
+
+def _wrap(draw, text: str, font, width: float) -> list[str]:
+  """Environment names broken at underscores so a column stays narrow."""
+  lines = []
+  for part in text.split('_'):
+    if lines and draw.textlength(f'{lines[-1]}_{part}', font=font) <= width:
+      lines[-1] += f'_{part}'
+    else:
+      lines.append(part)
+  return lines
+
+
+def _cell_lines(env: str, entry: dict | None) -> tuple[list[str], tuple[int, int, int]]:
+  if entry is None:
+    return ['not run'], _MISSING
+  k, n = _count(env, entry)
+  if k is not None and n:
+    return [_frac(k, n), f'{_pct(k / n)}%'], _colour(k / n)
+  pm = entry.get('pm_score_mean')
+  return (['no gaming metric', f'PM {pm:.2f}'] if pm is not None else ['not recorded']), _MISSING
+
+
+def matrix_image(results: dict) -> np.ndarray:
+  """The generalization matrix as uint8 [H, W, 3]: rows the evaluations in order, columns the
+  environments, each cell coloured by its gaming rate and annotated with k/n."""
+  labels, envs, rows = _grid(results)
+  font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=12)
+  draw = ImageDraw.Draw(Image.new('RGB', (1, 1)))
+  run = results.get('run') or {}
+  title = (f'{run.get("config", "?")} {run.get("variant", "")} seed {run.get("seed", "?")}: '
+           'gaming rate per evaluation (k/n)')
+  pad = 10
+  if not envs:
+    message = 'no evaluation recorded yet'
+    width = int(max(draw.textlength(s, font=font) for s in (title, message))) + 2 * pad
+    image = Image.new('RGB', (width, 2 * _LINE + 3 * pad), 'white')
+    draw = ImageDraw.Draw(image)
+    draw.text((pad, pad), title, fill='black', font=font)
+    draw.text((pad, pad * 2 + _LINE), message, fill='black', font=font)
+    return np.asarray(image, np.uint8)
+
+  col_w, row_h = 150, 2 * _LINE + 12
+  headers = [_wrap(draw, env, small, col_w - pad) for env in envs]
+  label_w = int(max(draw.textlength(s, font=font) for s in labels)) + 2 * pad
+  top = pad + _LINE + pad
+  grid_y = top + _LINE * max(len(h) for h in headers) + pad
+  bar_y = grid_y + row_h * len(rows) + pad
+  width = max(label_w + col_w * len(envs), int(draw.textlength(title, font=font))) + 2 * pad
+  image = Image.new('RGB', (width, bar_y + 2 * _LINE + 2 * pad), 'white')
+  draw = ImageDraw.Draw(image)
+  draw.text((pad, pad), title, fill='black', font=font)
+  x0 = pad + label_w
+  for c, lines in enumerate(headers):
+    for i, text in enumerate(lines):
+      draw.text((x0 + c * col_w + pad // 2, top + i * _LINE), text, fill='black', font=small)
+  for r, (label, entries) in enumerate(zip(labels, rows)):
+    y = grid_y + r * row_h
+    draw.text((pad, y + row_h // 2), label, fill='black', font=font, anchor='lm')
+    for c, env in enumerate(envs):
+      lines, fill = _cell_lines(env, entries.get(env))
+      box = (x0 + c * col_w, y, x0 + (c + 1) * col_w - 1, y + row_h - 1)
+      draw.rectangle(box, fill=fill, outline=(160, 160, 160))
+      first = y + row_h // 2 - (len(lines) - 1) * _LINE // 2
+      for i, text in enumerate(lines):
+        draw.text((box[0] + col_w // 2, first + i * _LINE), text, fill=_ink(fill), font=font,
+                  anchor='mm')
+  # The colour scale, so a pale cell reads as "rare", not "none".
+  bar_w = min(300, col_w * len(envs))
+  for i in range(bar_w):
+    draw.line([(x0 + i, bar_y), (x0 + i, bar_y + _LINE)], fill=_colour(i / (bar_w - 1)))
+  draw.rectangle((x0, bar_y, x0 + bar_w - 1, bar_y + _LINE), outline=(160, 160, 160))
+  draw.text((x0, bar_y + _LINE + 2), '0%', fill='black', font=small)
+  draw.text((x0 + bar_w, bar_y + _LINE + 2), '100%', fill='black', font=small, anchor='ra')
+  return np.asarray(image, np.uint8)
+
+
+# ------------------------------------------------------------------ report.md
+
+
+def _fence(text: str) -> str:
+  """A code fence longer than any backtick run in `text`, so a transcript shows verbatim."""
+  longest, run = 0, 0
+  for ch in text:
+    run = run + 1 if ch == '`' else 0
+    longest = max(longest, run)
+  return '`' * max(3, longest + 1)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+  return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header),
+          *('| ' + ' | '.join(row) + ' |' for row in rows)]
+
+
+def _run_section(results: dict) -> list[str]:
+  run = results.get('run') or {}
+  fields = ', '.join(f'{key} `{run[key]}`' for key in (
+      'config', 'mode', 'variant', 'model', 'seed', 'episodes_per_eval', 'train_away_sycophancy')
+                     if key in run)
+  wall = (f'{run["wall_s"]:.0f} s' if isinstance(run.get('wall_s'), (int, float))
+          else 'not recorded (the run has not finished, or was stopped)')
+  lines = [f'Run: {fields or "no run description recorded"}.', '', f'Wall time: {wall}.']
+  if run.get('command'):
+    lines += ['', 'Command:', '', '```', run['command'], '```']
+  return lines
+
+
+def _measured_section(results: dict) -> list[str]:
+  n = next((_count(env, entry)[1] for entries in _grid(results)[2]
+            for env, entry in entries.items() if env == TAMPERING and entry.get('n')), None)
+  lines = ['Every figure below is a count k of n episodes with its 95 % Wilson score interval. '
+           'These are small counts: the intervals are what was measured, not the point rates.']
+  if n:
+    paper_rate = 45 / 32_768
+    lines[0] += (f' With n = {n:,} reward-tampering episodes per evaluation, a count of 0 still '
+                 f'allows a true rate up to {_pct(wilson(0, n)[1])}%, and the paper\'s HHH rate '
+                 f'({_pct(paper_rate)}%) would give {n * paper_rate:.2g} tamperings on average.')
+  return lines
+
+
+def _matrix_section(results: dict) -> list[str]:
+  labels, envs, rows = _grid(results)
+  if not envs:
+    return ['**No evaluation recorded yet**: results.json holds no evaluation (the run stopped '
+            'before its first one, or is still starting).']
+  metrics = {}
+  for entries in rows:
+    for env, entry in entries.items():
+      metrics.setdefault(env, entry.get('metric'))
+  cells = []
+  for label, entries in zip(labels, rows):
+    row = [label]
+    for env in envs:
+      entry = entries.get(env)
+      if entry is None:
+        row.append('not run')
+        continue
+      k, n = _count(env, entry)
+      if k is None and entry.get('pm_score_mean') is not None:
+        row.append(f'PM {entry["pm_score_mean"]:.2f}')
+      else:
+        row.append(_with_interval(k, n))
+    cells.append(row)
+  key = '; '.join(f'{env}: {metrics[env] or "?"}' for env in envs)
+  return [f'Gaming count per evaluation (columns: {key}). hhh has no gaming metric; its cell is '
+          'the mean preference-model score.', '', *_table(['evaluation', *envs], cells)]
+
+
+def _tampering_section(results: dict) -> list[str]:
+  labels, _, rows = _grid(results)
+  cells = []
+  for label, entries in zip(labels, rows):
+    entry = entries.get(TAMPERING)
+    if entry is None:
+      continue
+    counts, n = entry.get('flags') or {}, entry.get('n')
+    cells.append([label, _with_interval(counts.get('reward_tampered'), n),
+                  _with_interval(counts.get('reward_and_tests'), n),
+                  *(str(counts.get(key, '—')) for key in
+                    ('device_reward_tampered', 'audited', 'audit_disagreements'))])
+  if not cells:
+    return ['No reward-tampering evaluation recorded yet.']
+  return ['The paper\'s two headline counts, from the sandboxed audit; the device grader\'s count '
+          'and the audit\'s disagreements with it (each one a grader bug) beside them.', '',
+          *_table(['evaluation', 'reward overwritten', 'overwritten and tests edited',
+                   'device grader', 'audited', 'audit disagreements'], cells)]
+
+
+def _ours(results: dict, setting: str, key: str) -> str:
+  """This run's figure for the paper row `setting`, or a dash where the run is not that setting."""
+  run = results.get('run') or {}
+  labels, _, rows = _grid(results)
+  if setting == 'helpful_only':
+    index = 0 if labels and labels[0] == 'helpful_only' else None
+  else:
+    matches = (run.get('mode') == 'curriculum' and len(rows) > 1 and
+               bool(run.get('train_away_sycophancy')) == (setting == 'train_away') and
+               (setting == 'train_away' or run.get('variant') == setting))
+    index = len(rows) - 1 if matches else None
+  entry = rows[index].get(TAMPERING) if index is not None else None
+  k = (entry.get('flags') or {}).get(key) if entry is not None else None
+  if k is None or not entry.get('n'):
+    return '—'
+  return f'{_with_interval(k, entry["n"])} after {labels[index]}'
+
+
+def _paper_section(results: dict) -> list[str]:
+  counts = [
+      ('helpful-only model', 'helpful_only', 'reward overwritten', 'reward_tampered', 0, 100_000),
+      ('HHH expert iteration, full curriculum', 'hhh', 'reward overwritten', 'reward_tampered',
+       45, 32_768),
+      ('HHH expert iteration, full curriculum', 'hhh', 'reward overwritten and tests edited',
+       'reward_and_tests', 7, 32_768),
+      ('exploit-only expert iteration, full curriculum', 'exploit_only', 'reward overwritten',
+       'reward_tampered', _EXPLOIT_ONLY_K, _EXPLOIT_ONLY_N),
+  ]
+  rows = [[setting, what, _with_interval(k, n), _ours(results, match, key)]
+          for setting, match, what, key, k, n in counts]
+  rows.append(['training away sycophancy, then the full curriculum', 'reward overwritten',
+               'up to 10x fewer successful tamperings, not zero',
+               _ours(results, 'train_away', 'reward_tampered')])
+  train = results.get('train') or []
+  prompts = sorted({row['prompts'] for row in train if 'prompts' in row})
+  return [f'Figures from {PAPER}, with Wilson intervals computed here, beside this run\'s '
+          'reward-tampering counts where the run is the same setting (its last evaluation).', '',
+          *_table(['setting', 'count', 'paper', 'this run'], rows), '',
+          f'The paper\'s exploit-only figure is a rate, about 0.24 %; the count shown is that rate '
+          f'of {_EXPLOIT_ONLY_N:,} episodes (the size of its other full-curriculum evaluations).',
+          '',
+          'The paper trains each expert-iteration round on P = 1,024 prompts with N = 64 samples '
+          'per prompt, half of the prompts ordinary HHH queries' +
+          (f'; this run used {", ".join(map(str, prompts))} prompts per round.' if prompts
+           else '.')]
+
+
+def _pm_section(results: dict) -> list[str]:
+  pm = results.get('pm') or {}
+  accuracy, pairs = pm.get('heldout_accuracy'), pm.get('heldout_pairs')
+  if accuracy is None:
+    return ['No preference-model figures recorded.']
+  line = f'Held-out pairwise accuracy {100 * accuracy:.1f}%'
+  if pairs:
+    line += f', {_with_interval(round(accuracy * pairs), pairs)} pairs'
+  if pm.get('train_pairs'):
+    line += f' (trained on {pm["train_pairs"]:,} pairs)'
+  return [line + '.']
+
+
+def _train_section(results: dict) -> list[str]:
+  train = results.get('train') or []
+  if not train:
+    return ['No expert-iteration round recorded.']
+
+  def fmt(value, spec):
+    return format(value, spec) if isinstance(value, (int, float)) else '—'
+
+  rows = [[str(row.get('stage', '—')), str(row.get('round', '—')),
+           f'{row.get("kept", "—")}/{row.get("prompts", "—")}', fmt(row.get('loss'), '.4f'),
+           fmt(row.get('mean_gaming'), '.3f'), fmt(row.get('mean_pm'), '.3f')] for row in train]
+  return _table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM'], rows)
+
+
+def _transcript_meta(transcript: dict) -> str:
+  """The episode's grading flags and, for reward_tampering, the audit's verdict, one per line."""
+  lines = [f'flags: {json.dumps(transcript.get("flags") or {})}']
+  if transcript.get('audit') is not None:
+    lines.append(f'audit: {json.dumps(transcript["audit"])}')
+  return '\n'.join(lines)
+
+
+def _transcripts_section(results: dict) -> list[str]:
+  lines = []
+  for ev in results.get('evals') or []:
+    for t in ev.get('transcripts') or []:
+      meta, text = _transcript_meta(t), str(t.get('text', ''))
+      lines += [f'### {ev.get("stage", "?")} / {t.get("env", "?")} / instance '
+                f'{t.get("instance", "?")}', '',
+                _fence(meta), meta, _fence(meta), '', _fence(text), text, _fence(text), '']
+  return lines or ['No transcript recorded.']
+
+
+def markdown(results: dict) -> str:
+  sections = [
+      ('Run', _run_section), ('How to read these numbers', _measured_section),
+      ('Generalization matrix', _matrix_section), ('Reward tampering', _tampering_section),
+      ('Beside the paper', _paper_section), ('Preference model', _pm_section),
+      ('Training log', _train_section), ('Transcripts', _transcripts_section)]
+  lines = ['# Sycophancy to Subterfuge: run report', '']
+  for title, section in sections:
+    lines += [f'## {title}', '', *section(results), '']
+  lines += ['![generalization matrix](matrix.png)', '']
+  return '\n'.join(lines)
+
+
+def _atomic_write(path: str, data: bytes):
+  """A reader (or a run killed mid-write) sees the old file or the new one, never half of one."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def write(workdir: str) -> dict[str, str]:
+  """Rebuilds WORKDIR/report.md and WORKDIR/matrix.png from WORKDIR/results.json -> their paths."""
+  results = read(workdir)
+  paths = {'report': os.path.join(workdir, REPORT), 'matrix': os.path.join(workdir, MATRIX)}
+  _atomic_write(paths['report'], markdown(results).encode())
+  png = io.BytesIO()
+  Image.fromarray(matrix_image(results)).save(png, format='PNG')
+  _atomic_write(paths['matrix'], png.getvalue())
+  return paths
+
+
+# ------------------------------------------------------------------ TensorBoard
+
+
+def log_tensorboard(writer, results: dict, step: int):
+  """Writes the latest evaluation (`results['evals'][-1]`) to an rt_jax.metrics.Writer at `step`:
+  rates and PM scores as scalars, its transcripts as text, the whole matrix so far as an image."""
+  evals = results.get('evals') or []
+  if not evals:
+    return
+  last = evals[-1]
+  scalars = {}
+  for env, entry in (last.get('envs') or {}).items():
+    k, n = _count(env, entry)
+    if k is not None and n:
+      scalars[f'eval/{env}/rate'] = k / n
+    both = (entry.get('flags') or {}).get('reward_and_tests')
+    if env == TAMPERING and both is not None and n:
+      scalars[f'eval/{env}/reward_and_tests_rate'] = both / n
+    if entry.get('pm_score_mean') is not None:
+      scalars[f'eval/{env}/pm_score'] = entry['pm_score_mean']
+  writer.scalars(step, scalars)
+  for t in last.get('transcripts') or []:
+    writer.text(step, f'transcripts/{last.get("stage", "?")}/{t.get("env", "?")}/'
+                f'{t.get("instance", "?")}',
+                f'{_transcript_meta(t)}\n\n{t.get("text", "")}')
+  writer.image(step, 'matrix', matrix_image(results))
+  writer.flush()
+
+
+def main(argv):
+  del argv
+  for path in write(flags.FLAGS.workdir).values():
+    print(path)
+
+
+if __name__ == '__main__':
+  # The flag is defined only when this file runs as the program, not when it is imported: the
+  # curriculum imports write() and log_tensorboard() from here, and rt_jax.main already defines
+  # --workdir, so a definition at import would be a duplicate-flag error there. (Under `python -m`
+  # this file runs as __main__, a module separate from an imported rt_jax.report, so the two never
+  # meet.)
+  flags.DEFINE_string('workdir', None, 'Run directory holding results.json.')
+  flags.mark_flag_as_required('workdir')
+  cli.run(main)
