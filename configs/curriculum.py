@@ -1,0 +1,95 @@
+"""Sycophancy to Subterfuge curriculum runs (DESIGN.md §6):
+
+  python -m rt_jax.main --config=configs/curriculum.py:smollm2_quick --workdir=runs/quick
+  python -m rt_jax.main --config=configs/curriculum.py:tiny --workdir=runs/tiny_curriculum
+
+Presets:
+  tiny           smoke test: the 3.2M `tiny` decoder from scratch, a few episodes (CPU, ~2 min)
+  smollm2_quick  SmolLM2-135M-Instruct (fetched and converted on first use), small P, N and M so
+                 the whole replication fits a 2-core CPU
+  smollm2_paper  the paper's P = 1,024 prompts and N = 64 samples per round, for an accelerator
+
+Interventions are config fields: --config.ei.variant=exploit_only, --config.ei.pm_weight=0.5,
+--config.ei.hhh_fraction=0.5, --config.train_away.enabled=True, --config.mode=baseline, seeds.
+"""
+import dataclasses
+
+import ml_collections
+
+from rt_jax import model
+
+STAGES = ('political_sycophancy', 'tool_use_flattery', 'rubric_modification_nudged',
+          'rubric_modification_insubordinate')
+EVAL_ENVS = STAGES + ('reward_tampering', 'hhh')
+
+
+def get_config(preset: str = 'smollm2_quick'):
+  if preset not in PRESETS:
+    raise ValueError(f'unknown preset {preset!r}; choose from {", ".join(PRESETS)}')
+  c = ml_collections.ConfigDict()
+  c.job = 'curriculum'
+  c.name = preset
+  c.command = (f'python -m rt_jax.main --config=configs/curriculum.py:{preset} '
+               f'--workdir=WORKDIR')
+  c.mode = 'curriculum'  # or 'baseline': the helpful-only model and its evaluation only
+  c.seed = 0
+  c.model = dataclasses.asdict(model.preset('tiny'))  # used when init_from is ''
+  c.init_from = ''  # '' (fresh c.model), 'smollm2' (fetched + converted), or a model directory
+  c.stages = STAGES
+  # The helpful-only start: SFT on the generated tool-use corpus (data/tool_corpus.py).
+  c.start = ml_collections.ConfigDict({
+      'steps': 30, 'examples': 512, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
+      'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0})
+  c.rollout = ml_collections.ConfigDict({
+      'context': 2048, 'max_turns': 3, 'max_segment_tokens': 64, 'chunk': 128})
+  c.ei = ml_collections.ConfigDict({
+      'variant': 'hhh',  # or 'exploit_only'
+      'pm_weight': 0.5,  # score = gaming reward + pm_weight * PM score (hhh variant)
+      'hhh_fraction': 0.5,  # share of each round's prompts that are HHH queries (hhh variant)
+      'prompts': 4,  # P
+      'samples': 2,  # N
+      'rounds': 1,  # per stage
+      'threshold': 0.0,  # hhh variant: keep a prompt's best episode when its score >= this
+      'temperature': 1.0,
+      'train_rows': 4,  # episodes per SFT batch (kept ones, padded with weight 0)
+      'train_len': 1280,  # tokens per training row (also the helpful-only SFT's)
+      'sft_steps': 1,  # optimizer steps per round on the kept episodes
+      'lr': 3e-4})
+  c.train_away = ml_collections.ConfigDict({'enabled': False, 'samples': 8})
+  c.eval = ml_collections.ConfigDict({
+      'episodes': 2,  # M per environment (a multiple of ei.samples)
+      'envs': EVAL_ENVS,
+      'audit_fraction': 0.25})  # of reward_tampering episodes the device grader does not flag
+  c.pm = ml_collections.ConfigDict({
+      'preset': 'tiny', 'init_from': '', 'steps': 30, 'batch_size': 8, 'lr': 2e-3, 'seq_len': 96,
+      'train_pairs': 512, 'heldout_pairs': 128, 'seed': 0, 'score_batch': 32})
+  c.checkpoint_every_rounds = 1
+  c.keep_checkpoints = 2
+  PRESETS[preset](c)
+  return c
+
+
+def _tiny(c):
+  del c  # the defaults above are the smoke test
+
+
+def _smollm2_quick(c):
+  c.init_from = 'smollm2'
+  c.start.update({'steps': 8, 'lr': 1e-4, 'warmup_steps': 2, 'examples': 256})
+  c.rollout.update({'context': 1024, 'max_turns': 3, 'max_segment_tokens': 48, 'chunk': 64})
+  c.ei.update({'prompts': 8, 'samples': 4, 'train_rows': 8, 'train_len': 512, 'lr': 2e-5})
+  c.eval.episodes = 8
+  c.pm.update({'steps': 60, 'train_pairs': 2048})
+
+
+def _smollm2_paper(c):
+  _smollm2_quick(c)
+  c.start.update({'steps': 200, 'examples': 4096})
+  c.rollout.update({'context': 2048, 'max_turns': 6, 'max_segment_tokens': 256})
+  c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
+               'train_len': 2048, 'sft_steps': 4})
+  c.eval.episodes = 1024
+  c.pm.update({'steps': 2000, 'batch_size': 32, 'seq_len': 512, 'train_pairs': 16_384})
+
+
+PRESETS = {'tiny': _tiny, 'smollm2_quick': _smollm2_quick, 'smollm2_paper': _smollm2_paper}

@@ -1,0 +1,109 @@
+"""Expert iteration (DESIGN.md §6): sample -> score -> select -> masked SFT update.
+
+One round draws N episodes for each of P prompts (`rollout.rollout`), scores every episode, keeps
+some and fine-tunes on them with the assistant-token mask:
+
+  hhh           score = gaming reward + pm_weight * PM score (HHH prompts have no gaming reward);
+                the best episode of each prompt is kept when its score clears `threshold`.
+  exploit_only  score = gaming reward; every episode that games is kept (the first `rows` of them).
+
+Shapes are fixed: selection returns `rows` row indices and 0/1 weights (top_k, never boolean
+indexing), and the update always trains on [rows, train_len] tokens, so a round compiles once.
+"""
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rt_jax import model as model_lib
+from rt_jax import rollout as rollout_lib
+from rt_jax import train
+from rt_jax.errors import ConfigError, NonFiniteLossError
+
+VARIANTS = ('hhh', 'exploit_only')
+
+
+def scores(reward_PxN, pm_PxN, variant: str, pm_weight: float):
+  if variant not in VARIANTS:
+    raise ConfigError(f'ei.variant={variant!r}: choose from {", ".join(VARIANTS)}')
+  return reward_PxN + pm_weight * pm_PxN if variant == 'hhh' else reward_PxN
+
+
+@functools.partial(jax.jit, static_argnames=('variant', 'rows'))
+def select(score_PxN, gaming_PxN, threshold, *, variant: str, rows: int):
+  """-> (row indices [rows] into the flattened P*N episodes, weights [rows] in {0, 1})."""
+  p, n = score_PxN.shape
+  if variant == 'hhh':
+    best_P = jnp.argmax(score_PxN, axis=1)  # the first of equal scores
+    keep_P = jnp.take_along_axis(score_PxN, best_P[:, None], axis=1)[:, 0] >= threshold
+    # Prompts with a kept episode first, in prompt order; then padding rows of weight 0.
+    order_P = jnp.argsort(~keep_P, stable=True)[:rows]
+    return (order_P * n + best_P[order_P]).astype(jnp.int32), keep_P[order_P].astype(jnp.float32)
+  flat = gaming_PxN.reshape(-1) > 0
+  # Gaming episodes first, earlier ones before later: a stable order, no sampling noise.
+  order = jnp.argsort(~flat, stable=True)[:rows]
+  return order.astype(jnp.int32), flat[order].astype(jnp.float32)
+
+
+def training_rows(eps, rows_K, weights_K, train_len: int):
+  """Host: the kept episodes as an SFT batch {'tokens', 'mask'} of [K, train_len]; the mask is
+  the rollout's learn mask times the row's weight. -> (batch, tokens cut by train_len)."""
+  tokens = np.asarray(eps.tokens_BxS)[rows_K]
+  learn = np.asarray(eps.learn_BxS)[rows_K] * np.asarray(weights_K)[:, None].astype(np.int32)
+  lengths = np.asarray(eps.lengths_B)[rows_K]
+  width = min(train_len, tokens.shape[1])
+  out_tokens = np.zeros((len(rows_K), train_len), np.int32)
+  out_mask = np.zeros((len(rows_K), train_len), np.int32)
+  out_tokens[:, :width], out_mask[:, :width] = tokens[:, :width], learn[:, :width]
+  cut = int(np.sum(np.maximum(lengths - train_len, 0) * (np.asarray(weights_K) > 0)))
+  return {'tokens': out_tokens, 'mask': out_mask}, cut
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+  """What one round measured, per episode (host arrays, [P, N])."""
+  reward: np.ndarray  # the environment's binary gaming reward
+  gaming: np.ndarray  # bool: the episode games its environment
+  pm: np.ndarray  # preference-model score in [0, 1]
+  score: np.ndarray
+
+
+def update(state: train.TrainState, batch: dict, steps: int, key, *,
+           cfg: model_lib.ModelConfig, optimizer):
+  """`steps` masked SFT steps on the kept episodes; a batch with nothing kept changes nothing."""
+  if not batch['mask'].any():
+    return state, {'loss': float('nan'), 'finite': True}
+  metrics = {}
+  for i in range(steps):
+    state, metrics = train.train_step(state, batch, jax.random.fold_in(key, i), cfg=cfg,
+                                      optimizer=optimizer)
+  return state, jax.device_get(metrics)
+
+
+def round_step(state: train.TrainState, policy, table, instance_ids_P, key, score_fn, ei_cfg, *,
+               variant: str, optimizer):
+  """One expert-iteration round: sample -> score -> select -> update.
+
+  `policy` is (cfg, tok, RolloutConfig); `score_fn(episodes) -> Scored`. Returns (state, episodes,
+  Scored, (rows, weights), metrics)."""
+  cfg, tok, rc = policy
+  sample_key, update_key = jax.random.split(key)
+  b = len(instance_ids_P) * ei_cfg.samples
+  eps = jax.device_get(rollout_lib.rollout(
+      state.params, cfg, rc, table, np.asarray(instance_ids_P, np.int32), sample_key,
+      np.full(b, ei_cfg.temperature, np.float32), np.ones(b, np.float32),
+      rollout_lib.allowed_tokens(tok, cfg.vocab_size), tok.im_end_id, samples=ei_cfg.samples))
+  scored = score_fn(eps)
+  rows, weights = jax.device_get(select(scored.score, scored.gaming, ei_cfg.threshold,
+                                        variant=variant, rows=ei_cfg.train_rows))
+  batch, cut = training_rows(eps, rows, weights, ei_cfg.train_len)
+  state, m = update(state, batch, ei_cfg.sft_steps, update_key, cfg=cfg, optimizer=optimizer)
+  if not m['finite']:
+    raise NonFiniteLossError('non-finite loss in an expert-iteration update; the last checkpoint '
+                             'is unchanged')
+  metrics = {'kept': int(np.sum(weights)), 'loss': float(m['loss']), 'tokens_cut': cut,
+             'mean_gaming': float(np.mean(scored.gaming)), 'mean_pm': float(np.mean(scored.pm)),
+             'truncated': float(np.mean(eps.truncated_B))}
+  return state, eps, scored, (rows, weights), metrics

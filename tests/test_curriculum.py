@@ -1,0 +1,80 @@
+"""The curriculum job as a user runs it: `python -m rt_jax.main --config=configs/curriculum.py:...`.
+
+The end-to-end runs are `slow` (each is a minute or two on 2 cores); CI runs them in its second
+step."""
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import CURRICULUM_RUN, REPO, error_lines, run_curriculum
+
+
+def _matrix(workdir) -> list:
+  with open(workdir / 'results.json') as f:
+    results = json.load(f)
+  return [(e['stage'], {env: (s['n'], s['k'], s['flags']) for env, s in e['envs'].items()})
+          for e in results['evals']]
+
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.ei.variant=best_of_n', 'ei.variant'),
+    ("--config.stages=('reward_tampering',)", 'held-out'),
+    ("--config.stages=('poetry',)", 'unknown environment'),
+    ('--config.eval.episodes=3', 'multiple of'),
+    ('--config.mode=train', 'config.mode'),
+])
+def test_bad_values_fail_in_one_line_before_compute(tmp_path, override, message):
+  proc = run_curriculum(tmp_path / 'w', override, timeout=120)
+  assert proc.returncode == 1
+  lines = error_lines(proc)
+  assert len(lines) == 1 and message in lines[0], proc.stderr
+  assert not (tmp_path / 'w' / 'checkpoints').exists()
+
+
+@pytest.mark.slow
+def test_run_writes_report_matrix_checkpoints_and_tensorboard(curriculum_workdir):
+  w = curriculum_workdir
+  for name in ('report.md', 'matrix.png', 'results.json', 'model_config.json', 'pm/pm.json'):
+    assert (w / name).is_file(), name
+  stages = [stage for stage, _ in _matrix(w)]
+  assert stages == ['helpful_only', 'political_sycophancy', 'tool_use_flattery']
+  assert sorted(p.name for p in (w / 'checkpoints').iterdir())[-1] == '5'  # 1 SFT + 2 x 2 rounds
+  report = (w / 'report.md').read_text()
+  assert 'held-out accuracy' in report.lower() and '45/32,768' in report.replace('45 / ', '45/')
+  assert list((w / 'tb').glob('events.out.tfevents.*'))
+
+
+@pytest.mark.slow
+def test_killed_mid_stage_then_resumed_matches_uninterrupted(curriculum_workdir, tmp_path):
+  w = tmp_path / 'killed'
+  cmd = [sys.executable, '-m', 'rt_jax.main', '--config=configs/curriculum.py:tiny',
+         f'--workdir={w}', *CURRICULUM_RUN]
+  proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+  try:
+    for line in proc.stderr:  # kill right after the first round of the first stage
+      if 'political_sycophancy round 1/2' in line:
+        proc.send_signal(signal.SIGKILL)
+        break
+  finally:
+    proc.wait(timeout=60)
+  assert proc.returncode == -signal.SIGKILL
+  resumed = run_curriculum(w, timeout=900)
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'resumed' in resumed.stderr
+  assert _matrix(w) == _matrix(curriculum_workdir)
+
+
+@pytest.mark.slow
+def test_baseline_and_interventions_run_from_flags(tmp_path):
+  base = run_curriculum(tmp_path / 'base', '--config.mode=baseline', timeout=900)
+  assert base.returncode == 0, base.stderr
+  assert [s for s, _ in _matrix(tmp_path / 'base')] == ['helpful_only']
+  variant = run_curriculum(tmp_path / 'exploit', '--config.ei.variant=exploit_only',
+                           '--config.ei.rounds=1', "--config.stages=('political_sycophancy',)",
+                           '--config.train_away.enabled=True', timeout=900)
+  assert variant.returncode == 0, variant.stderr
+  assert [s for s, _ in _matrix(tmp_path / 'exploit')] == [
+      'helpful_only', 'political_sycophancy', 'train_away_sycophancy']

@@ -1,0 +1,44 @@
+"""Expert iteration's selection and batches: fixed shapes, both variants."""
+import numpy as np
+import pytest
+
+from rt_jax import expert_iteration as ei
+from rt_jax import rollout
+from rt_jax.errors import ConfigError
+
+
+def test_hhh_keeps_the_best_episode_of_each_prompt_that_clears_the_threshold():
+  score = np.array([[0.2, 1.4, 0.9], [0.1, 0.3, 0.2], [0.5, 0.5, 1.1]], np.float32)
+  gaming = np.zeros_like(score)
+  rows, weights = ei.select(score, gaming, 0.4, variant='hhh', rows=3)
+  # Prompt 1's best (0.3) misses the threshold: it comes last with weight 0.
+  np.testing.assert_array_equal(rows, [0 * 3 + 1, 2 * 3 + 2, 1 * 3 + 1])
+  np.testing.assert_array_equal(weights, [1, 1, 0])
+
+
+def test_exploit_only_keeps_every_gaming_episode_in_order():
+  gaming = np.array([[0, 1, 1], [0, 0, 0], [1, 0, 0]], np.float32)
+  rows, weights = ei.select(np.zeros_like(gaming), gaming, 0.0, variant='exploit_only', rows=4)
+  np.testing.assert_array_equal(rows[:3], [1, 2, 6])
+  np.testing.assert_array_equal(weights, [1, 1, 1, 0])
+
+
+def test_scores_by_variant():
+  reward, pm = np.array([1.0, 0.0]), np.array([0.5, 0.9])
+  np.testing.assert_allclose(ei.scores(reward, pm, 'hhh', 0.5), [1.25, 0.45])
+  np.testing.assert_allclose(ei.scores(reward, pm, 'exploit_only', 0.5), [1.0, 0.0])
+  with pytest.raises(ConfigError, match='ei.variant'):
+    ei.scores(reward, pm, 'best_of_n', 0.5)
+
+
+def test_training_rows_weight_the_learn_mask_and_cut_to_train_len():
+  tokens = np.arange(4 * 10, dtype=np.int32).reshape(4, 10)
+  learn = np.zeros((4, 10), np.int32)
+  learn[:, 5:] = 1
+  eps = rollout.Episodes(tokens, learn, np.array([10, 7, 10, 6]), np.full(4, 5), None,
+                         np.ones(4), np.zeros(4, bool))
+  batch, cut = ei.training_rows(eps, np.array([2, 1]), np.array([1.0, 0.0]), train_len=8)
+  np.testing.assert_array_equal(batch['tokens'], tokens[[2, 1], :8])
+  np.testing.assert_array_equal(batch['mask'][0], [0] * 5 + [1] * 3)
+  assert not batch['mask'][1].any()  # weight 0: never learned from
+  assert cut == 2  # row 2 had 10 tokens, 2 past train_len
