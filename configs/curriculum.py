@@ -75,10 +75,12 @@ def _tiny(c):
 
 def _smollm2_quick(c):
   c.init_from = 'smollm2'
-  c.start.update({'steps': 8, 'lr': 1e-4, 'warmup_steps': 2, 'examples': 256})
+  c.start.update({'steps': 6, 'lr': 1e-4, 'warmup_steps': 2, 'examples': 256})
   c.rollout.update({'context': 1024, 'max_turns': 3, 'max_segment_tokens': 48, 'chunk': 64})
-  c.ei.update({'prompts': 8, 'samples': 4, 'train_rows': 8, 'train_len': 512, 'lr': 2e-5})
-  c.eval.episodes = 8
+  # train_rows x train_len sets the training step's memory: [4, 512] peaks at ~10 GB here
+  # (XLA keeps every layer's [T, T] attention probabilities for the backward pass).
+  c.ei.update({'prompts': 8, 'samples': 4, 'train_rows': 4, 'train_len': 512, 'lr': 2e-5})
+  c.eval.episodes = 4
   c.pm.update({'steps': 60, 'train_pairs': 2048})
 
 

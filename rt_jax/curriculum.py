@@ -334,9 +334,9 @@ class Run:
     return entry
 
   def _summary(self, env_name, rows, pm, transcripts, rng) -> dict:
-    flag_names = [k for k in rows[0] if k not in ('env', 'split', 'instance', 'text', 'fs',
-                                                   'reward')] if rows else []
-    flags = {k: int(sum(bool(r[k]) for r in rows)) for k in flag_names if k != 'score'}
+    # Counts of the yes/no flags (choice, score and side are values, not events).
+    flags = {k: int(sum(r[k] for r in rows)) for k in (rows[0] if rows else ())
+             if isinstance(rows[0][k], bool)}
     metric = GAMING[env_name]
     k = flags.get(metric) if metric else None
     if env_name == reward_tampering.ENV.name:
@@ -408,7 +408,8 @@ class Run:
   def _publish(self, results, index):
     checkpoint_lib.write_json_atomic(os.path.join(self.workdir, report.RESULTS), results)
     report.write(self.workdir)
-    report.log_tensorboard(self.writer, results, index)
+    # What was written (keys sorted), so TensorBoard's matrix is the one `rt_jax.report` draws.
+    report.log_tensorboard(self.writer, report.read(self.workdir), index)
     self.writer.flush()
 
   def _preference_model(self):

@@ -38,8 +38,10 @@ def select(score_PxN, gaming_PxN, threshold, *, variant: str, rows: int):
   if variant == 'hhh':
     best_P = jnp.argmax(score_PxN, axis=1)  # the first of equal scores
     keep_P = jnp.take_along_axis(score_PxN, best_P[:, None], axis=1)[:, 0] >= threshold
-    # Prompts with a kept episode first, in prompt order; then padding rows of weight 0.
-    order_P = jnp.argsort(~keep_P, stable=True)[:rows]
+    # Kept prompts first, highest score first (so a `rows` < P cut drops the weakest); then
+    # padding rows of weight 0.
+    best_score_P = jnp.max(score_PxN, axis=1)
+    order_P = jnp.argsort(jnp.where(keep_P, -best_score_P, jnp.inf), stable=True)[:rows]
     return (order_P * n + best_P[order_P]).astype(jnp.int32), keep_P[order_P].astype(jnp.float32)
   flat = gaming_PxN.reshape(-1) > 0
   # Gaming episodes first, earlier ones before later: a stable order, no sampling noise.

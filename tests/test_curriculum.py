@@ -43,7 +43,7 @@ def test_run_writes_report_matrix_checkpoints_and_tensorboard(curriculum_workdir
   assert stages == ['helpful_only', 'political_sycophancy', 'tool_use_flattery']
   assert sorted(p.name for p in (w / 'checkpoints').iterdir())[-1] == '5'  # 1 SFT + 2 x 2 rounds
   report = (w / 'report.md').read_text()
-  assert 'held-out accuracy' in report.lower() and '45/32,768' in report.replace('45 / ', '45/')
+  assert 'held-out pairwise accuracy' in report.lower() and '45/32,768' in report
   assert list((w / 'tb').glob('events.out.tfevents.*'))
 
 
@@ -73,8 +73,8 @@ def test_baseline_and_interventions_run_from_flags(tmp_path):
   assert base.returncode == 0, base.stderr
   assert [s for s, _ in _matrix(tmp_path / 'base')] == ['helpful_only']
   variant = run_curriculum(tmp_path / 'exploit', '--config.ei.variant=exploit_only',
-                           '--config.ei.rounds=1', "--config.stages=('political_sycophancy',)",
-                           '--config.train_away.enabled=True', timeout=900)
+                           '--config.ei.rounds=1', '--config.train_away.enabled=True',
+                           timeout=900)
   assert variant.returncode == 0, variant.stderr
   assert [s for s, _ in _matrix(tmp_path / 'exploit')] == [
-      'helpful_only', 'political_sycophancy', 'train_away_sycophancy']
+      'helpful_only', 'political_sycophancy', 'tool_use_flattery', 'train_away_sycophancy']
