@@ -1,6 +1,9 @@
 """Rollout: episodes a model writes inside the JAX machine must read exactly as `rt_jax.replay` reads
 the same assistant segments, with the same flags, and the loss mask must cover only what the model
-wrote."""
+wrote.
+
+The tests that need the overfit policy are `slow`: training it and compiling the rollout take
+about two minutes, which the default suite's 10-minute budget cannot spare."""
 import dataclasses
 
 import jax
@@ -75,9 +78,10 @@ def greedy(policy):
   return _run(policy, IDS, samples=2)
 
 
-IDS = [0, 5]  # every fast test uses this one batch shape: each new shape compiles for ~40 s
+IDS = [0, 5]  # most tests share this one batch shape: each new shape compiles for ~40 s
 
 
+@pytest.mark.slow
 def test_rollout_text_and_flags_equal_replay(policy, greedy):
   tok, env, table, _, _ = policy
   ids, eps = IDS, greedy
@@ -93,6 +97,7 @@ def test_rollout_text_and_flags_equal_replay(policy, greedy):
   assert calls >= 4  # the overfit policy really makes tool calls
 
 
+@pytest.mark.slow
 def test_learn_mask_covers_exactly_the_generated_tokens(policy, greedy):
   tok, eps = policy[0], greedy
   segments = rollout.segments(tok, eps, 0)
@@ -115,6 +120,7 @@ def test_shared_prefill_equals_separate_prompts(policy):
     np.testing.assert_array_equal(getattr(shared, field), getattr(separate, field))
 
 
+@pytest.mark.slow
 def test_samples_of_one_prompt_differ_at_temperature_one(policy):
   eps = _run(policy, [2, 3], samples=2, temperature=1.0, key=3)
   assert rollout.text(policy[0], eps, 0) != rollout.text(policy[0], eps, 1)
