@@ -105,7 +105,8 @@ def round_step(state: train.TrainState, policy, table, instance_ids_P, key, scor
   if not m['finite']:
     raise NonFiniteLossError('non-finite loss in an expert-iteration update; the last checkpoint '
                              'is unchanged')
-  metrics = {'kept': int(np.sum(weights)), 'loss': float(m['loss']), 'tokens_cut': cut,
+  metrics = {'kept': int(np.sum(weights)), 'prompts': len(instance_ids_P),
+             'loss': float(m['loss']), 'tokens_cut': cut,
              'mean_gaming': float(np.mean(scored.gaming)), 'mean_pm': float(np.mean(scored.pm)),
              'truncated': float(np.mean(eps.truncated_B))}
   return state, eps, scored, (rows, weights), metrics
