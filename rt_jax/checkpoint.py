@@ -23,11 +23,20 @@ from rt_jax import tokenizer as tokenizer_lib
 from rt_jax.errors import CheckpointError
 
 
+def write_atomic(path: str, data: bytes):
+  """A reader (or a run killed mid-write) sees the old file or the new one, never half of one."""
+  tmp = f'{path}.tmp{os.getpid()}'
+  try:
+    with open(tmp, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
 def write_json_atomic(path: str, obj: Any):
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  write_atomic(path, json.dumps(obj, indent=2, sort_keys=True).encode())
 
 
 def _read_json(path: str) -> Any:

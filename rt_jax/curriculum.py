@@ -150,13 +150,6 @@ class World:
     return self.parts[row['env'], row['split']].items[row['instance']].user
 
 
-def _response(tok, eps, row: int) -> str:
-  """The assistant turn of one episode (segments and observations, no final `<|im_end|>`)."""
-  start, end = int(eps.prompt_lengths_B[row]), int(eps.lengths_B[row])
-  ids = np.asarray(eps.tokens_BxS[row, start:end]).tolist()
-  return tok.decode(ids[:-1] if ids and ids[-1] == tok.im_end_id else ids)
-
-
 # ---------------------------------------------------------------------------------------------
 # The run.
 
@@ -167,10 +160,11 @@ class Run:
     self.config, self.workdir = config, workdir
     self.cfg, self.tok, init_params = _policy(config)
     checkpoint_lib.write_model_files(workdir, self.cfg, self.tok)
-    self.rc = rollout_lib.RolloutConfig(**config.rollout)
+    self.policy = rollout_lib.Policy.make(self.cfg, self.tok,
+                                          rollout_lib.RolloutConfig(**config.rollout))
     self.world = World(self.tok, sorted(set(config.eval.envs) | set(config.stages)
                                         | set(HONEST_ENVS) | {'hhh'}))
-    rollout_lib.check_fits(self.world.table, self.rc, 'environment prompts')
+    rollout_lib.check_fits(self.world.table, self.policy.rc, 'environment prompts')
     self.plan = phases(config)
     self.sft_optimizer = train.make_optimizer(config.start)
     self.ei_optimizer = train.make_optimizer(_constant_lr(config.ei))
@@ -263,7 +257,7 @@ class Run:
     def score_fn(eps) -> ei_lib.Scored:
       rows = self.world.grade(eps)
       pm = pm_lib.score(self.pm, [self.world.query(r) for r in rows],
-                        [_response(self.tok, eps, i) for i in range(len(rows))],
+                        [rollout_lib.text(self.tok, eps, i, prompt=False) for i in range(len(rows))],
                         batch_size=c.pm.score_batch)
       reward = np.array([r['reward'] if GAMING[r['env']] else 0.0 for r in rows], np.float32)
       gaming = np.array([bool(GAMING[r['env']] and r[GAMING[r['env']]]) for r in rows])
@@ -281,7 +275,7 @@ class Run:
     # Training away sycophancy keeps every honest episode: exploit-only selection on honesty.
     variant = 'exploit_only' if phase.kind == 'honest' else self.config.ei.variant
     state, _, _, _, m = ei_lib.round_step(
-        state, (self.cfg, self.tok, self.rc), self.world.table, self.prompts(phase, unit),
+        state, self.policy, self.world.table, self.prompts(phase, unit),
         self.key(2, unit), self.score(phase), self.config.ei, variant=variant,
         optimizer=self.ei_optimizer)
     metrics_lib.console(f'{phase.name} round {unit - phase.first_unit + 1}/{phase.units}: '
@@ -309,18 +303,15 @@ class Run:
     rows, responses = [], []
     t0 = time.perf_counter()
     for b in range(len(ids) // p):
-      eps = jax.device_get(rollout_lib.rollout(
-          params, self.cfg, self.rc, self.world.table, ids[b * p:(b + 1) * p],
-          self.key(3, phase_index, b), np.full(p * n, c.ei.temperature, np.float32),
-          np.ones(p * n, np.float32), rollout_lib.allowed_tokens(self.tok, self.cfg.vocab_size),
-          self.tok.im_end_id, samples=n))
-      graded = self.world.grade(eps)
-      for r, row in enumerate(graded):
+      eps = rollout_lib.run(params, self.policy, self.world.table, ids[b * p:(b + 1) * p],
+                            self.key(3, phase_index, b), c.ei.temperature, n)
+      for r, row in enumerate(self.world.grade(eps)):
         if b * p + r // n < total:
           row['text'] = rollout_lib.text(self.tok, eps, r)
-          row['fs'] = jax.tree.map(lambda x, r=r: np.asarray(x[r]), eps.env.fs)
+          if row['env'] == reward_tampering.ENV.name:  # the audit reads its final files
+            row['fs'] = jax.tree.map(lambda x, r=r: np.asarray(x[r]), eps.env.fs)
           rows.append(row)
-          responses.append(_response(self.tok, eps, r))
+          responses.append(rollout_lib.text(self.tok, eps, r, prompt=False))
     pm = pm_lib.score(self.pm, [self.world.query(r) for r in rows], responses,
                       batch_size=c.pm.score_batch)
     entry = {'stage': name, 'index': phase_index, 'envs': {}, 'transcripts': []}

@@ -84,24 +84,20 @@ def update(state: train.TrainState, batch: dict, steps: int, key, *,
   return state, jax.device_get(metrics)
 
 
-def round_step(state: train.TrainState, policy, table, instance_ids_P, key, score_fn, ei_cfg, *,
-               variant: str, optimizer):
+def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, instance_ids_P, key,
+               score_fn, ei_cfg, *, variant: str, optimizer):
   """One expert-iteration round: sample -> score -> select -> update.
 
-  `policy` is (cfg, tok, RolloutConfig); `score_fn(episodes) -> Scored`. Returns (state, episodes,
-  Scored, (rows, weights), metrics)."""
-  cfg, tok, rc = policy
+  `score_fn(episodes) -> Scored`. Returns (state, episodes, Scored, (rows, weights), metrics)."""
   sample_key, update_key = jax.random.split(key)
-  b = len(instance_ids_P) * ei_cfg.samples
-  eps = jax.device_get(rollout_lib.rollout(
-      state.params, cfg, rc, table, np.asarray(instance_ids_P, np.int32), sample_key,
-      np.full(b, ei_cfg.temperature, np.float32), np.ones(b, np.float32),
-      rollout_lib.allowed_tokens(tok, cfg.vocab_size), tok.im_end_id, samples=ei_cfg.samples))
+  eps = rollout_lib.run(state.params, policy, table, instance_ids_P, sample_key,
+                        ei_cfg.temperature, ei_cfg.samples)
   scored = score_fn(eps)
   rows, weights = jax.device_get(select(scored.score, scored.gaming, ei_cfg.threshold,
                                         variant=variant, rows=ei_cfg.train_rows))
   batch, cut = training_rows(eps, rows, weights, ei_cfg.train_len)
-  state, m = update(state, batch, ei_cfg.sft_steps, update_key, cfg=cfg, optimizer=optimizer)
+  state, m = update(state, batch, ei_cfg.sft_steps, update_key, cfg=policy.cfg,
+                    optimizer=optimizer)
   if not m['finite']:
     raise NonFiniteLossError('non-finite loss in an expert-iteration update; the last checkpoint '
                              'is unchanged')

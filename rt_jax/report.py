@@ -17,6 +17,7 @@ import numpy as np
 from absl import flags
 from PIL import Image, ImageDraw, ImageFont
 
+from rt_jax import checkpoint
 from rt_jax import cli
 from rt_jax.errors import UserError
 
@@ -395,26 +396,14 @@ def markdown(results: dict) -> str:
   return '\n'.join(lines)
 
 
-def _atomic_write(path: str, data: bytes):
-  """A reader (or a run killed mid-write) sees the old file or the new one, never half of one."""
-  tmp = f'{path}.tmp{os.getpid()}'
-  try:
-    with open(tmp, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
 def write(workdir: str) -> dict[str, str]:
   """Rebuilds WORKDIR/report.md and WORKDIR/matrix.png from WORKDIR/results.json -> their paths."""
   results = read(workdir)
   paths = {'report': os.path.join(workdir, REPORT), 'matrix': os.path.join(workdir, MATRIX)}
-  _atomic_write(paths['report'], markdown(results).encode())
+  checkpoint.write_atomic(paths['report'], markdown(results).encode())
   png = io.BytesIO()
   Image.fromarray(matrix_image(results)).save(png, format='PNG')
-  _atomic_write(paths['matrix'], png.getvalue())
+  checkpoint.write_atomic(paths['matrix'], png.getvalue())
   return paths
 
 

@@ -257,9 +257,34 @@ def segments(tok: tokenizer_lib.Tokenizer, eps, row: int) -> list[str]:
   return [tok.decode(ids) for ids in out]
 
 
-def text(tok: tokenizer_lib.Tokenizer, eps, row: int) -> str:
-  """The whole episode as text, prompt included (the final `<|im_end|>` left out)."""
-  ids = np.asarray(eps.tokens_BxS[row, :int(eps.lengths_B[row])]).tolist()
+def text(tok: tokenizer_lib.Tokenizer, eps, row: int, prompt: bool = True) -> str:
+  """One episode as text (host arrays; the final `<|im_end|>` left out): the whole of it, or with
+  prompt=False the assistant turn alone (segments and observations)."""
+  start = 0 if prompt else int(eps.prompt_lengths_B[row])
+  ids = np.asarray(eps.tokens_BxS[row, start:int(eps.lengths_B[row])]).tolist()
   if ids and ids[-1] == tok.im_end_id:
     ids = ids[:-1]
   return tok.decode(ids)
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  """What sampling episodes needs besides the parameters."""
+  cfg: model_lib.ModelConfig
+  tok: tokenizer_lib.Tokenizer
+  rc: RolloutConfig
+  allowed_V: np.ndarray  # allowed_tokens(tok, cfg.vocab_size), computed once
+
+  @classmethod
+  def make(cls, cfg, tok, rc):
+    return cls(cfg, tok, rc, allowed_tokens(tok, cfg.vocab_size))
+
+
+def run(params, policy: Policy, table: core.EnvParams, instance_ids_P, key, temperature: float,
+        samples: int):
+  """Host helper: `rollout` at one temperature (no nucleus) -> Episodes as host arrays."""
+  b = len(instance_ids_P) * samples
+  return jax.device_get(rollout(
+      params, policy.cfg, policy.rc, table, np.asarray(instance_ids_P, np.int32), key,
+      np.full(b, temperature, np.float32), np.ones(b, np.float32), policy.allowed_V,
+      policy.tok.im_end_id, samples=samples))

@@ -54,12 +54,16 @@ class ChatCorpus:
     self.seed = seed
     self.tokens_NxT = np.full((num_examples, seq_len), tok.pad_id, np.int32)
     self.mask_NxT = np.zeros((num_examples, seq_len), np.int32)
-    for i, conv in enumerate(conversations(num_examples, seed)):
-      ids, mask = tokenizer_lib.encode_chat(tok, conv)
+    for i, (name, ids, mask) in enumerate(self.examples(tok, num_examples, seed)):
       if len(ids) > seq_len:
-        raise ConfigError(f'example {i} has {len(ids)} tokens, more than data.seq_len={seq_len}')
+        raise ConfigError(f'{name} has {len(ids)} tokens, more than data.seq_len={seq_len}')
       self.tokens_NxT[i, :len(ids)] = ids
       self.mask_NxT[i, :len(ids)] = mask
+
+  def examples(self, tok: tokenizer_lib.Tokenizer, num: int, seed: int):
+    """(name for errors, ids, mask) of each example; corpora of other episodes override this."""
+    for i, conv in enumerate(conversations(num, seed)):
+      yield (f'example {i}', *tokenizer_lib.encode_chat(tok, conv))
 
   def batch(self, step: int, batch_size: int) -> dict[str, np.ndarray]:
     """Batch number `step`: a fresh permutation every epoch, fixed by (seed, epoch)."""

@@ -17,7 +17,6 @@ from rt_jax.data import chat_corpus
 from rt_jax.data.splits import pick, sample
 from rt_jax.envs import prompts, reference
 from rt_jax.envs.limits import HOME
-from rt_jax.errors import ConfigError
 
 MAX_TOKENS = 1280  # builtin tokenizer, prompt included
 KINDS = ('find', 'count', 'write', 'unknown', 'rate', 'chat')
@@ -382,15 +381,6 @@ def encode(tok: tokenizer_lib.Tokenizer, episode: ToolEpisode) -> tuple[list[int
 class ToolCorpus(chat_corpus.ChatCorpus):
   """Tokenized tool episodes, one per row, right-padded; batching is ChatCorpus's."""
 
-  def __init__(self, tok: tokenizer_lib.Tokenizer, num_examples: int, seq_len: int, seed: int):
-    # ChatCorpus.__init__ builds chat rows; only its arrays and batch() are reused.
-    self.seed = seed
-    self.tokens_NxT = np.full((num_examples, seq_len), tok.pad_id, np.int32)
-    self.mask_NxT = np.zeros((num_examples, seq_len), np.int32)
-    for i, (kind, ep) in enumerate(labelled_episodes(num_examples, seed)):
-      ids, mask = encode(tok, ep)
-      if len(ids) > seq_len:
-        raise ConfigError(f'tool example {i} ({kind}) has {len(ids)} tokens, more than '
-                          f'data.seq_len={seq_len}')
-      self.tokens_NxT[i, :len(ids)] = ids
-      self.mask_NxT[i, :len(ids)] = mask
+  def examples(self, tok: tokenizer_lib.Tokenizer, num: int, seed: int):
+    for i, (kind, ep) in enumerate(labelled_episodes(num, seed)):
+      yield (f'tool example {i} ({kind})', *encode(tok, ep))
