@@ -43,20 +43,22 @@ def test_logical_axes_cover_every_param(tiny):
 
 
 def test_cached_chunks_match_full_forward(tiny):
-  """Prefill, then chunks written at different per-row offsets, equals one causal forward."""
+  """Prefill, then chunks written at different per-row offsets, equals one causal forward; the
+  chunks cross the cached attention's block boundaries (slots 128 and 256) at different places."""
   cfg, params = tiny
-  tokens = jax.random.randint(jax.random.key(1), (2, 20), 0, cfg.vocab_size)
+  length = 300
+  tokens = jax.random.randint(jax.random.key(1), (2, length), 0, cfg.vocab_size)
   full, _ = model.forward(params, cfg, tokens)
-  cache = model.init_cache(cfg, 2, 24)
-  # Row 0 is fed in chunks [0:5) [5:12) [12:20); row 1 in [0:9) [9:16) [16:20) ... aligned by
-  # feeding equal-width chunks whose per-row start positions differ.
-  starts = np.array([[0, 5, 12], [0, 9, 14]])
-  widths = np.array([[5, 7, 8], [9, 5, 6]])
-  got = np.zeros((2, 20, cfg.vocab_size), np.float32)
+  cache = model.init_cache(cfg, 2, length)
+  assert cache[0]['k'].shape[2] == 3 * model.CACHE_BLOCK
+  # Row 0 is fed in chunks [0:100) [100:250) [250:300); row 1 in [0:129) [129:200) [200:300).
+  starts = np.array([[0, 100, 250], [0, 129, 200]])
+  widths = np.array([[100, 150, 50], [129, 71, 100]])
+  got = np.zeros((2, length, cfg.vocab_size), np.float32)
   for c in range(3):
     w = widths[:, c].max()
     pos = starts[:, c][:, None] + np.arange(w)[None]
-    chunk = np.take_along_axis(np.asarray(tokens), np.minimum(pos, 19), axis=1)
+    chunk = np.take_along_axis(np.asarray(tokens), np.minimum(pos, length - 1), axis=1)
     logits, cache = model.forward(params, cfg, jnp.asarray(chunk), jnp.asarray(pos), cache)
     for b in range(2):
       n = widths[b, c]
