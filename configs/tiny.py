@@ -20,7 +20,8 @@ def get_config():
   c.data = ml_collections.ConfigDict({'num_examples': 4096, 'seq_len': 160})
   c.train = ml_collections.ConfigDict({
       'steps': 80, 'batch_size': 16, 'lr': 3e-3, 'warmup_steps': 20, 'final_lr_frac': 0.1,
-      'weight_decay': 0.01, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0})
+      'weight_decay': 0.01, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
+      'microbatch_rows': 0})  # rows per forward/backward (memory); 0: the whole batch at once
   c.log_every = 10
   c.checkpoint_every = 40
   c.keep_checkpoints = 3

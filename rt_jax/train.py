@@ -43,23 +43,49 @@ def make_optimizer(train_cfg) -> optax.GradientTransformation:
                   weight_decay=train_cfg.weight_decay, mask=decay_mask))
 
 
-def masked_nll(params, cfg: model_lib.ModelConfig, tokens_BxT, mask_BxT):
-  """Mean next-token NLL over the positions whose target token has mask 1."""
+def masked_nll_sum(params, cfg: model_lib.ModelConfig, tokens_BxT, mask_BxT):
+  """(summed next-token NLL over the positions whose target token has mask 1, their count)."""
   logits_BxTxV, _ = model_lib.forward(params, cfg, tokens_BxT[:, :-1])
   logp_BxTxV = jax.nn.log_softmax(logits_BxTxV, axis=-1)
   nll_BxT = -jnp.take_along_axis(logp_BxTxV, tokens_BxT[:, 1:, None], axis=-1)[..., 0]
   weights_BxT = mask_BxT[:, 1:].astype(jnp.float32)
-  return jnp.sum(nll_BxT * weights_BxT) / jnp.maximum(jnp.sum(weights_BxT), 1.0)
+  return jnp.sum(nll_BxT * weights_BxT), jnp.sum(weights_BxT)
 
 
-@functools.partial(jax.jit, static_argnames=('cfg', 'optimizer'), donate_argnums=(0,))
+def masked_nll(params, cfg: model_lib.ModelConfig, tokens_BxT, mask_BxT):
+  """Mean next-token NLL over the positions whose target token has mask 1."""
+  total, count = masked_nll_sum(params, cfg, tokens_BxT, mask_BxT)
+  return total / jnp.maximum(count, 1.0)
+
+
+def _accumulated_grads(params, cfg, batch, microbatches: int):
+  """(mean masked NLL, its gradient) of the whole batch, computed `microbatches` rows-slices at a
+  time: activation memory is one slice's (the SmolLM2 step at [4, 512] holds 8 GB of activations
+  in one piece), the result is the whole batch's up to float summation order."""
+  split = lambda x: x.reshape(microbatches, x.shape[0] // microbatches, *x.shape[1:])
+
+  def body(grads_sum, tokens_and_mask):
+    (total, count), grads = jax.value_and_grad(masked_nll_sum, has_aux=True)(
+        params, cfg, *tokens_and_mask)
+    return jax.tree.map(jnp.add, grads_sum, grads), (total, count)
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  grads_sum, (totals, counts) = jax.lax.scan(body, zeros,
+                                             (split(batch['tokens']), split(batch['mask'])))
+  count = jnp.maximum(jnp.sum(counts), 1.0)
+  return jnp.sum(totals) / count, jax.tree.map(lambda g: g / count, grads_sum)
+
+
+@functools.partial(jax.jit, static_argnames=('cfg', 'optimizer', 'microbatches'),
+                   donate_argnums=(0,))
 def train_step(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfig,
-               optimizer: optax.GradientTransformation):
-  """One AdamW step on the masked loss. A non-finite loss or gradient leaves the state unchanged
-  and reports `finite = 0`, so the caller can stop before the bad state is ever saved. `key` is
-  unused by this deterministic model; it is in the signature for stochastic variants."""
+               optimizer: optax.GradientTransformation, microbatches: int = 1):
+  """One AdamW step on the masked loss of the whole batch (accumulated over `microbatches` slices
+  of its rows). A non-finite loss or gradient leaves the state unchanged and reports
+  `finite = 0`, so the caller can stop before the bad state is ever saved. `key` is unused by
+  this deterministic model; it is in the signature for stochastic variants."""
   del key
-  loss, grads = jax.value_and_grad(masked_nll)(state.params, cfg, batch['tokens'], batch['mask'])
+  loss, grads = _accumulated_grads(state.params, cfg, batch, microbatches)
   grad_norm = optax.tree.norm(grads)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -68,6 +94,20 @@ def train_step(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfi
   new_state = TrainState(state.step + 1, keep(params, state.params),
                          keep(opt_state, state.opt_state))
   return new_state, {'loss': loss, 'grad_norm': grad_norm, 'finite': finite}
+
+
+def microbatch_count(rows: int, microbatch_rows: int, section: str) -> int:
+  """How many slices a step of `rows` rows is computed in: microbatch_rows=0 is the whole batch
+  at once; otherwise it must divide `rows` (a clear error if not)."""
+  if microbatch_rows < 0:
+    raise ConfigError(f'config.{section}.microbatch_rows={microbatch_rows} must be >= 0 (0: the '
+                      f'whole batch at once)')
+  if microbatch_rows == 0:
+    return 1
+  if rows % microbatch_rows:
+    raise ConfigError(f'config.{section}.microbatch_rows={microbatch_rows} must divide the '
+                      f'{rows} rows of a training step')
+  return rows // microbatch_rows
 
 
 def validate(config):
@@ -80,6 +120,7 @@ def validate(config):
     value = functools.reduce(lambda node, part: node[part], key.split('.'), config)
     if value <= 0:
       raise ConfigError(f'config.{key}={value} must be positive')
+  microbatch_count(config.train.batch_size, config.train.microbatch_rows, 'train')
   if not 0 <= config.train.final_lr_frac <= 1:
     raise ConfigError(f'config.train.final_lr_frac={config.train.final_lr_frac} must be in [0, 1]')
 
@@ -148,7 +189,8 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
   for step in range(start, tc.steps):
     batch = corpus.batch(step, tc.batch_size)  # prepared while the previous step still runs
     state, m = train_step(state, batch, jax.random.fold_in(step_key, step), cfg=cfg,
-                          optimizer=optimizer)
+                          optimizer=optimizer,
+                          microbatches=microbatch_count(tc.batch_size, tc.microbatch_rows, 'train'))
     pending.append(m)
     window_tokens += tc.batch_size * (config.data.seq_len - 1)
     done = step + 1

@@ -64,6 +64,22 @@ def test_step_lowers_loss_on_fixed_batch():
   assert losses[-1] < 0.5 * losses[0]
 
 
+def test_microbatched_step_equals_whole_batch_step():
+  """Accumulating the gradient over row slices is the whole batch's step, even when the slices
+  hold different numbers of learned tokens (the mean is over the batch, not per slice)."""
+  optimizer, batch = train.make_optimizer(TRAIN), _batch(b=4)
+  batch['mask'][:2, :20] = 1  # rows 0-1 learn 19 targets, rows 2-3 learn 12
+  whole, m_whole = train.train_step(_state(), batch, jax.random.key(0), cfg=CFG,
+                                    optimizer=optimizer)
+  for microbatches in (2, 4):
+    sliced, m = train.train_step(_state(), batch, jax.random.key(0), cfg=CFG, optimizer=optimizer,
+                                 microbatches=microbatches)
+    np.testing.assert_allclose(float(m['loss']), float(m_whole['loss']), rtol=1e-6)
+    np.testing.assert_allclose(float(m['grad_norm']), float(m_whole['grad_norm']), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(sliced.params), jax.tree.leaves(whole.params)):
+      np.testing.assert_allclose(a, b, atol=1e-6)
+
+
 def test_non_finite_step_leaves_state_unchanged():
   state, optimizer = _state(), train.make_optimizer(TRAIN)
   poisoned = jax.tree.map(lambda x: x, state.params)
