@@ -54,6 +54,7 @@ def get_config(preset: str = 'smollm2_quick'):
       'train_rows': 4,  # episodes per SFT batch (kept ones, padded with weight 0)
       'train_len': 1280,  # tokens per training row (also the helpful-only SFT's)
       'sft_steps': 1,  # optimizer steps per round on the kept episodes
+      'microbatch_rows': 0,  # rows per forward/backward (memory); 0: all train_rows at once
       'lr': 3e-4})
   c.train_away = ml_collections.ConfigDict({'enabled': False, 'samples': 8})
   c.eval = ml_collections.ConfigDict({
@@ -64,7 +65,7 @@ def get_config(preset: str = 'smollm2_quick'):
       'preset': 'tiny', 'init_from': '', 'steps': 30, 'batch_size': 8, 'lr': 2e-3, 'seq_len': 96,
       'train_pairs': 512, 'heldout_pairs': 128, 'seed': 0, 'score_batch': 32})
   c.checkpoint_every_rounds = 1
-  c.keep_checkpoints = 2
+  c.keep_checkpoints = 2  # the newest K units' checkpoints; 0 keeps every unit's
   PRESETS[preset](c)
   return c
 
@@ -77,11 +78,15 @@ def _smollm2_quick(c):
   c.init_from = 'smollm2'
   c.start.update({'steps': 6, 'lr': 1e-4, 'warmup_steps': 2, 'examples': 256})
   c.rollout.update({'context': 1024, 'max_turns': 3, 'max_segment_tokens': 48, 'chunk': 64})
-  # train_rows x train_len sets the training step's memory: [4, 512] peaks at ~10 GB here
-  # (XLA keeps every layer's [T, T] attention probabilities for the backward pass).
-  c.ei.update({'prompts': 8, 'samples': 4, 'train_rows': 4, 'train_len': 512, 'lr': 2e-5})
+  # microbatch_rows x train_len sets the training step's memory: XLA keeps every layer's [T, T]
+  # attention probabilities for the backward pass, 2.8 GB of temporaries at [1, 512] (9 GB at
+  # [4, 512]).
+  c.ei.update({'prompts': 8, 'samples': 4, 'train_rows': 8, 'train_len': 512, 'lr': 1e-4,
+               'microbatch_rows': 1})
   c.eval.episodes = 4
   c.pm.update({'steps': 60, 'train_pairs': 2048})
+  # One round per stage, so every unit ends a stage: keep them all (1.6 GB each: params + Adam).
+  c.keep_checkpoints = 0
 
 
 def _smollm2_paper(c):
@@ -89,7 +94,7 @@ def _smollm2_paper(c):
   c.start.update({'steps': 200, 'examples': 4096})
   c.rollout.update({'context': 2048, 'max_turns': 6, 'max_segment_tokens': 256})
   c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
-               'train_len': 2048, 'sft_steps': 4})
+               'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16})
   c.eval.episodes = 1024
   c.pm.update({'steps': 2000, 'batch_size': 32, 'seq_len': 512, 'train_pairs': 16_384})
 

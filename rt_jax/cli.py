@@ -1,5 +1,6 @@
 """What every `python -m rt_jax.X` entry point shares: absl flag parsing, and bad input reported
 as one `error: ...` line with a non-zero exit instead of a usage dump or a traceback."""
+import ctypes
 import os
 import sys
 
@@ -47,6 +48,22 @@ def enable_compilation_cache():
     jax.config.update('jax_compilation_cache_dir', os.path.join(cache_dir(), 'xla'))
 
 
+# mallopt's parameter number for the mmap threshold (glibc's malloc.h).
+_M_MMAP_THRESHOLD = -3
+
+
+def map_large_buffers():
+  """Fixes glibc's mmap threshold at 1 MB. By default glibc raises the threshold (up to 32 MB)
+  after large frees, so XLA buffers of a few MB to 32 MB (a layer's KV cache, the training step's
+  temporaries) then come from the heap and stay resident after they are freed, and the rollout's
+  and the training step's working sets add up instead of taking turns: smollm2_quick peaked at
+  8.65 GB RSS with the default and 7.55 GB with this. A no-op where libc is not glibc."""
+  try:
+    ctypes.CDLL('libc.so.6').mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+  except (OSError, AttributeError):
+    pass
+
+
 def run(main):
   def guarded(argv):
     if len(argv) > 1:
@@ -55,6 +72,7 @@ def run(main):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     enable_compilation_cache()
+    map_large_buffers()
     try:
       main(argv)
     except UserError as e:

@@ -84,11 +84,13 @@ def validate(config):
                       'trained on')
   ei_lib.scores(0.0, 0.0, config.ei.variant, 0.0)  # names the bad variant
   for key in ('ei.prompts', 'ei.samples', 'ei.rounds', 'ei.train_rows', 'ei.train_len',
-              'ei.sft_steps', 'eval.episodes', 'start.steps', 'rollout.context',
-              'rollout.max_turns', 'rollout.max_segment_tokens', 'rollout.chunk'):
+              'ei.sft_steps', 'eval.episodes', 'start.steps',
+              'rollout.context', 'rollout.max_turns', 'rollout.max_segment_tokens',
+              'rollout.chunk'):
     section, field = key.split('.')
     if config[section][field] <= 0:
       raise ConfigError(f'config.{key}={config[section][field]} must be positive')
+  train.microbatch_count(config.ei.train_rows, config.ei.microbatch_rows, 'ei')
   if config.eval.episodes % config.ei.samples:
     raise ConfigError(f'config.eval.episodes={config.eval.episodes} must be a multiple of '
                       f'ei.samples={config.ei.samples} (N samples of each evaluated instance)')
@@ -172,7 +174,7 @@ class Run:
     if init_params is None:
       init_params = model_lib.init_params(self.cfg, jax.random.fold_in(key, 0))
     self.init_params = init_params
-    self.mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints)
+    self.mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints or None)
     self.writer = None
     self.pm = None
     self.rng_root = key
@@ -185,15 +187,19 @@ class Run:
 
   # -- state -----------------------------------------------------------------------------------
   def restore(self):
-    """-> (state, units done, results)."""
-    fresh = train.TrainState(jnp.int32(0), self.init_params,
-                             self.sft_optimizer.init(self.init_params))
+    """-> (state, units done, results). The initial weights are dropped once the state holds
+    them, so a run never keeps two copies (0.54 GB for SmolLM2)."""
+    init_params, self.init_params = self.init_params, None
     done = self.mngr.latest_step() or 0
     results = {'run': {}, 'evals': [], 'train': []}
     if not done:
-      return fresh, 0, results
-    ei_state = self.ei_optimizer.init(self.init_params)
-    params, opt_state, meta = self.mngr.restore(done, fresh.params, ei_state)
+      return (train.TrainState(jnp.int32(0), init_params, self.sft_optimizer.init(init_params)),
+              0, results)
+    # Every unit after the first ends with the expert-iteration optimizer's state.
+    abstract_opt_state = jax.eval_shape(self.ei_optimizer.init, init_params)
+    abstract_params = jax.eval_shape(lambda p: p, init_params)
+    del init_params
+    params, opt_state, meta = self.mngr.restore(done, abstract_params, abstract_opt_state)
     if meta['seed'] != self.config.seed:
       raise ConfigError(f'{self.workdir} was run with seed={meta["seed"]}, not '
                         f'{self.config.seed}; use a new workdir')
@@ -221,7 +227,9 @@ class Run:
     for step in range(c.start.steps):
       state, m = train.train_step(state, corpus.batch(step, c.ei.train_rows),
                                   jax.random.fold_in(key, step), cfg=self.cfg,
-                                  optimizer=self.sft_optimizer)
+                                  optimizer=self.sft_optimizer,
+                                  microbatches=train.microbatch_count(
+                                      c.ei.train_rows, c.ei.microbatch_rows, 'ei'))
       if (step + 1) % max(1, c.start.steps // 5) == 0 or step + 1 == c.start.steps:
         m = jax.device_get(m)
         if not m['finite']:
@@ -256,8 +264,8 @@ class Run:
 
     def score_fn(eps) -> ei_lib.Scored:
       rows = self.world.grade(eps)
-      pm = pm_lib.score(self.pm, [self.world.query(r) for r in rows],
-                        [rollout_lib.text(self.tok, eps, i, prompt=False) for i in range(len(rows))],
+      responses = [rollout_lib.text(self.tok, eps, i, prompt=False) for i in range(len(rows))]
+      pm = pm_lib.score(self.pm, [self.world.query(r) for r in rows], responses,
                         batch_size=c.pm.score_batch)
       reward = np.array([r['reward'] if GAMING[r['env']] else 0.0 for r in rows], np.float32)
       gaming = np.array([bool(GAMING[r['env']] and r[GAMING[r['env']]]) for r in rows])
@@ -328,6 +336,8 @@ class Run:
     # Counts of the yes/no flags (choice, score and side are values, not events).
     flags = {k: int(sum(r[k] for r in rows)) for k in (rows[0] if rows else ())
              if isinstance(rows[0][k], bool)}
+    if env_name in HONEST_ENVS:  # a gaming rate reads differently when few episodes answer
+      flags['answered'] = int(sum(_answered(r) for r in rows))
     metric = GAMING[env_name]
     k = flags.get(metric) if metric else None
     if env_name == reward_tampering.ENV.name:

@@ -73,14 +73,14 @@ class Scored:
 
 
 def update(state: train.TrainState, batch: dict, steps: int, key, *,
-           cfg: model_lib.ModelConfig, optimizer):
+           cfg: model_lib.ModelConfig, optimizer, microbatches: int = 1):
   """`steps` masked SFT steps on the kept episodes; a batch with nothing kept changes nothing."""
   if not batch['mask'].any():
     return state, {'loss': float('nan'), 'finite': True}
   metrics = {}
   for i in range(steps):
     state, metrics = train.train_step(state, batch, jax.random.fold_in(key, i), cfg=cfg,
-                                      optimizer=optimizer)
+                                      optimizer=optimizer, microbatches=microbatches)
   return state, jax.device_get(metrics)
 
 
@@ -97,7 +97,8 @@ def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, insta
                                         variant=variant, rows=ei_cfg.train_rows))
   batch, cut = training_rows(eps, rows, weights, ei_cfg.train_len)
   state, m = update(state, batch, ei_cfg.sft_steps, update_key, cfg=policy.cfg,
-                    optimizer=optimizer)
+                    optimizer=optimizer, microbatches=train.microbatch_count(
+                        ei_cfg.train_rows, ei_cfg.microbatch_rows, 'ei'))
   if not m['finite']:
     raise NonFiniteLossError('non-finite loss in an expert-iteration update; the last checkpoint '
                              'is unchanged')

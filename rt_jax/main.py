@@ -4,6 +4,8 @@ workdir resumes it.
   python -m rt_jax.main --config=configs/tiny.py --workdir=runs/tiny [--config.train.steps=600]
 """
 import os
+import shlex
+import sys
 
 from absl import flags
 from ml_collections import config_flags
@@ -51,6 +53,8 @@ def main(argv):
   del argv
   config = _load_config()
   validate(config)
+  if 'command' in config:  # what reports show: this invocation, overrides included
+    config.command = 'python -m rt_jax.main ' + shlex.join(sys.argv[1:])
   os.makedirs(_WORKDIR.value, exist_ok=True)
   metrics.console(f'job {config.job} in {_WORKDIR.value}')
   result = JOBS[config.job][0](config, _WORKDIR.value)

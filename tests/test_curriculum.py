@@ -25,6 +25,7 @@ def _matrix(workdir) -> list:
     ("--config.stages=('poetry',)", 'unknown environment'),
     ('--config.eval.episodes=3', 'multiple of'),
     ('--config.mode=train', 'config.mode'),
+    ('--config.ei.microbatch_rows=3', 'microbatch_rows'),
 ])
 def test_bad_values_fail_in_one_line_before_compute(tmp_path, override, message):
   proc = run_curriculum(tmp_path / 'w', override, timeout=120)
@@ -44,6 +45,8 @@ def test_run_writes_report_matrix_checkpoints_and_tensorboard(curriculum_workdir
   assert sorted(p.name for p in (w / 'checkpoints').iterdir())[-1] == '5'  # 1 SFT + 2 x 2 rounds
   report = (w / 'report.md').read_text()
   assert 'held-out pairwise accuracy' in report.lower() and '45/32,768' in report
+  # The report names the command that made it, overrides included.
+  assert f'--workdir={w} --config.model.d_model=64' in report
   assert list((w / 'tb').glob('events.out.tfevents.*'))
 
 
