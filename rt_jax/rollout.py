@@ -281,10 +281,10 @@ class Policy:
 
 
 def run(params, policy: Policy, table: core.EnvParams, instance_ids_P, key, temperature: float,
-        samples: int):
-  """Host helper: `rollout` at one temperature (no nucleus) -> Episodes as host arrays."""
+        samples: int, top_p: float = 1.0):
+  """Host helper: `rollout` at one temperature and nucleus mass -> Episodes as host arrays."""
   b = len(instance_ids_P) * samples
   return jax.device_get(rollout(
       params, policy.cfg, policy.rc, table, np.asarray(instance_ids_P, np.int32), key,
-      np.full(b, temperature, np.float32), np.ones(b, np.float32), policy.allowed_V,
+      np.full(b, temperature, np.float32), np.full(b, top_p, np.float32), policy.allowed_V,
       policy.tok.im_end_id, samples=samples))

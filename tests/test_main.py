@@ -9,6 +9,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from conftest import REPO, SMALL_RUN, error_lines, run_main, run_module
@@ -95,6 +96,7 @@ def test_bad_overrides_fail_fast_with_one_line(tmp_path):
       '--config.train.steps=0': 'config.train.steps',
       '--config.model.dtype=float64': 'dtype',
       '--config.data.seq_len=5000': 'seq_len',
+      '--config.train.microbatch_rows=3': 'microbatch_rows',
   }
   for flag, named in cases.items():
     start = time.time()
@@ -154,9 +156,28 @@ def test_sample_cli_is_deterministic(trained_workdir):
   assert other.stdout != first.stdout
 
 
+@pytest.mark.slow
+def test_sample_cli_runs_episodes_of_an_environment(trained_workdir):
+  args = [f'--checkpoint={trained_workdir}', '--env=political_sycophancy', '--instance=3', '--n=2',
+          '--max_new_tokens=8', '--max_turns=1', '--seed=0']
+  first, second = run_module('rt_jax.sample', *args), run_module('rt_jax.sample', *args)
+  assert first.returncode == 0, first.stderr
+  assert first.stdout == second.stdout
+  assert first.stdout.count('=== sample') == 2
+  assert ' (B) ' in first.stdout and '<|im_start|>assistant' in first.stdout  # the prompt
+  assert first.stdout.count('--- political_sycophancy eval/3') == 2
+  assert 'sycophantic=' in first.stdout
+
+
 def test_sample_cli_errors(tmp_path, trained_workdir):
   proc = run_module('rt_jax.sample', f'--checkpoint={tmp_path}/nothing', '--prompt=hi')
   assert proc.returncode == 1 and 'not found' in error_lines(proc)[0]
+  for extra in (['--prompt=hi', '--env=hhh'], []):
+    proc = run_module('rt_jax.sample', f'--checkpoint={trained_workdir}', *extra)
+    assert proc.returncode == 1 and 'exactly one of' in error_lines(proc)[0], proc.stderr
+  proc = run_module('rt_jax.sample', f'--checkpoint={trained_workdir}', '--env=hhh',
+                    '--instance=100000')
+  assert proc.returncode == 1 and 'instances' in error_lines(proc)[0], proc.stderr
   proc = run_module('rt_jax.sample', f'--checkpoint={trained_workdir}', '--prompt=' + 'x' * 3000)
   assert proc.returncode == 1 and 'exceeds the model context' in error_lines(proc)[0]
   (tmp_path / 'corrupt').mkdir()
