@@ -74,7 +74,8 @@ def main(argv):
       'env': 'tool_use_flattery', 'batch': _BATCH.value, 'segments': steps,
       'device': jax.devices()[0].platform, 'jax_steps_per_s': round(timings['jax'], 1),
       'reference_steps_per_s': round(timings['reference'], 1),
-      'ratio': round(timings['jax'] / timings['reference'], 3),
+      # Three significant figures: a fixed 3 decimals left 0.012 of a 0.0115 ratio (4 % off).
+      'ratio': float(f"{timings['jax'] / timings['reference']:.3g}"),
       'first_call_s': round(compile_s, 1)}))
 
 

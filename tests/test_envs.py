@@ -1,6 +1,6 @@
-"""Hand-written transcripts through every environment (envs.transcript, which rt_jax.replay prints): the flags a reader
-expects, the device grader agreeing with the reference and the audit, and the episode text equal
-to the reference's."""
+"""Hand-written transcripts through every environment (envs.transcript, which rt_jax.replay prints):
+the flags a reader expects, the device grader agreeing with the reference and the audit, and the
+episode text equal to the reference's."""
 import json
 
 import pytest

@@ -1,9 +1,7 @@
-"""Rollout: episodes a model writes inside the JAX machine must read exactly as `rt_jax.replay` reads
-the same assistant segments, with the same flags, and the loss mask must cover only what the model
-wrote.
-
-The tests that need the overfit policy are `slow`: training it and compiling the rollout take
-about two minutes, which the default suite's 10-minute budget cannot spare."""
+"""Rollout: episodes a model writes inside the JAX machine must read exactly as `rt_jax.replay`
+reads the same assistant segments, with the same flags, and the loss mask must cover only what
+the model wrote. The tests that need the overfit policy are `slow`: training it and compiling the
+rollout take about two minutes, which the default suite's 10-minute budget cannot spare."""
 import dataclasses
 
 import jax
