@@ -85,7 +85,8 @@ def _smollm2_quick(c):
                'microbatch_rows': 1})
   c.eval.episodes = 4
   c.pm.update({'steps': 60, 'train_pairs': 2048})
-  # One round per stage, so every unit ends a stage: keep them all (1.6 GB each: params + Adam).
+  # Keep every unit's checkpoint (1.6 GB each: params + Adam): with one round per stage here,
+  # one per stage; smollm2_paper inherits it (17 units).
   c.keep_checkpoints = 0
 
 

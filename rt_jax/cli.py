@@ -56,8 +56,9 @@ def map_large_buffers():
   """Fixes glibc's mmap threshold at 1 MB. By default glibc raises the threshold (up to 32 MB)
   after large frees, so XLA buffers of a few MB to 32 MB (a layer's KV cache, the training step's
   temporaries) then come from the heap and stay resident after they are freed, and the rollout's
-  and the training step's working sets add up instead of taking turns: smollm2_quick peaked at
-  8.65 GB RSS with the default and 7.55 GB with this. A no-op where libc is not glibc."""
+  and the training step's working sets add up instead of taking turns: smollm2_quick cut to its
+  first stage peaked at 8.65 GB RSS with the default and 7.55 GB with this. A no-op where libc
+  is not glibc."""
   try:
     ctypes.CDLL('libc.so.6').mallopt(_M_MMAP_THRESHOLD, 1 << 20)
   except (OSError, AttributeError):
