@@ -223,13 +223,12 @@ class Run:
     c = self.config
     corpus = tool_corpus.ToolCorpus(self.tok, c.start.examples, c.ei.train_len, c.seed)
     key = self.key(1)
+    microbatches = train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei')
     loss = float('nan')
     for step in range(c.start.steps):
       state, m = train.train_step(state, corpus.batch(step, c.ei.train_rows),
                                   jax.random.fold_in(key, step), cfg=self.cfg,
-                                  optimizer=self.sft_optimizer,
-                                  microbatches=train.microbatch_count(
-                                      c.ei.train_rows, c.ei.microbatch_rows, 'ei'))
+                                  optimizer=self.sft_optimizer, microbatches=microbatches)
       if (step + 1) % max(1, c.start.steps // 5) == 0 or step + 1 == c.start.steps:
         m = jax.device_get(m)
         if not m['finite']:

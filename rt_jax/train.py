@@ -185,12 +185,12 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
 
   last_saved = start
   pending = []  # device metrics of the steps since the last read-back
+  microbatches = microbatch_count(tc.batch_size, tc.microbatch_rows, 'train')
   window_start, window_tokens = time.perf_counter(), 0
   for step in range(start, tc.steps):
     batch = corpus.batch(step, tc.batch_size)  # prepared while the previous step still runs
     state, m = train_step(state, batch, jax.random.fold_in(step_key, step), cfg=cfg,
-                          optimizer=optimizer,
-                          microbatches=microbatch_count(tc.batch_size, tc.microbatch_rows, 'train'))
+                          optimizer=optimizer, microbatches=microbatches)
     pending.append(m)
     window_tokens += tc.batch_size * (config.data.seq_len - 1)
     done = step + 1
