@@ -326,9 +326,10 @@ class Run:
       mine = [i for i, r in enumerate(rows) if r['env'] == env_name]
       entry['envs'][env_name] = self._summary(env_name, [rows[i] for i in mine], pm[mine],
                                               entry['transcripts'], rng)
+    entry['wall_s'] = time.perf_counter() - t0
     metrics_lib.console(f'evaluation after {name}: ' + ', '.join(
         f'{e} {s["k"]}/{s["n"]}' for e, s in entry['envs'].items() if s['k'] is not None)
-        + f' ({time.perf_counter() - t0:.0f} s)')
+        + f' ({entry["wall_s"]:.0f} s)')
     return entry
 
   def _summary(self, env_name, rows, pm, transcripts, rng) -> dict:
@@ -387,10 +388,12 @@ class Run:
       for unit in range(phase.first_unit, phase.first_unit + phase.units):
         if unit <= done:
           continue
+        unit_started = time.perf_counter()
         if phase.kind == 'sft':
           state, m = self.helpful_only(state)
         else:
           state, m = self.ei_round(state, phase, unit)
+        m = {**m, 'wall_s': time.perf_counter() - unit_started}
         if unit % c.checkpoint_every_rounds == 0 or unit == phase.first_unit + phase.units - 1:
           self.save(unit, phase, state)
           results['train'].append({'stage': phase.name, 'unit': unit,

@@ -223,6 +223,9 @@ def _run_section(results: dict) -> list[str]:
                      if key in run)
   wall = (f'{run["wall_s"]:.0f} s' if isinstance(run.get('wall_s'), (int, float))
           else 'not recorded (the run has not finished, or was stopped)')
+  evals = [f'{e["wall_s"]:.0f}' for e in results.get('evals') or [] if 'wall_s' in e]
+  if evals:
+    wall += f'; evaluations {", ".join(evals)} s'
   lines = [f'Run: {fields or "no run description recorded"}.', '', f'Wall time: {wall}.']
   if run.get('command'):
     lines += ['', 'Command:', '', '```', run['command'], '```']
@@ -360,8 +363,10 @@ def _train_section(results: dict) -> list[str]:
 
   rows = [[str(row.get('stage', '—')), str(row.get('round', '—')),
            f'{row.get("kept", "—")}/{row.get("prompts", "—")}', fmt(row.get('loss'), '.4f'),
-           fmt(row.get('mean_gaming'), '.3f'), fmt(row.get('mean_pm'), '.3f')] for row in train]
-  return _table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM'], rows)
+           fmt(row.get('mean_gaming'), '.3f'), fmt(row.get('mean_pm'), '.3f'),
+           fmt(row.get('wall_s'), '.0f')] for row in train]
+  return _table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM', 'seconds'],
+                rows)
 
 
 def _transcript_meta(transcript: dict) -> str:

@@ -7,7 +7,8 @@ For a batch of episodes (N samples of each of P prompts, rows p*N .. p*N+N-1 sha
      bytes `</bash>`, `max_segment_tokens`, or a full context);
   3. step the environment machine on every row's segment (the final `<|im_end|>` stripped, so the
      machine sees the text `rt_jax.replay` sees); a tool call's observation tokens are appended to
-     the row and written into its KV cache in chunks; anything else ends the row's episode;
+     the row and written into its KV cache in chunks (not after the last turn: nothing reads
+     them there); anything else ends the row's episode;
   4. repeat until every episode has ended or `max_turns` segments were written.
 
 The KV cache follows the sampler's invariant: it holds every token of a row but the last, which
@@ -175,8 +176,9 @@ def _decode_segment(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _Stat
 
 
 def _env_turn(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, start_B, length_B,
-              stop_id):
-  """Steps the machine on each row's segment and appends the observations of tool calls."""
+              stop_id, last_turn):
+  """Steps the machine on each row's segment and appends the observations of tool calls; they
+  are fed into the cache unless this was the last turn, after which nothing is decoded."""
   b, s = st.tokens_BxS.shape
   rows = jnp.arange(b)
   width = rc.max_segment_tokens
@@ -204,7 +206,8 @@ def _env_turn(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, sta
                   env=env, truncated_B=truncated_B,
                   finished_B=st.finished_B | env.done | truncated_B,
                   turns_B=st.turns_B + ~st.finished_B)
-  return _catch_up(params, cfg, st, jnp.where(append_B, st.lengths_B - 1, st.cached_B), rc.chunk)
+  return _catch_up(params, cfg, st, jnp.where(append_B & ~last_turn, st.lengths_B - 1, st.cached_B),
+                   rc.chunk)
 
 
 @functools.partial(jax.jit, static_argnames=('cfg', 'rc', 'samples'))
@@ -230,7 +233,9 @@ def rollout(params, cfg: model_lib.ModelConfig, rc: RolloutConfig, table: core.E
     st, t = carry
     st, start_B, length_B = _decode_segment(params, cfg, rc, table.codec, st, allowed_V, stop_id,
                                             temperature_B, top_p_B)
-    return _env_turn(params, cfg, rc, table.codec, st, start_B, length_B, stop_id), t + 1
+    st = _env_turn(params, cfg, rc, table.codec, st, start_B, length_B, stop_id,
+                   last_turn=t + 1 >= rc.max_turns)
+    return st, t + 1
 
   st, _ = jax.lax.while_loop(lambda c: ~jnp.all(c[0].finished_B) & (c[1] < rc.max_turns), turn,
                              (st, jnp.int32(0)))
