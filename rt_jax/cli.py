@@ -1,6 +1,5 @@
 """What every `python -m rt_jax.X` entry point shares: absl flag parsing, and bad input reported
 as one `error: ...` line with a non-zero exit instead of a usage dump or a traceback."""
-import ctypes
 import os
 import sys
 
@@ -9,6 +8,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from rt_jax import memory
 from rt_jax.errors import UserError
 
 
@@ -48,27 +48,6 @@ def enable_compilation_cache():
     jax.config.update('jax_compilation_cache_dir', os.path.join(cache_dir(), 'xla'))
 
 
-# mallopt's parameter number for the mmap threshold (glibc's malloc.h).
-_M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 8 << 20
-
-
-def map_large_buffers():
-  """Fixes glibc's mmap threshold at 8 MB. By default glibc raises the threshold (up to 32 MB)
-  after large frees, so XLA buffers up to 32 MB (a layer's KV cache, the training step's
-  temporaries) then come from the heap and stay resident after they are freed: the rollout's and
-  the training step's working sets add up instead of taking turns (smollm2_quick cut to its first
-  stage peaked at 8.65 GB RSS with the default, 7.55 GB with a 1 MB threshold). The threshold is
-  not lower because every mapping is a fresh set of zeroed pages: at 1 MB the decode loop's
-  few-MB temporaries (cache blocks, [B, V] logits) were mapped anew on every step, and one
-  smollm2_quick evaluation took 106 s against 62 s with the default and 71 s at 8 MB. A no-op
-  where libc is not glibc."""
-  try:
-    ctypes.CDLL('libc.so.6').mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
-  except (OSError, AttributeError):
-    pass
-
-
 def run(main):
   def guarded(argv):
     if len(argv) > 1:
@@ -77,7 +56,7 @@ def run(main):
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     enable_compilation_cache()
-    map_large_buffers()
+    memory.map_large_buffers()
     try:
       main(argv)
     except UserError as e:

@@ -30,6 +30,7 @@ from rt_jax import cli
 from rt_jax import convert
 from rt_jax import envs
 from rt_jax import expert_iteration as ei_lib
+from rt_jax import memory
 from rt_jax import metrics as metrics_lib
 from rt_jax import model as model_lib
 from rt_jax import pm as pm_lib
@@ -306,6 +307,7 @@ class Run:
       ids.append(self.world.ids(env_name, 'eval', local))
     ids = np.concatenate(ids)
     total = len(ids)
+    memory.release_free_memory()  # what training freed, before the rollouts allocate
     ids = np.resize(ids, -(-total // p) * p)  # pad the last batch; its extra rows are dropped
     rows, responses = [], []
     t0 = time.perf_counter()

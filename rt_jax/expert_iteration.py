@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rt_jax import memory
 from rt_jax import model as model_lib
 from rt_jax import rollout as rollout_lib
 from rt_jax import train
@@ -92,6 +93,7 @@ def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, insta
   sample_key, update_key = jax.random.split(key)
   eps = rollout_lib.run(state.params, policy, table, instance_ids_P, sample_key,
                         ei_cfg.temperature, ei_cfg.samples)
+  memory.release_free_memory()  # the rollout's freed buffers, before the update's are allocated
   scored = score_fn(eps)
   rows, weights = jax.device_get(select(scored.score, scored.gaming, ei_cfg.threshold,
                                         variant=variant, rows=ei_cfg.train_rows))

@@ -362,7 +362,8 @@ def _train_section(results: dict) -> list[str]:
     return format(value, spec) if isinstance(value, (int, float)) else '—'
 
   rows = [[str(row.get('stage', '—')), str(row.get('round', '—')),
-           f'{row.get("kept", "—")}/{row.get("prompts", "—")}', fmt(row.get('loss'), '.4f'),
+           f'{fmt(row.get("kept"), "d")}/{fmt(row.get("prompts"), "d")}',
+           fmt(row.get('loss'), '.4f'),
            fmt(row.get('mean_gaming'), '.3f'), fmt(row.get('mean_pm'), '.3f'),
            fmt(row.get('wall_s'), '.0f')] for row in train]
   return _table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM', 'seconds'],
