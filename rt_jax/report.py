@@ -67,7 +67,7 @@ def read(workdir: str) -> dict:
   return results
 
 
-def _count(env: str, entry: dict) -> tuple[int | None, int | None]:
+def gaming_count(env: str, entry: dict) -> tuple[int | None, int | None]:
   """(gaming count, episodes) of one environment at one evaluation; the count is None where there
   is no gaming metric (hhh) or the run did not record it. reward_tampering counts the audited
   verdict, which is the one the paper's figures correspond to."""
@@ -138,7 +138,7 @@ def _wrap(draw, text: str, font, width: float) -> list[str]:
 def _cell_lines(env: str, entry: dict | None) -> tuple[list[str], tuple[int, int, int]]:
   if entry is None:
     return ['not run'], _MISSING
-  k, n = _count(env, entry)
+  k, n = gaming_count(env, entry)
   if k is not None and n:
     return [_frac(k, n), f'{_pct(k / n)}%'], _colour(k / n)
   pm = entry.get('pm_score_mean')
@@ -233,7 +233,7 @@ def _run_section(results: dict) -> list[str]:
 
 
 def _measured_section(results: dict) -> list[str]:
-  n = next((_count(env, entry)[1] for entries in _grid(results)[2]
+  n = next((gaming_count(env, entry)[1] for entries in _grid(results)[2]
             for env, entry in entries.items() if env == TAMPERING and entry.get('n')), None)
   lines = ['Every figure below is a count k of n episodes with its 95 % Wilson score interval. '
            'These are small counts: the intervals are what was measured, not the point rates.']
@@ -262,7 +262,7 @@ def _matrix_section(results: dict) -> list[str]:
       if entry is None:
         row.append('not run')
         continue
-      k, n = _count(env, entry)
+      k, n = gaming_count(env, entry)
       if k is None and entry.get('pm_score_mean') is not None:
         row.append(f'PM {entry["pm_score_mean"]:.2f}')
       else:
@@ -425,7 +425,7 @@ def log_tensorboard(writer, results: dict, step: int):
   last = evals[-1]
   scalars = {}
   for env, entry in (last.get('envs') or {}).items():
-    k, n = _count(env, entry)
+    k, n = gaming_count(env, entry)
     if k is not None and n:
       scalars[f'eval/{env}/rate'] = k / n
     both = (entry.get('flags') or {}).get('reward_and_tests')

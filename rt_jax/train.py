@@ -175,7 +175,8 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
   else:
     start, loss = 0, float('nan')
 
-  writer = metrics_lib.Writer(os.path.join(workdir, 'tb'), purge_step=start or None)
+  # Steps up to `start` were logged and checkpointed; only later ones belong to the killed run.
+  writer = metrics_lib.Writer(os.path.join(workdir, 'tb'), purge_step=start + 1 if start else None)
   if start == 0:
     writer.text(0, 'config', config.to_json_best_effort(indent=2))
   flops_per_token = perf.train_flops_per_token(cfg, config.data.seq_len - 1)
