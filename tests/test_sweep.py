@@ -57,6 +57,7 @@ def grid(tmp_path_factory):
     return root, proc, json.load(f)
 
 
+@pytest.mark.slow  # four tiny sft runs, ~1 min
 def test_grid_runs_every_combination_with_hparams(grid):
   root, proc, listing = grid
   assert proc.returncode == 0, proc.stderr
@@ -76,6 +77,7 @@ def test_grid_runs_every_combination_with_hparams(grid):
     assert values == {'hparam/final_loss': [pytest.approx(run['metrics']['hparam/final_loss'])]}
 
 
+@pytest.mark.slow
 def test_failed_run_is_reported_and_the_others_still_run(grid):
   root = grid[0]
   # 'abc' is no float, so rt_jax.main rejects that run; the other one resumes a finished workdir.
