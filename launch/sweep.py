@@ -198,11 +198,6 @@ def run_metrics(workdir: str) -> dict:
 
 
 def write_hparams(workdir: str, hparams: dict, values: dict):
-  # tensorboardX names an event file by the second and host only, and opens it with 'wb': opened
-  # in the second in which the run opened its own writer, it would truncate the run's file.
-  now = int(time.time())
-  while int(time.time()) == now:
-    time.sleep(0.05)
   writer = metrics.Writer(os.path.join(workdir, 'tb'))
   writer.hparams(hparams, values)
   writer.close()

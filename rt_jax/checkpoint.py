@@ -10,6 +10,7 @@ Orbax writes each step into a temporary directory and renames it when complete, 
 mid-save leaves the previous checkpoint as the latest one.
 """
 import dataclasses
+import io
 import json
 import os
 from typing import Any, Optional
@@ -17,6 +18,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from PIL import Image
 
 from rt_jax import model as model_lib
 from rt_jax import tokenizer as tokenizer_lib
@@ -33,6 +35,12 @@ def write_atomic(path: str, data: bytes):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def write_png_atomic(path: str, image_HxWxC: np.ndarray):
+  png = io.BytesIO()
+  Image.fromarray(image_HxWxC).save(png, format='PNG')
+  write_atomic(path, png.getvalue())
 
 
 def write_json_atomic(path: str, obj: Any):

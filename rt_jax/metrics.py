@@ -1,5 +1,6 @@
 """TensorBoard event files (scalars, text, images, hparams) under WORKDIR/tb, and progress lines
 on the console; process 0 writes both, every other process stays silent."""
+import os
 import sys
 import time
 
@@ -18,7 +19,11 @@ class Writer:
   def __init__(self, logdir: str, purge_step: int | None = None):
     # purge_step hides events a killed run logged past its last checkpoint, so a resumed run's
     # curves have no doubled segment.
-    self._writer = (SummaryWriter(logdir, purge_step=purge_step)
+    # tensorboardX names the event file by the second and host and opens it with 'wb', so a
+    # second writer on the same directory within that second (a resumed run, a sweep adding
+    # hparams) would truncate the first one's file; the suffix keeps every writer's file apart.
+    self._writer = (SummaryWriter(logdir, purge_step=purge_step,
+                                  filename_suffix=f'.{os.getpid()}.{time.time_ns()}')
                     if jax.process_index() == 0 else None)
 
   def scalars(self, step: int, values: dict):

@@ -22,7 +22,6 @@ residual stream after every block), plus the embedding lookup the decoder starts
 not changed for it.
 """
 import functools
-import io
 from collections.abc import Sequence
 
 import jax
@@ -240,6 +239,4 @@ def plot_image(report_for_model: dict, report_for_control: dict) -> np.ndarray:
 
 def plot(report_for_model: dict, report_for_control: dict, path: str):
   """Writes `plot_image` as a PNG to `path`."""
-  png = io.BytesIO()
-  Image.fromarray(plot_image(report_for_model, report_for_control)).save(png, format='PNG')
-  checkpoint.write_atomic(path, png.getvalue())
+  checkpoint.write_png_atomic(path, plot_image(report_for_model, report_for_control))

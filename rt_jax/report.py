@@ -8,7 +8,6 @@ evaluation.
 reads DIR/results.json (written by the curriculum after every evaluation) and rebuilds
 DIR/report.md and DIR/matrix.png, nothing else.
 """
-import io
 import json
 import math
 import os
@@ -407,9 +406,7 @@ def write(workdir: str) -> dict[str, str]:
   results = read(workdir)
   paths = {'report': os.path.join(workdir, REPORT), 'matrix': os.path.join(workdir, MATRIX)}
   checkpoint.write_atomic(paths['report'], markdown(results).encode())
-  png = io.BytesIO()
-  Image.fromarray(matrix_image(results)).save(png, format='PNG')
-  checkpoint.write_atomic(paths['matrix'], png.getvalue())
+  checkpoint.write_png_atomic(paths['matrix'], matrix_image(results))
   return paths
 
 
