@@ -41,7 +41,8 @@ def get_config(preset: str = 'smollm2_quick'):
       'steps': 30, 'examples': 512, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
       'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0})
   c.rollout = ml_collections.ConfigDict({
-      'context': 2048, 'max_turns': 3, 'max_segment_tokens': 64, 'chunk': 128})
+      'context': 2048, 'max_turns': 3, 'max_segment_tokens': 64, 'chunk': 128,
+      'compact': 4})  # rows that still decode are gathered into B // compact (1: never)
   c.ei = ml_collections.ConfigDict({
       'variant': 'hhh',  # or 'exploit_only'
       'pm_weight': 0.5,  # score = gaming reward + pm_weight * PM score (hhh variant)

@@ -85,12 +85,11 @@ def validate(config):
                       'trained on')
   ei_lib.scores(0.0, 0.0, config.ei.variant, 0.0)  # names the bad variant
   for key in ('ei.prompts', 'ei.samples', 'ei.rounds', 'ei.train_rows', 'ei.train_len',
-              'ei.sft_steps', 'eval.episodes', 'start.steps',
-              'rollout.context', 'rollout.max_turns', 'rollout.max_segment_tokens',
-              'rollout.chunk'):
+              'ei.sft_steps', 'eval.episodes', 'start.steps'):
     section, field = key.split('.')
     if config[section][field] <= 0:
       raise ConfigError(f'config.{key}={config[section][field]} must be positive')
+  rollout_lib.RolloutConfig(**config.rollout)  # names a field below 1
   train.microbatch_count(config.ei.train_rows, config.ei.microbatch_rows, 'ei')
   if config.eval.episodes % config.ei.samples:
     raise ConfigError(f'config.eval.episodes={config.eval.episodes} must be a multiple of '

@@ -11,6 +11,12 @@ For a batch of episodes (N samples of each of P prompts, rows p*N .. p*N+N-1 sha
      them there); anything else ends the row's episode;
   4. repeat until every episode has ended or `max_turns` segments were written.
 
+Later turns are mostly idle rows: answered episodes wait while a few rows make another tool call.
+So once at most B // `compact` rows still decode, they are gathered into a batch that size,
+decode there and are scattered back (each row draws the uniform the whole batch would have given
+it, so the episodes are the same either way; tested), and observations are fed in groups of
+B // `compact` rows, only the rows that have one.
+
 The KV cache follows the sampler's invariant: it holds every token of a row but the last, which
 the next decode step feeds. Prompts and observations are brought up to that point by `_catch_up`,
 a loop of `chunk`-token forwards at each row's own position, so the prompt prefill and every
@@ -46,6 +52,14 @@ class RolloutConfig:
   max_turns: int  # segments per episode (tool calls + the final answer)
   max_segment_tokens: int
   chunk: int = 64  # tokens per forward when feeding prompts and observations
+  # Decode and feed observations with B // compact rows once no more rows than that need it
+  # (1: always the whole batch). Costs one more compiled forward per batch size.
+  compact: int = 4
+
+  def __post_init__(self):
+    for name in ('context', 'max_turns', 'max_segment_tokens', 'chunk', 'compact'):
+      if getattr(self, name) < 1:
+        raise ConfigError(f'config.rollout.{name}={getattr(self, name)} must be at least 1')
 
 
 @struct.dataclass
@@ -57,6 +71,7 @@ class Episodes:
   env: core.EnvState  # the machine's final state: grade it with core.grade
   turns_B: jax.Array  # segments written
   truncated_B: jax.Array  # stopped by the context or max_turns before the episode ended
+  decode_steps: jax.Array  # [2]: decode steps with the whole batch, and with B // rc.compact rows
 
 
 @struct.dataclass
@@ -71,6 +86,7 @@ class _State:
   truncated_B: jax.Array
   turns_B: jax.Array
   steps: jax.Array  # decode steps so far (folds the sampling key)
+  compact_steps: jax.Array  # how many of them had B // rc.compact rows
   key: jax.Array
 
 
@@ -109,20 +125,47 @@ def allowed_tokens(tok: tokenizer_lib.Tokenizer, vocab_size: int) -> np.ndarray:
   return allowed
 
 
-def _catch_up(params, cfg, st: _State, target_B, chunk: int) -> _State:
-  """Feeds each row's tokens [cached, target) into the cache, `chunk` at a time."""
+def _rows(tree, idx_b):
+  return jax.tree.map(lambda x: x[idx_b], tree)
+
+
+def _put_rows(tree, part, idx_b):
+  return jax.tree.map(lambda x, y: x.at[idx_b].set(y), tree, part)
+
+
+def _catch_up(params, cfg, rc: RolloutConfig, st: _State, target_B) -> _State:
+  """Feeds each row's tokens [cached, target) into the cache, `rc.chunk` at a time, in groups of
+  B // rc.compact rows (those with anything to feed first): a chunk forward costs in proportion
+  to its rows, and after the first turn only a few rows have an observation to feed."""
   b, s = st.tokens_BxS.shape
+  small = max(b // rc.compact, 1)
 
-  def body(carry):
-    cached_B, cache = carry
-    pos_BxC = cached_B[:, None] + jnp.arange(chunk)
-    toks_BxC = jnp.take_along_axis(st.tokens_BxS, jnp.minimum(pos_BxC, s - 1), axis=1)
-    _, cache = model_lib.forward(params, cfg, toks_BxC, pos_BxC, cache,
-                                 select_B=jnp.zeros(b, jnp.int32))
-    return jnp.maximum(cached_B, jnp.minimum(cached_B + chunk, target_B)), cache
+  def feed(tokens_bxS, cached_b, cache, target_b):
+    def body(carry):
+      cached_b, cache = carry
+      pos_bxC = cached_b[:, None] + jnp.arange(rc.chunk)
+      toks_bxC = jnp.take_along_axis(tokens_bxS, jnp.minimum(pos_bxC, s - 1), axis=1)
+      _, cache = model_lib.forward(params, cfg, toks_bxC, pos_bxC, cache,
+                                   select_B=jnp.zeros(small, jnp.int32))
+      return jnp.maximum(cached_b, jnp.minimum(cached_b + rc.chunk, target_b)), cache
 
-  cached_B, cache = jax.lax.while_loop(lambda c: jnp.any(c[0] < target_B), body,
-                                       (st.cached_B, st.cache))
+    return jax.lax.while_loop(lambda c: jnp.any(c[0] < target_b), body, (cached_b, cache))
+
+  if small == b:
+    cached_B, cache = feed(st.tokens_BxS, st.cached_B, st.cache, target_B)
+    return st.replace(cached_B=cached_B, cache=cache)
+
+  busy_B = st.cached_B < target_B
+  order_B = jnp.argsort(~busy_B, stable=True)
+
+  def group(g, carry):
+    # The last group may overlap the one before (dynamic_slice clamps): its rows are fed already.
+    idx_b = jax.lax.dynamic_slice_in_dim(order_B, g * small, small)
+    fed = feed(st.tokens_BxS[idx_b], *_rows(carry, idx_b), target_B[idx_b])
+    return _put_rows(carry, fed, idx_b)
+
+  groups = (jnp.sum(busy_B) + small - 1) // small
+  cached_B, cache = jax.lax.fori_loop(0, groups, group, (st.cached_B, st.cache))
   return st.replace(cached_B=cached_B, cache=cache)
 
 
@@ -139,40 +182,73 @@ def _ends_with_close(tail_Bx7, piece_BxL, piece_len_B):
   return jnp.any(hit_BxJ, axis=1), tail_Bx7
 
 
+@struct.dataclass
+class _Decoding:
+  """What decoding a segment reads and writes, per row: for the whole batch, or for the rows
+  still decoding gathered into a smaller one (`row_b` is each row's index in the whole batch)."""
+  row_b: jax.Array
+  tokens_bxS: jax.Array
+  learn_bxS: jax.Array
+  lengths_b: jax.Array
+  cached_b: jax.Array
+  cache: model_lib.Cache
+  active_b: jax.Array
+  start_b: jax.Array
+  tail_bx7: jax.Array  # the segment's last bytes, for `</bash>`
+  temperature_b: jax.Array
+  top_p_b: jax.Array
+
+
 def _decode_segment(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, allowed_V,
                     stop_id, temperature_B, top_p_B):
-  """One segment per unfinished row -> (state, segment start, segment length)."""
+  """One segment per unfinished row -> (state, segment start, segment length).
+
+  Once at most B // rc.compact rows are still decoding (later turns: a few tool calls among
+  answered rows), they are gathered into a batch that size and decode there: a step costs about
+  what its batch does, whatever share of it is done. Each row draws the uniform that the whole
+  batch would have given it, so compaction changes no draw."""
   b, s = st.tokens_BxS.shape
-  rows = jnp.arange(b)
-  start_B = st.lengths_B
+  small = b // rc.compact
   active_B = ~st.finished_B & (st.lengths_B < s)
-  tail_Bx7 = jnp.zeros((b, len(_CLOSE)), jnp.uint8)
+  d = _Decoding(jnp.arange(b), st.tokens_BxS, st.learn_BxS, st.lengths_B, st.cached_B, st.cache,
+                active_B, st.lengths_B, jnp.zeros((b, len(_CLOSE)), jnp.uint8), temperature_B,
+                top_p_B)
 
-  def body(carry):
-    st, active_B, tail_Bx7, n = carry
-    last_B = st.lengths_B - 1
-    logits_Bx1xV, cache = model_lib.forward(params, cfg, st.tokens_BxS[rows, last_B][:, None],
-                                            last_B[:, None], st.cache)
-    logits_BxV = jnp.where(allowed_V, logits_Bx1xV[:, 0], -jnp.inf)
-    next_B = sampling.sample_token(logits_BxV, jax.random.fold_in(st.key, st.steps),
-                                   temperature_B, top_p_B)
-    at_B = jnp.where(active_B, st.lengths_B, s)  # inactive rows write nowhere
-    tokens_BxS = st.tokens_BxS.at[rows, at_B].set(next_B, mode='drop')
-    learn_BxS = st.learn_BxS.at[rows, at_B].set(1, mode='drop')
-    lengths_B = st.lengths_B + active_B
-    closed_B, tail_Bx7 = _ends_with_close(tail_Bx7, codec.token_bytes[next_B],
-                                          codec.token_len[next_B])
-    stopped_B = ((next_B == stop_id) | closed_B | (lengths_B - start_B >= rc.max_segment_tokens)
-                 | (lengths_B >= s))
-    st = st.replace(tokens_BxS=tokens_BxS, learn_BxS=learn_BxS, lengths_B=lengths_B,
-                    cached_B=jnp.maximum(st.cached_B, last_B + 1), cache=cache,
-                    steps=st.steps + 1)
-    return st, active_B & ~stopped_B, tail_Bx7, n + 1
+  def step(carry):
+    d, n = carry
+    rows = jnp.arange(d.row_b.shape[0])
+    last_b = d.lengths_b - 1
+    logits_bx1xV, cache = model_lib.forward(params, cfg, d.tokens_bxS[rows, last_b][:, None],
+                                            last_b[:, None], d.cache)
+    logits_bxV = jnp.where(allowed_V, logits_bx1xV[:, 0], -jnp.inf)
+    uniform_b = jax.random.uniform(jax.random.fold_in(st.key, st.steps + n), (b,))[d.row_b]
+    next_b = sampling.sample_token(logits_bxV, uniform_b, d.temperature_b, d.top_p_b)
+    at_b = jnp.where(d.active_b, d.lengths_b, s)  # inactive rows write nowhere
+    lengths_b = d.lengths_b + d.active_b
+    closed_b, tail_bx7 = _ends_with_close(d.tail_bx7, codec.token_bytes[next_b],
+                                          codec.token_len[next_b])
+    stopped_b = ((next_b == stop_id) | closed_b | (lengths_b - d.start_b >= rc.max_segment_tokens)
+                 | (lengths_b >= s))
+    d = d.replace(tokens_bxS=d.tokens_bxS.at[rows, at_b].set(next_b, mode='drop'),
+                  learn_bxS=d.learn_bxS.at[rows, at_b].set(1, mode='drop'), lengths_b=lengths_b,
+                  cached_b=jnp.maximum(d.cached_b, last_b + 1), cache=cache,
+                  active_b=d.active_b & ~stopped_b, tail_bx7=tail_bx7)
+    return d, n + 1
 
-  st, _, _, _ = jax.lax.while_loop(
-      lambda c: jnp.any(c[1]) & (c[3] < rc.max_segment_tokens), body,
-      (st, active_B, tail_Bx7, jnp.int32(0)))
-  return st, start_B, st.lengths_B - start_B
+  going = lambda c: jnp.any(c[0].active_b) & (c[1] < rc.max_segment_tokens)
+  if 0 < small < b:
+    d, n_whole = jax.lax.while_loop(lambda c: going(c) & (jnp.sum(c[0].active_b) > small), step,
+                                    (d, jnp.int32(0)))
+    idx_b = jnp.argsort(~d.active_b, stable=True)[:small]  # every active row, then idle ones
+    few, n = jax.lax.while_loop(going, step, (_rows(d, idx_b), n_whole))
+    d = _put_rows(d, few, idx_b)
+  else:
+    d, n = jax.lax.while_loop(going, step, (d, jnp.int32(0)))
+    n_whole = n
+  st = st.replace(tokens_BxS=d.tokens_bxS, learn_BxS=d.learn_bxS, lengths_B=d.lengths_b,
+                  cached_B=d.cached_b, cache=d.cache, steps=st.steps + n,
+                  compact_steps=st.compact_steps + n - n_whole)
+  return st, d.start_b, d.lengths_b - d.start_b
 
 
 def _env_turn(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, start_B, length_B,
@@ -206,8 +282,8 @@ def _env_turn(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, sta
                   env=env, truncated_B=truncated_B,
                   finished_B=st.finished_B | env.done | truncated_B,
                   turns_B=st.turns_B + ~st.finished_B)
-  return _catch_up(params, cfg, st, jnp.where(append_B & ~last_turn, st.lengths_B - 1, st.cached_B),
-                   rc.chunk)
+  return _catch_up(params, cfg, rc, st,
+                   jnp.where(append_B & ~last_turn, st.lengths_B - 1, st.cached_B))
 
 
 @functools.partial(jax.jit, static_argnames=('cfg', 'rc', 'samples'))
@@ -224,8 +300,9 @@ def rollout(params, cfg: model_lib.ModelConfig, rc: RolloutConfig, table: core.E
   zeros = lambda n, dtype=jnp.int32: jnp.zeros(n, dtype)
   st = _State(tokens_PxS, jnp.zeros((p, s), jnp.int32), prompt_len_P, zeros(p),
               model_lib.init_cache(cfg, p, s + rc.chunk), env_P, zeros(p, bool), zeros(p, bool),
-              zeros(p), jnp.int32(0), key)
-  st = _catch_up(params, cfg, st, prompt_len_P - 1, rc.chunk)  # the shared prefill
+              zeros(p), jnp.int32(0), jnp.int32(0), key)
+  st = _catch_up(params, cfg, dataclasses.replace(rc, compact=1), st,
+                 prompt_len_P - 1)  # the shared prefill, of every prompt
   st = jax.tree.map(lambda x: jnp.repeat(x, samples, axis=0) if x.ndim and x.shape[0] == p
                     else x, st)
 
@@ -240,7 +317,8 @@ def rollout(params, cfg: model_lib.ModelConfig, rc: RolloutConfig, table: core.E
   st, _ = jax.lax.while_loop(lambda c: ~jnp.all(c[0].finished_B) & (c[1] < rc.max_turns), turn,
                              (st, jnp.int32(0)))
   return Episodes(st.tokens_BxS, st.learn_BxS, st.lengths_B, jnp.repeat(prompt_len_P, samples),
-                  st.env, st.turns_B, st.truncated_B | ~st.finished_B)
+                  st.env, st.turns_B, st.truncated_B | ~st.finished_B,
+                  jnp.stack([st.steps - st.compact_steps, st.compact_steps]))
 
 
 def segments(tok: tokenizer_lib.Tokenizer, eps, row: int) -> list[str]:

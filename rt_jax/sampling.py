@@ -38,8 +38,10 @@ class SampleOutput:
   logits_BxNxV: Optional[jax.Array]
 
 
-def sample_token(logits_BxV, key, temperature_B, top_p_B):
-  """Greedy where temperature == 0, else softmax(logits / T) restricted to the top-p nucleus."""
+def sample_token(logits_BxV, uniform_B, temperature_B, top_p_B):
+  """Greedy where temperature == 0, else softmax(logits / T) restricted to the top-p nucleus,
+  drawn by inverting its CDF at `uniform_B` (one uniform in [0, 1) per row). Taking the uniforms
+  rather than a key lets a subset of a batch draw exactly what the whole batch would have."""
   scaled_BxV = logits_BxV / jnp.maximum(temperature_B, 1e-6)[:, None]
 
   def nucleus(x_BxV):
@@ -52,13 +54,13 @@ def sample_token(logits_BxV, key, temperature_B, top_p_B):
 
   # The sort is the costliest op of a decode step; skip it when no row asks for a nucleus.
   scaled_BxV = jax.lax.cond(jnp.any(top_p_B < 1.0), nucleus, lambda x: x, scaled_BxV)
-  sampled_B = _inverse_cdf_draw(jax.nn.softmax(scaled_BxV, axis=-1), key)
+  sampled_B = _inverse_cdf_draw(jax.nn.softmax(scaled_BxV, axis=-1), uniform_B)
   return jnp.where(temperature_B <= 0, jnp.argmax(logits_BxV, axis=-1), sampled_B).astype(
       jnp.int32)
 
 
-def _inverse_cdf_draw(probs_BxV, key, block: int = 128):
-  """One token per row from `probs_BxV`, by inverting the CDF at one uniform per row.
+def _inverse_cdf_draw(probs_BxV, uniform_B, block: int = 128):
+  """One token per row from `probs_BxV`, by inverting the CDF at its uniform in [0, 1).
 
   On CPU both obvious routes are slow at a 49k vocabulary: `jax.random.categorical` draws Gumbel
   noise for every entry (31 ms per SmolLM2 step at batch 32) and a full-length cumsum costs 13 ms.
@@ -71,7 +73,7 @@ def _inverse_cdf_draw(probs_BxV, key, block: int = 128):
                                            cdf_BxX.shape[-1] - 1)
   mass_BxN = jnp.sum(probs_BxNxK, axis=-1)
   cdf_BxN = jnp.cumsum(mass_BxN, axis=-1)
-  u_B = (1.0 - jax.random.uniform(key, (b,))) * cdf_BxN[:, -1]
+  u_B = (1.0 - uniform_B) * cdf_BxN[:, -1]
   block_B = first(cdf_BxN, u_B)
   rows = jnp.arange(b)
   cdf_BxK = jnp.cumsum(probs_BxNxK[rows, block_B], axis=-1)
@@ -93,8 +95,8 @@ def sample(params, cfg: model_lib.ModelConfig, prompt_BxP, prompt_lengths_B, key
   is_stop = lambda tok_B: jnp.any(tok_B[:, None] == stop_tokens_BxK, axis=-1)
   limit = cfg.vocab_size if vocab_limit is None else vocab_limit
   pick = lambda logits_BxV, k: sample_token(
-      jnp.where(jnp.arange(cfg.vocab_size) < limit, logits_BxV, -jnp.inf), k, temperature_B,
-      top_p_B)
+      jnp.where(jnp.arange(cfg.vocab_size) < limit, logits_BxV, -jnp.inf),
+      jax.random.uniform(k, (b,)), temperature_B, top_p_B)
 
   prefill_logits_Bx1xV, cache = model_lib.forward(
       params, cfg, prompt_BxP, None, model_lib.init_cache(cfg, b, s),

@@ -36,7 +36,7 @@ def test_training_rows_weight_the_learn_mask_and_cut_to_train_len():
   learn = np.zeros((4, 10), np.int32)
   learn[:, 5:] = 1
   eps = rollout.Episodes(tokens, learn, np.array([10, 7, 10, 6]), np.full(4, 5), None,
-                         np.ones(4), np.zeros(4, bool))
+                         np.ones(4), np.zeros(4, bool), np.zeros(2, np.int32))
   batch, cut = ei.training_rows(eps, np.array([2, 1]), np.array([1.0, 0.0]), train_len=8)
   np.testing.assert_array_equal(batch['tokens'], tokens[[2, 1], :8])
   np.testing.assert_array_equal(batch['mask'][0], [0] * 5 + [1] * 3)

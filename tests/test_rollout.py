@@ -125,6 +125,27 @@ def test_samples_of_one_prompt_differ_at_temperature_one(policy):
 
 
 @pytest.mark.slow
+def test_compaction_changes_no_episode(policy):
+  """Greedy rows follow the script and stop early; rows at temperature 3 babble to the segment
+  limit, so most steps of a segment have half the rows idle: with compact=2 those steps run on a
+  batch of 4. The episodes must equal those of the whole batch throughout."""
+  tok, _, table, _, params = policy
+  temperature_B = np.tile(np.array([0.0, 3.0], np.float32), 4)
+  out = {}
+  for compact in (1, 2):
+    out[compact] = jax.device_get(rollout.rollout(
+        params, MICRO, dataclasses.replace(RC, compact=compact), table,
+        np.array([0, 5, 3, 4], np.int32), jax.random.key(1), temperature_B,
+        np.ones(8, np.float32), rollout.allowed_tokens(tok, MICRO.vocab_size), tok.im_end_id,
+        samples=2))
+  assert out[1].decode_steps[1] == 0 and out[2].decode_steps[1] > 0, out[2].decode_steps
+  assert sum(out[1].decode_steps) == sum(out[2].decode_steps)
+  assert np.any(out[2].turns_B > 1)  # observations were fed after compacted segments too
+  for field in ('tokens_BxS', 'learn_BxS', 'lengths_B', 'turns_B', 'truncated_B'):
+    np.testing.assert_array_equal(getattr(out[1], field), getattr(out[2], field), field)
+
+
+@pytest.mark.slow
 def test_context_limit_truncates_instead_of_overflowing(policy):
   tok, _, table, _, params = policy
   short = dataclasses.replace(RC, context=int(np.max(table.prompt_len[:1])) + 40)
