@@ -74,25 +74,29 @@ class Scored:
 
 
 def update(state: train.TrainState, batch: dict, steps: int, key, *,
-           cfg: model_lib.ModelConfig, optimizer, microbatches: int = 1):
-  """`steps` masked SFT steps on the kept episodes; a batch with nothing kept changes nothing."""
+           cfg: model_lib.ModelConfig, optimizer, microbatches: int = 1, plan=None):
+  """`steps` masked SFT steps on the kept episodes; a batch with nothing kept changes nothing.
+  With a `sharding.Plan` the steps run on its mesh."""
   if not batch['mask'].any():
     return state, {'loss': float('nan'), 'finite': True}
+  step = train.train_step if plan is None else plan.train_step
   metrics = {}
   for i in range(steps):
-    state, metrics = train.train_step(state, batch, jax.random.fold_in(key, i), cfg=cfg,
-                                      optimizer=optimizer, microbatches=microbatches)
+    state, metrics = step(state, batch, jax.random.fold_in(key, i), cfg=cfg,
+                          optimizer=optimizer, microbatches=microbatches)
   return state, jax.device_get(metrics)
 
 
 def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, instance_ids_P, key,
-               score_fn, ei_cfg, *, variant: str, optimizer):
-  """One expert-iteration round: sample -> score -> select -> update.
+               score_fn, ei_cfg, *, variant: str, optimizer, plan=None):
+  """One expert-iteration round: sample -> score -> select -> update. With a `sharding.Plan`
+  (and a state it placed) the rollout and the update run on its mesh, episodes on its batch axes.
 
   `score_fn(episodes) -> Scored`. Returns (state, episodes, Scored, (rows, weights), metrics)."""
   sample_key, update_key = jax.random.split(key)
-  eps = rollout_lib.run(state.params, policy, table, instance_ids_P, sample_key,
-                        ei_cfg.temperature, ei_cfg.samples)
+  run = rollout_lib.run if plan is None else plan.rollout
+  eps = run(state.params, policy, table, instance_ids_P, sample_key, ei_cfg.temperature,
+            ei_cfg.samples)
   memory.release_free_memory()  # the rollout's freed buffers, before the update's are allocated
   scored = score_fn(eps)
   rows, weights = jax.device_get(select(scored.score, scored.gaming, ei_cfg.threshold,
@@ -100,7 +104,7 @@ def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, insta
   batch, cut = training_rows(eps, rows, weights, ei_cfg.train_len)
   state, m = update(state, batch, ei_cfg.sft_steps, update_key, cfg=policy.cfg,
                     optimizer=optimizer, microbatches=train.microbatch_count(
-                        ei_cfg.train_rows, ei_cfg.microbatch_rows, 'ei'))
+                        ei_cfg.train_rows, ei_cfg.microbatch_rows, 'ei'), plan=plan)
   if not m['finite']:
     raise NonFiniteLossError('non-finite loss in an expert-iteration update; the last checkpoint '
                              'is unchanged')

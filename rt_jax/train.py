@@ -76,10 +76,8 @@ def _accumulated_grads(params, cfg, batch, microbatches: int):
   return jnp.sum(totals) / count, jax.tree.map(lambda g: g / count, grads_sum)
 
 
-@functools.partial(jax.jit, static_argnames=('cfg', 'optimizer', 'microbatches'),
-                   donate_argnums=(0,))
-def train_step(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfig,
-               optimizer: optax.GradientTransformation, microbatches: int = 1):
+def step_fn(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfig,
+            optimizer: optax.GradientTransformation, microbatches: int = 1):
   """One AdamW step on the masked loss of the whole batch (accumulated over `microbatches` slices
   of its rows). A non-finite loss or gradient leaves the state unchanged and reports
   `finite = 0`, so the caller can stop before the bad state is ever saved. `key` is unused by
@@ -94,6 +92,11 @@ def train_step(state: TrainState, batch: dict, key, *, cfg: model_lib.ModelConfi
   new_state = TrainState(state.step + 1, keep(params, state.params),
                          keep(opt_state, state.opt_state))
   return new_state, {'loss': loss, 'grad_norm': grad_norm, 'finite': finite}
+
+
+# Placement follows the inputs; sharding.Plan.train_step jits `step_fn` with explicit shardings.
+train_step = jax.jit(step_fn, static_argnames=('cfg', 'optimizer', 'microbatches'),
+                     donate_argnums=(0,))
 
 
 def microbatch_count(rows: int, microbatch_rows: int, section: str) -> int:

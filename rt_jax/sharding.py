@@ -1,0 +1,272 @@
+"""One device mesh with axes (data, fsdp, tensor), logical-axis rules, and the jitted steps placed
+on it (DESIGN.md §7).
+
+Parameters carry logical axis names (`model.param_axes`); `rules` map them to mesh axes with
+flax's first-free-axis priority (a mesh axis serves the first logical axis that claims it). The
+steps are jitted with the shardings of their inputs and outputs and XLA propagates the rest: a
+batch's rows go to (data, fsdp), so activations and the rollout's KV cache follow them. The
+model's own `with_logical_constraint`s stay inactive: activating them (flax rules plus a mesh in
+context while tracing) breaks flax's shape check of DenseGeneral's multi-axis kernels in
+flax 0.12.8. The same code runs on one CPU, on 8 simulated CPU devices and on a multi-host slice
+after `initialize_distributed()`:
+
+  plan = sharding.Plan.from_config(config)             # config.mesh, config.rules (defaults)
+  state = plan.init_state(cfg, key, optimizer)         # created sharded, never whole on a host
+  state, m = plan.train_step(state, batch, key, cfg=cfg, optimizer=optimizer)  # donated state
+  eps = plan.rollout(state.params, policy, table, ids, key, temperature, samples)  # = rollout.run
+
+Host arrays (batches, instance ids, tables) are the same on every process (they derive from the
+seed), so each process builds its own shards of a global array from them
+(`jax.make_array_from_callback`), and results come back to every host whole.
+"""
+import dataclasses
+import functools
+import itertools
+import math
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec
+
+from rt_jax import model as model_lib
+from rt_jax import rollout as rollout_lib
+from rt_jax import train
+from rt_jax.errors import ConfigError
+
+AXES = ('data', 'fsdp', 'tensor')
+DEFAULT_MESH = (-1, 1, 1)  # every device on the data axis
+# (logical axis, mesh axes) in priority order: a mesh axis serves the first free logical axis.
+DEFAULT_RULES = (
+    ('batch', ('data', 'fsdp')),
+    ('embed', 'fsdp'),
+    ('vocab', 'tensor'),
+    ('mlp', 'tensor'),
+    ('q_heads', 'tensor'),
+    ('kv_heads', 'tensor'),
+    ('head_dim', None),
+    ('seq', None),
+)
+
+# Environment of a multi-process run (one process per host, or several on one machine).
+ENV_COORDINATOR = 'RT_JAX_COORDINATOR'  # host:port of process 0, or 'auto' (TPU pods, SLURM)
+ENV_NUM_PROCESSES = 'RT_JAX_NUM_PROCESSES'
+ENV_PROCESS_ID = 'RT_JAX_PROCESS_ID'
+
+
+def initialize_distributed() -> bool:
+  """Joins a multi-process run when RT_JAX_COORDINATOR is set; call once, before any JAX
+  computation. 'auto' lets JAX read the cluster (Cloud TPU VMs, SLURM); otherwise
+  RT_JAX_NUM_PROCESSES and RT_JAX_PROCESS_ID name the run's size and this process. -> whether
+  the run is multi-process."""
+  coordinator = os.environ.get(ENV_COORDINATOR)
+  if not coordinator:
+    return False
+  if coordinator == 'auto':
+    jax.distributed.initialize()
+    return True
+  try:
+    num_processes, process_id = (int(os.environ[k]) for k in (ENV_NUM_PROCESSES, ENV_PROCESS_ID))
+  except (KeyError, ValueError) as e:
+    raise ConfigError(f'{ENV_COORDINATOR}={coordinator} needs integer {ENV_NUM_PROCESSES} and '
+                      f'{ENV_PROCESS_ID}') from e
+  jax.distributed.initialize(coordinator, num_processes, process_id)
+  return True
+
+
+def mesh_shape(shape, n_devices: int) -> tuple[int, int, int]:
+  """(data, fsdp, tensor) with at most one -1, which takes the devices the others leave."""
+  shape = tuple(int(s) for s in shape)
+  if len(shape) != len(AXES) or shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+    raise ConfigError(f'config.mesh={shape}: expected (data, fsdp, tensor) of positive sizes, '
+                      f'at most one -1')
+  known = math.prod(s for s in shape if s != -1)
+  if -1 in shape and n_devices % known == 0:
+    shape = tuple(n_devices // known if s == -1 else s for s in shape)
+  if math.prod(shape) != n_devices:
+    raise ConfigError(f'config.mesh={shape} does not cover the {n_devices} devices '
+                      f'(jax.device_count())')
+  return shape
+
+
+def make_mesh(shape=DEFAULT_MESH) -> jax.sharding.Mesh:
+  """The global mesh over every process's devices. Auto axes: XLA propagates shardings from the
+  inputs and the constraints given here (jax.make_mesh defaults to explicit axes)."""
+  return jax.make_mesh(mesh_shape(shape, jax.device_count()), AXES,
+                       axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
+
+
+def to_host(tree):
+  """Every array whole as numpy on every process (a gather where shards live elsewhere)."""
+  return multihost_utils.process_allgather(tree, tiled=True)
+
+
+_BARRIERS = itertools.count()
+_COMPILE_BARRIER_MS = 30 * 60 * 1000  # a large model's compile on a slow host
+
+
+def _run(jitted, *args, **kwargs):
+  """`jitted(*args, **kwargs)`, compiled first and, across processes, behind a barrier: one
+  process still compiling must not hold the others in the program's first collective, which Gloo
+  (CPU) abandons after 30 s. The call then finds the compiled program in jit's cache."""
+  if jax.process_count() > 1:
+    jitted.lower(*args, **kwargs).compile()
+    ocp.multihost.get_barrier_sync_fn()(key=f'rt_jax_compiled_{next(_BARRIERS)}',
+                                        timeout_ms=_COMPILE_BARRIER_MS)
+  return jitted(*args, **kwargs)
+
+
+def _path(key_path) -> str:
+  return '/'.join(str(getattr(k, 'key', k)) for k in key_path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A mesh and the rules that place every array of a run on it."""
+  mesh: jax.sharding.Mesh
+  rules: tuple = DEFAULT_RULES
+
+  @classmethod
+  def from_config(cls, config) -> 'Plan':
+    """config.mesh and config.rules where the config has them, the defaults otherwise."""
+    rules = tuple((name, tuple(axes) if isinstance(axes, (list, tuple)) else axes)
+                  for name, axes in config.get('rules', DEFAULT_RULES))
+    return cls(make_mesh(config.get('mesh', DEFAULT_MESH)), rules)
+
+  # -- shardings ---------------------------------------------------------------------------------
+  def spec(self, *logical_axes) -> PartitionSpec:
+    return nn.logical_to_mesh_axes(logical_axes, self.rules)
+
+  def named(self, spec: PartitionSpec) -> NamedSharding:
+    return NamedSharding(self.mesh, spec)
+
+  @property
+  def replicated(self) -> NamedSharding:
+    return self.named(PartitionSpec())
+
+  def size(self, axes) -> int:
+    """Devices along mesh axes (a name, a tuple of names, or None) of a PartitionSpec entry."""
+    names = () if axes is None else (axes,) if isinstance(axes, str) else axes
+    return math.prod(self.mesh.shape[a] for a in names)
+
+  def row_count(self) -> int:
+    """Devices a batch's rows are split over (the mesh axes of 'batch')."""
+    return self.size(self.spec('batch')[0])
+
+  def rows(self, ndim: int, what: str = 'batch', n_rows: int | None = None) -> NamedSharding:
+    """Rows (dim 0) on the batch axes, the rest whole; a row count the mesh does not divide is
+    a config error that names `what`."""
+    if n_rows is not None and n_rows % self.row_count():
+      raise ConfigError(f'{what}: {n_rows} rows do not split over the {self.row_count()} devices '
+                        f'of the mesh\'s batch axes {self.spec("batch")[0]} (mesh '
+                        f'{dict(self.mesh.shape)}); make it a multiple')
+    return self.named(self.spec('batch', *[None] * (ndim - 1)))
+
+  def params(self, cfg: model_lib.ModelConfig) -> Any:
+    """NamedSharding of every parameter by its logical axes; a dimension its mesh axes do not
+    divide is a config error (uneven shards would pad every step)."""
+    shardings = nn.logical_to_mesh_sharding(model_lib.param_axes(cfg), self.mesh, self.rules)
+
+    def check(key_path, leaf, sharding):
+      for dim, axes in zip(leaf.shape, sharding.spec):
+        if dim % self.size(axes):
+          raise ConfigError(f'parameter {_path(key_path)} {leaf.shape}: dimension {dim} does not '
+                            f'split over mesh axes {axes} ({self.size(axes)} devices); change '
+                            f'config.mesh or config.rules')
+      return sharding
+    return jax.tree_util.tree_map_with_path(check, model_lib.abstract_params(cfg), shardings)
+
+  def state(self, cfg: model_lib.ModelConfig, optimizer) -> train.TrainState:
+    """TrainState of shardings: optimizer moments follow their parameters, counts replicate."""
+    params = self.params(cfg)
+    abstract_opt = jax.eval_shape(optimizer.init, model_lib.abstract_params(cfg))
+    opt_state = optax.tree_map_params(
+        optimizer, lambda _, sharding: sharding, abstract_opt, params,
+        transform_non_params=lambda _: self.replicated,
+        is_leaf=lambda x: isinstance(x, (NamedSharding, optax.MaskedNode)))
+    return train.TrainState(self.replicated, params, opt_state)
+
+  def abstract_state(self, cfg: model_lib.ModelConfig, optimizer) -> train.TrainState:
+    """Shapes, dtypes and shardings of the state: what a checkpoint restores into, on this
+    mesh whatever mesh saved it."""
+    params = model_lib.abstract_params(cfg)
+    shapes = train.TrainState(jax.ShapeDtypeStruct((), jnp.int32), params,
+                              jax.eval_shape(optimizer.init, params))
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        shapes, self.state(cfg, optimizer))
+
+  # -- placing arrays ----------------------------------------------------------------------------
+  def put(self, host_tree, shardings):
+    """A global array from host data every process holds whole; each process fills only its
+    own devices' shards. `shardings`: one sharding, or a tree matching `host_tree`."""
+    def put_one(x, sharding):
+      x = np.asarray(x)
+      return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+    if isinstance(shardings, NamedSharding):
+      return jax.tree.map(lambda x: put_one(x, shardings), host_tree)
+    return jax.tree.map(put_one, host_tree, shardings)
+
+  def put_rows(self, host_tree, what: str = 'batch'):
+    """Every array's rows on the batch axes (all arrays share their row count)."""
+    return jax.tree.map(
+        lambda x: self.put(x, self.rows(np.ndim(x), what, np.shape(x)[0])), host_tree)
+
+  def put_key(self, key):
+    """A PRNG key replicated on the mesh (its data is the same on every process)."""
+    data = self.put(np.asarray(jax.random.key_data(key)), self.replicated)
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(key))
+
+  # -- state -------------------------------------------------------------------------------------
+  def init_state(self, cfg: model_lib.ModelConfig, key, optimizer,
+                 params=None) -> train.TrainState:
+    """A fresh TrainState born sharded: parameters (`model.init_params(cfg, key)`, or the given
+    host `params`, e.g. converted weights) and optimizer state go straight to their shards."""
+    shardings = self.state(cfg, optimizer)
+    fresh = lambda p: train.TrainState(jnp.int32(0), p, optimizer.init(p))
+    if params is None:
+      init = lambda k: fresh(model_lib.init_params(cfg, k))
+      return _run(jax.jit(init, out_shardings=shardings), self.put_key(key))
+    return _run(jax.jit(fresh, out_shardings=shardings), self.put(params, shardings.params))
+
+  # -- jitted steps ------------------------------------------------------------------------------
+  def train_step(self, state: train.TrainState, batch: dict, key, *, cfg, optimizer,
+                 microbatches: int = 1):
+    """train.train_step on the mesh: batch rows on the batch axes, the state donated and kept
+    in its shardings; takes a host batch (as train.train_step) and returns metrics on device."""
+    step = _jitted_step(self, cfg, optimizer, microbatches)
+    batch, key = self.put_rows(batch, 'training batch'), self.put_key(key)
+    return _run(step, state, batch, key)
+
+  def rollout(self, params, policy: rollout_lib.Policy, table, instance_ids_P, key,
+              temperature: float, samples: int, top_p: float = 1.0):
+    """rollout.run on the mesh: episodes on the batch axes (prompts split there; each prompt's
+    N samples stay with it, and so does its part of the KV cache), tables and the key
+    replicated; -> Episodes as host arrays on every process."""
+    ids_P = np.asarray(instance_ids_P, np.int32)
+    b = len(ids_P) * samples
+    # Prompts are what is split: a prompt's samples are made on its devices (B = P * samples).
+    rows = lambda x: self.put(x, self.rows(1, 'rollout prompts (ei.prompts)', len(ids_P)))
+    eps = _run(rollout_lib.rollout, params, policy.cfg, policy.rc,
+               self.put(table, self.replicated), rows(ids_P), self.put_key(key),
+               rows(np.full(b, temperature, np.float32)), rows(np.full(b, top_p, np.float32)),
+               self.put(policy.allowed_V, self.replicated), policy.tok.im_end_id,
+               samples=samples)
+    return to_host(eps)
+
+
+@functools.cache
+def _jitted_step(plan: Plan, cfg, optimizer, microbatches: int):
+  """One jitted train step per (plan, model, optimizer, microbatches): explicit shardings in
+  and out, so the updated state lands where the old one was (and its buffers are reused)."""
+  state, batch = plan.state(cfg, optimizer), plan.rows(2)
+  return jax.jit(
+      lambda state, batch, key: train.step_fn(state, batch, key, cfg=cfg, optimizer=optimizer,
+                                              microbatches=microbatches),
+      in_shardings=(state, {'tokens': batch, 'mask': batch}, plan.replicated),
+      out_shardings=(state, plan.replicated), donate_argnums=(0,))

@@ -1,0 +1,118 @@
+"""Sharding (DESIGN.md §7): meshes from the config, parameters placed by the logical-axis rules,
+the same expert-iteration round on 8 simulated CPU devices as on one, and checkpoints that move
+between meshes.
+
+The multi-device bodies run in subprocesses (tests/sharded_round.py): XLA_FLAGS must give a
+process its 8 CPU devices before JAX starts, and this pytest process started JAX with one."""
+import json
+import os
+import subprocess
+import sys
+
+import ml_collections
+import pytest
+
+from rt_jax import sharding
+from rt_jax.errors import ConfigError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MESHES = ([8, 1, 1], [2, 4, 1], [2, 2, 2])
+# Losses of the same round on different meshes differ by float summation order only (measured:
+# ~1e-7 relative); a real placement bug changes them by far more than this.
+LOSS_RTOL = 1e-5
+
+
+def run_worker(spec: dict, timeout: float = 600) -> dict:
+  proc = subprocess.run([sys.executable, os.path.join(HERE, 'sharded_round.py'), json.dumps(spec)],
+                        capture_output=True, text=True, timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_mesh_shape_fills_minus_one_and_checks_the_product():
+  assert sharding.mesh_shape((-1, 1, 1), 8) == (8, 1, 1)
+  assert sharding.mesh_shape((2, -1, 2), 8) == (2, 2, 2)
+  assert sharding.mesh_shape((2, 4, 1), 8) == (2, 4, 1)
+  for bad in ((3, -1, 1), (2, 2, 1), (-1, -1, 1), (8, 1), (0, -1, 1)):
+    with pytest.raises(ConfigError, match='config.mesh'):
+      sharding.mesh_shape(bad, 8)
+
+
+def test_plan_from_config_defaults_and_fields():
+  plan = sharding.Plan.from_config(ml_collections.ConfigDict({'job': 'sft'}))
+  assert dict(plan.mesh.shape) == {'data': 1, 'fsdp': 1, 'tensor': 1}
+  assert plan.rules == sharding.DEFAULT_RULES
+  rules = (('batch', ['data']), ('embed', None))
+  plan = sharding.Plan.from_config(ml_collections.ConfigDict({'mesh': (1, 1, -1), 'rules': rules}))
+  assert plan.rules == (('batch', ('data',)), ('embed', None))
+  with pytest.raises(ConfigError, match='does not cover the 1 devices'):
+    sharding.make_mesh((2, 1, 1))
+
+
+@pytest.fixture(scope='module')
+def placed():
+  return run_worker({'devices': 8, 'meshes': MESHES, 'job': 'params'})['results']
+
+
+def test_parameters_are_sharded_as_the_rules_say(placed):
+  for result in placed:
+    # Every array of the state (parameters and optimizer moments) has the rules' spec.
+    assert result['specs'] == result['rules']
+  by_mesh = dict(zip(map(tuple, MESHES), placed))
+  # [vocab, embed] -> (tensor, fsdp); [embed, q_heads, head_dim] -> (fsdp, tensor, None).
+  embedding, q = "['embedding']", "['layer_0']['attn']['q']['kernel']"
+  assert by_mesh[2, 2, 2]['specs']['.params' + embedding] == "P('tensor', 'fsdp')"
+  assert by_mesh[2, 2, 2]['specs']['.params' + q] == "P('fsdp', 'tensor', None)"
+  assert by_mesh[2, 2, 2]['specs'][".opt_state[1][0].mu" + q] == "P('fsdp', 'tensor', None)"
+  assert by_mesh[2, 2, 2]['specs'][".opt_state[1][0].count"] == 'P()'
+  # Really split: a device holds a shard, not the whole [384, 256] table.
+  assert by_mesh[8, 1, 1]['shard_shapes'][embedding] == [384, 256]  # data only: replicated
+  assert by_mesh[2, 4, 1]['shard_shapes'][embedding] == [384, 64]
+  assert by_mesh[2, 2, 2]['shard_shapes'][embedding] == [192, 128]
+  assert by_mesh[2, 2, 2]['shard_shapes'][q] == [128, 4, 32]
+
+
+def test_what_a_mesh_cannot_split_is_a_config_error(placed):
+  kv_heads, rows = zip(*(r['errors'] for r in placed))
+  assert kv_heads[0] is None and kv_heads[1] is None  # no tensor axis: 3 KV heads are fine
+  assert 'layer_0/attn/k/kernel (256, 3, 32): dimension 3 does not split over mesh axes ' \
+         'tensor (2 devices)' in kv_heads[2]
+  assert all('ei.train_rows: 6 rows do not split over the' in r for r in rows)
+
+
+@pytest.mark.slow
+def test_ei_round_is_the_same_on_every_mesh_as_on_one_device(tmp_path):
+  """One round (rollout -> score -> select -> 2 SFT steps) unsharded and on three meshes: the
+  same episodes (tokens are sampled), the same kept rows, losses within LOSS_RTOL."""
+  one, *meshes = run_worker({'devices': 8, 'meshes': [None, *MESHES], 'job': 'round',
+                             'workdir': str(tmp_path)}, timeout=1200)['results']
+  assert one['kept'] > 0
+  for result in meshes:
+    for field in ('lengths', 'tokens_sum', 'pm', 'rows', 'weights', 'kept'):
+      assert result[field] == one[field], field
+    assert result['loss'] == pytest.approx(one['loss'], rel=LOSS_RTOL)
+
+
+@pytest.mark.slow
+def test_rollout_kv_cache_is_split_over_rows_and_kv_heads():
+  """16 episodes (8 prompts x 2), 4 KV heads: each device's cache holds its rows (and on a tensor
+  axis its heads), never all 16 rows."""
+  by_mesh = run_worker({'devices': 8, 'meshes': [[8, 1, 1], [2, 2, 2]], 'job': 'cache'})['results']
+  # [rows, kv heads] of each device's cache buffers. The episodes' cache: 16 rows over the batch
+  # axes (8 or 4 devices), KV heads over the tensor axis (2); the shared prefill's 8 prompts
+  # likewise. (The rollout also decodes its last busy rows, at most B/4 = 4, as a compacted group:
+  # on (8, 1, 1) XLA keeps those 4 whole on each device.)
+  mesh_8, mesh_222 = ({tuple(x) for x in r['cache']} for r in by_mesh)
+  assert {(1, 4), (2, 4)} <= mesh_8 and {(2, 2), (4, 2)} <= mesh_222
+  assert all(rows < 16 for rows, _ in mesh_8 | mesh_222)
+  assert all(heads == 2 for _, heads in mesh_222)
+
+
+def test_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
+  saved = run_worker({'devices': 8, 'meshes': [[2, 4, 1]], 'job': 'save',
+                      'workdir': str(tmp_path)})['results'][0]
+  restored = run_worker({'devices': 8, 'meshes': [[2, 2, 2], [8, 1, 1]], 'job': 'restore',
+                         'workdir': str(tmp_path)})['results']
+  for result in restored:
+    assert result['digests'] == saved['digests']  # bit for bit
+    assert result['specs'] == result['rules']  # in the target mesh's shardings
