@@ -13,7 +13,6 @@ rt_jax's peak resident memory is read before the peer is imported.
 import json
 import os
 import resource
-import time
 
 import jax
 import numpy as np
@@ -47,19 +46,6 @@ QUESTIONS = ('What is the capital of France?', 'Write a haiku about the sea.',
              'Explain photosynthesis to a child.', 'Suggest a name for a grey cat.')
 
 
-def _best_time(call, repeats: int) -> tuple[float, float]:
-  """(first call seconds, best of `repeats` later calls)."""
-  start = time.perf_counter()
-  call()
-  first = time.perf_counter() - start
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    call()
-    best = min(best, time.perf_counter() - start)
-  return first, best
-
-
 def _prompts(tok, batch: int) -> list[list[int]]:
   chats = [[{'role': 'user', 'content': QUESTIONS[i % len(QUESTIONS)]}] for i in range(batch)]
   return [tokenizer_lib.encode_chat(tok, c, add_generation_prompt=True)[0] for c in chats]
@@ -75,7 +61,7 @@ def time_rt_jax(cfg, params, prompts, new_tokens: int, repeats: int, seed: int) 
                           np.full((b, 1), -1, np.int32), max_new_tokens=new_tokens)
     generated = np.asarray(out.lengths_B - out.prompt_lengths_B)
     assert generated.min() == new_tokens, generated  # no row stopped early
-  first, best = _best_time(call, repeats)
+  first, best = perf.best_time(call, repeats)
   return {'tokens_per_s': round(b * new_tokens / best, 1), 'seconds': round(best, 3),
           'first_call_s': round(first, 2),
           'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
@@ -102,7 +88,7 @@ def time_hf(gguf_path: str, prompts, pad_id: int, new_tokens: int, repeats: int,
                         top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                         pad_token_id=pad_id)
     assert out.shape[1] == width + new_tokens
-  first, best = _best_time(call, repeats)
+  first, best = perf.best_time(call, repeats)
   return {'tokens_per_s': round(len(prompts) * new_tokens / best, 1),
           'seconds': round(best, 3), 'first_call_s': round(first, 2),
           'torch_threads': torch.get_num_threads()}

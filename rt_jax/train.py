@@ -34,13 +34,32 @@ def lr_schedule(train_cfg) -> optax.Schedule:
       end_value=train_cfg.lr * train_cfg.final_lr_frac)
 
 
+OPTIMIZERS = ('adamw', 'lion', 'sgd')
+
+
+def check_optimizer(train_cfg, where: str):
+  """A config section's `optimizer` (AdamW where the section has none) is one make_optimizer
+  knows."""
+  name = train_cfg.get('optimizer', 'adamw')
+  if name not in OPTIMIZERS:
+    raise ConfigError(f'config.{where}.optimizer={name!r}: choose from {", ".join(OPTIMIZERS)}')
+
+
 def make_optimizer(train_cfg) -> optax.GradientTransformation:
-  """AdamW after global-norm gradient clipping; norm scales and biases are not decayed."""
+  """Global-norm gradient clipping, then the section's `optimizer` on lr_schedule: AdamW (the
+  default), Lion (b1, b2 are its betas) or SGD (b1 is its momentum; weight decay added to the
+  gradient). Norm scales and biases are never decayed."""
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
-  return optax.chain(
-      optax.clip_by_global_norm(train_cfg.grad_clip),
-      optax.adamw(lr_schedule(train_cfg), b1=train_cfg.b1, b2=train_cfg.b2,
-                  weight_decay=train_cfg.weight_decay, mask=decay_mask))
+  lr, wd = lr_schedule(train_cfg), train_cfg.weight_decay
+  name = train_cfg.get('optimizer', 'adamw')
+  if name == 'lion':
+    update = optax.lion(lr, b1=train_cfg.b1, b2=train_cfg.b2, weight_decay=wd, mask=decay_mask)
+  elif name == 'sgd':
+    update = optax.chain(optax.add_decayed_weights(wd, decay_mask),
+                         optax.sgd(lr, momentum=train_cfg.b1))
+  else:
+    update = optax.adamw(lr, b1=train_cfg.b1, b2=train_cfg.b2, weight_decay=wd, mask=decay_mask)
+  return optax.chain(optax.clip_by_global_norm(train_cfg.grad_clip), update)
 
 
 def masked_nll_sum(params, cfg: model_lib.ModelConfig, tokens_BxT, mask_BxT):
@@ -124,6 +143,7 @@ def validate(config):
     if value <= 0:
       raise ConfigError(f'config.{key}={value} must be positive')
   microbatch_count(config.train.batch_size, config.train.microbatch_rows, 'train')
+  check_optimizer(config.train, 'train')
   if not 0 <= config.train.final_lr_frac <= 1:
     raise ConfigError(f'config.train.final_lr_frac={config.train.final_lr_frac} must be in [0, 1]')
 

@@ -202,3 +202,29 @@ def test_bench_decode_prints_one_json_line():
   result = json.loads(lines[0])
   assert result['model'] == 'tiny' and result['rt_jax']['tokens_per_s'] > 0
   assert 0 < result['fraction_of_flop_limit'] < 1.5
+
+
+def test_bench_train_prints_one_json_line():
+  proc = run_module('bench.train', '--preset=tiny', '--batch=4', '--seq_len=32',
+                    '--microbatch_rows=2', '--repeats=1')
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.strip().splitlines()
+  assert len(lines) == 1
+  result = json.loads(lines[0])
+  assert (result['model'], result['microbatches']) == ('tiny', 2)
+  assert result['rt_jax']['tokens_per_s'] > 0 and 0 < result['rt_jax']['mfu'] < 1.5
+
+
+def test_bench_train_rejects_a_microbatch_that_does_not_divide_the_batch():
+  proc = run_module('bench.train', '--preset=tiny', '--batch=4', '--microbatch_rows=3')
+  assert proc.returncode == 1
+  assert error_lines(proc) == ['error: --microbatch_rows=3 must divide --batch=4']
+
+
+@pytest.mark.slow  # imports torch + transformers (requirements-ref.txt)
+def test_bench_train_times_the_torch_peer_on_the_same_model():
+  proc = run_module('bench.train', '--preset=tiny', '--batch=2', '--seq_len=32',
+                    '--repeats=1', '--peer=torch')
+  assert proc.returncode == 0, proc.stderr
+  result = json.loads(proc.stdout)
+  assert result['torch']['tokens_per_s'] > 0 and result['ratio_rt_jax_over_torch'] > 0

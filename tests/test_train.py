@@ -6,6 +6,7 @@ import pytest
 
 from rt_jax import model
 from rt_jax import train
+from rt_jax.errors import ConfigError
 
 CFG = model.preset('tiny', d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
                    mlp_dim=128)
@@ -53,8 +54,12 @@ def test_unmasked_targets_do_not_matter():
     np.testing.assert_array_equal(a, b)
 
 
-def test_step_lowers_loss_on_fixed_batch():
-  state, optimizer, batch = _state(), train.make_optimizer(TRAIN), _batch()
+@pytest.mark.parametrize('name, lr', [('adamw', 1e-2), ('lion', 3e-3), ('sgd', 0.3)])
+def test_step_lowers_loss_on_fixed_batch(name, lr):
+  settings = ml_collections.ConfigDict({**TRAIN.to_dict(), 'optimizer': name, 'lr': lr})
+  optimizer, batch = train.make_optimizer(settings), _batch()
+  params = model.init_params(CFG, jax.random.key(0))
+  state = train.TrainState(jnp.array(0), params, optimizer.init(params))
   losses = []
   for i in range(30):
     state, m = train.train_step(state, batch, jax.random.key(i), cfg=CFG, optimizer=optimizer)
@@ -98,3 +103,10 @@ def test_schedule_warms_up_then_decays():
   assert float(schedule(10)) == pytest.approx(1e-2)
   assert float(schedule(100)) == pytest.approx(1e-3)
   assert float(schedule(5)) == pytest.approx(5e-3)
+
+
+def test_unknown_optimizer_is_a_config_error():
+  with pytest.raises(ConfigError, match=r"config.safety.optimizer='adam': choose from adamw, "
+                                        r"lion, sgd"):
+    train.check_optimizer(ml_collections.ConfigDict({'optimizer': 'adam'}), 'safety')
+  train.check_optimizer(TRAIN, 'train')  # no field: AdamW
