@@ -14,6 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(), 'rt_jax_test_xla_cache'))
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)  # as rt_jax.cli does
 
 # A 2-layer, 64-wide decoder on a short corpus: end-to-end runs cost seconds, not minutes.
 SMALL_RUN = (
