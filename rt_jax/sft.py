@@ -12,6 +12,7 @@ from rt_jax import metrics as metrics_lib
 from rt_jax import model as model_lib
 from rt_jax import perf
 from rt_jax import sampling
+from rt_jax import sharding
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax import train
 from rt_jax.data import chat_corpus
@@ -31,13 +32,15 @@ def validate(config):
   train.microbatch_count(config.train.batch_size, config.train.microbatch_rows, 'train')
   if not 0 <= config.train.final_lr_frac <= 1:
     raise ConfigError(f'config.train.final_lr_frac={config.train.final_lr_frac} must be in [0, 1]')
+  sharding.validate(config, ('train.batch_size',))  # a step's rows split over the batch axes
 
 
 def _sample_report(params, cfg, tok, prompts, sample_cfg, key) -> str:
   system = [{'role': 'system', 'content': sample_cfg.system}] if sample_cfg.system else []
   encoded = [tokenizer_lib.encode_chat(tok, system + [{'role': 'user', 'content': p}],
                                        add_generation_prompt=True)[0] for p in prompts]
-  outs = sampling.generate(params, cfg, tok, encoded, key,
+  # The sampler has no sharded path: it runs on one device.
+  outs = sampling.generate(sharding.to_one_device(params), cfg, tok, encoded, key,
                            max_new_tokens=sample_cfg.max_new_tokens,
                            temperature=sample_cfg.temperature, stop_ids=[tok.im_end_id])
   return '\n\n'.join(f'USER: {p}\nASSISTANT: {tok.decode(o)}' for p, o in zip(prompts, outs))
@@ -65,22 +68,25 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
   tc = config.train
   optimizer, schedule = train.make_optimizer(tc), train.lr_schedule(tc)
   init_key, step_key, sample_key = jax.random.split(jax.random.key(config.seed), 3)
-  if init_params is None:
-    init_params = model_lib.init_params(cfg, init_key)
-  state = train.TrainState(jnp.array(0, jnp.int32), init_params, optimizer.init(init_params))
+  plan = sharding.Plan.from_config(config)  # where the state and every batch live
   start = mngr.latest_step()
   if start is not None:
-    params, opt_state, meta = mngr.restore(start, state.params, state.opt_state)
+    # Onto this run's mesh, whichever mesh saved it.
+    target = plan.abstract_state(cfg, optimizer)
+    params, opt_state, meta = mngr.restore(start, target.params, target.opt_state)
     for name, value in (('seed', config.seed), ('train.batch_size', tc.batch_size)):
       if meta[name] != value:
         raise ConfigError(f'{workdir} was trained with {name}={meta[name]}, not {value}; a '
                           f'resumed run must keep it to continue the same data order')
-    state = train.TrainState(jnp.array(start, jnp.int32), params, opt_state)
+    state = plan.train_state(start, params, opt_state)
     step_key = jax.random.wrap_key_data(jnp.array(meta['rng'], jnp.uint32))
     loss = meta['loss']
     metrics_lib.console(f'resumed from {mngr.path}/{start} (data position '
                         f'{meta["data_position"]}, loss {loss:.4f})')
   else:
+    if init_params is None:  # eager, as before the mesh: a jitted init differs in last bits
+      init_params = model_lib.init_params(cfg, init_key)
+    state = plan.init_state(cfg, None, optimizer, params=init_params)
     start, loss = 0, float('nan')
 
   # Steps up to `start` were logged and checkpointed; only later ones belong to the killed run.
@@ -98,8 +104,8 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
   window_start, window_tokens = time.perf_counter(), 0
   for step in range(start, tc.steps):
     batch = corpus.batch(step, tc.batch_size)  # prepared while the previous step still runs
-    state, m = train.train_step(state, batch, jax.random.fold_in(step_key, step), cfg=cfg,
-                          optimizer=optimizer, microbatches=microbatches)
+    state, m = plan.train_step(state, batch, jax.random.fold_in(step_key, step), cfg=cfg,
+                               optimizer=optimizer, microbatches=microbatches)
     pending.append(m)
     window_tokens += tc.batch_size * (config.data.seq_len - 1)
     done = step + 1

@@ -1,4 +1,5 @@
 """Shared helpers for tests that run the command-line entry points as a user would."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -27,6 +28,24 @@ SMALL_RUN = (
 def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
                         text=True, timeout=timeout)
+
+
+def config_module(name: str):
+  """configs/NAME.py as a module (configs/ is not a package)."""
+  spec = importlib.util.spec_from_file_location(f'{name}_config',
+                                                os.path.join(REPO, 'configs', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def config_of(name: str, overrides: dict, *args):
+  """configs/NAME.py's get_config(*args) with `overrides` ({'section.field': value}) set."""
+  c = config_module(name).get_config(*args)
+  for key, value in overrides.items():
+    section, _, field = key.rpartition('.')
+    (c[section] if section else c)[field] = value
+  return c
 
 
 def run_main(workdir, *overrides: str, config: str = 'configs/tiny.py', **kw):

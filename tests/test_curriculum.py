@@ -26,6 +26,7 @@ def _matrix(workdir) -> list:
     ('--config.eval.episodes=3', 'multiple of'),
     ('--config.mode=train', 'config.mode'),
     ('--config.ei.microbatch_rows=3', 'microbatch_rows'),
+    ('--config.mesh=(2,1,1)', 'config.mesh=(2, 1, 1) does not cover the 1 devices'),
 ])
 def test_bad_values_fail_in_one_line_before_compute(tmp_path, override, message):
   proc = run_curriculum(tmp_path / 'w', override, timeout=120)
