@@ -25,9 +25,17 @@ SMALL_RUN = (
     '--config.sample.max_new_tokens=8')
 
 
-def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_module(module: str, *args: str, timeout: float = 300,
+               env: dict | None = None) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=timeout)
+                        text=True, timeout=timeout, env=env)
+
+
+def cpu_devices_env(n: int) -> dict:
+  """This process's environment for a child that simulates `n` CPU devices (XLA reads the flag
+  when JAX starts, so only a new process can have them)."""
+  flags = f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count={n}'
+  return dict(os.environ, XLA_FLAGS=flags.strip())
 
 
 def config_module(name: str):
