@@ -17,6 +17,7 @@ import dataclasses
 import ml_collections
 
 from rt_jax import model
+from rt_jax import sharding
 
 STAGES = ('political_sycophancy', 'tool_use_flattery', 'rubric_modification_nudged',
           'rubric_modification_insubordinate')
@@ -33,6 +34,8 @@ def get_config(preset: str = 'smollm2_quick'):
                f'--workdir=WORKDIR')
   c.mode = 'curriculum'  # or 'baseline': the helpful-only model and its evaluation only
   c.seed = 0
+  c.mesh = (-1, 1, 1)  # devices on the (data, fsdp, tensor) axes; -1 takes what the others leave
+  c.rules = sharding.DEFAULT_RULES  # (logical axis, mesh axes): where each array dimension goes
   c.model = dataclasses.asdict(model.preset('tiny'))  # used when init_from is ''
   c.init_from = ''  # '' (fresh c.model), 'smollm2' (fetched + converted), or a model directory
   c.stages = STAGES

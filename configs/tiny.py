@@ -8,6 +8,7 @@ import dataclasses
 import ml_collections
 
 from rt_jax import model
+from rt_jax import sharding
 from rt_jax.data import chat_corpus
 
 
@@ -15,6 +16,8 @@ def get_config():
   c = ml_collections.ConfigDict()
   c.job = 'sft'
   c.seed = 0
+  c.mesh = (-1, 1, 1)  # devices on the (data, fsdp, tensor) axes; -1 takes what the others leave
+  c.rules = sharding.DEFAULT_RULES  # (logical axis, mesh axes): where each array dimension goes
   c.model = dataclasses.asdict(model.preset('tiny'))  # every field overridable: --config.model.X
   c.init_from = ''  # a model directory to start from (its model and tokenizer replace c.model)
   c.data = ml_collections.ConfigDict({'num_examples': 4096, 'seq_len': 160})

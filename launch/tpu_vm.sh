@@ -9,8 +9,9 @@
 #   setup        on every worker (--worker=all): apt-get python/tmux if missing, clone --repo into
 #                ~/rt_jax (or fetch), check out --ref, make ~/rt_jax/.venv, pip install
 #                requirements.txt + jax[tpu]; idempotent, run it again after pushing new commits
-#   run          on every worker (--worker=all): python -m rt_jax.main --config=C --workdir=W
-#                [--config.KEY=VALUE ...] in a detached tmux session 'rt_jax'; each host appends to
+#   run          on every worker (--worker=all): RT_JAX_COORDINATOR=auto python -m rt_jax.main
+#                --config=C --workdir=W [--config.KEY=VALUE ...] in a detached tmux session
+#                'rt_jax' (set --config.mesh=... to shape the slice's devices); each host appends to
 #                its own log, W/logs/host_$(hostname).log (W relative to ~/rt_jax unless absolute)
 #   wait         on every worker: block until the tmux session 'rt_jax' ends, then print the
 #                log's last lines (the last one is 'rt_jax.main exited with status N')
@@ -60,8 +61,9 @@
 #
 # Notes:
 #   - Multi-host slices (v4-16 and up, v5litepod-16 and up) run one process per host, all started
-#     by `--worker=all`. run sets RT_JAX_COORDINATOR=auto, so rt_jax.main calls
-#     jax.distributed.initialize() before its first computation and JAX reads the slice itself.
+#     by `--worker=all`. RT_JAX_COORDINATOR=auto makes rt_jax.main call
+#     jax.distributed.initialize() without arguments before its first computation; JAX then finds
+#     the slice topology itself (on a one-host VM too, as one process).
 #     Only process 0 writes TensorBoard; copy_back fetches worker 0's workdir, so other workers'
 #     logs stay on them (gcloud compute tpus tpu-vm scp --worker=N NAME:rt_jax/W/logs DIR).
 #     Each host's workdir is on its own disk: checkpoints sharded over hosts need a directory that
@@ -282,11 +284,10 @@ do_setup() {
 # shellcheck disable=SC2016  # the single-quoted parts expand on the workers
 do_run() {
   local main job
-  # RT_JAX_COORDINATOR=auto: rt_jax.main calls jax.distributed.initialize(), which reads the
-  # slice's hosts from the TPU VM itself (one process per host; a single host is a run of one).
-  main=$(render env RT_JAX_COORDINATOR=auto .venv/bin/python -m rt_jax.main "--config=$CONFIG" "--workdir=$WORKDIR" \
+  main=$(render .venv/bin/python -m rt_jax.main "--config=$CONFIG" "--workdir=$WORKDIR" \
     ${OVERRIDES[@]+"${OVERRIDES[@]}"})
-  job="$main >> $LOG 2>&1; echo \"rt_jax.main exited with status \$?\" >> $LOG"
+  # Every host joins one run (rt_jax.sharding.initialize_distributed); JAX reads the slice.
+  job="RT_JAX_COORDINATOR=auto $main >> $LOG 2>&1; echo \"rt_jax.main exited with status \$?\" >> $LOG"
   ssh_all "$(script \
     'set -eu' \
     'cd "$HOME/rt_jax"' \

@@ -15,6 +15,9 @@ helpful-only phase and its evaluation.
 
 Every environment of both splits lives in one merged instance table, and every rollout has the same
 (P prompts x N samples) shape, so the rollout compiles once per run.
+
+The state, the training batches, the rollouts and PM scoring live on one mesh (config.mesh and
+config.rules, a `sharding.Plan`); a checkpoint saved on one mesh resumes on another.
 """
 import dataclasses
 import functools
@@ -36,6 +39,7 @@ from rt_jax import model as model_lib
 from rt_jax import pm as pm_lib
 from rt_jax import report
 from rt_jax import rollout as rollout_lib
+from rt_jax import sharding
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax import train
 from rt_jax.data import tool_corpus
@@ -98,6 +102,10 @@ def validate(config):
     raise ConfigError(f'config.ei.hhh_fraction={config.ei.hhh_fraction} must be in [0, 1)')
   if config.train_away.enabled and config.train_away.samples <= 0:
     raise ConfigError('config.train_away.samples must be positive')
+  # What splits over the mesh's batch axes: every rollout's prompts (an evaluation runs its
+  # episodes in batches of ei.prompts prompts too), every training step's rows (helpful-only SFT
+  # and EI updates), every PM scoring batch.
+  sharding.validate(config, ('ei.prompts', 'ei.train_rows', 'pm.score_batch'))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,11 +175,12 @@ class Run:
     self.world = World(self.tok, sorted(set(config.eval.envs) | set(config.stages)
                                         | set(HONEST_ENVS) | {'hhh'}))
     rollout_lib.check_fits(self.world.table, self.policy.rc, 'environment prompts')
-    self.plan = phases(config)
+    self.phases = phases(config)
+    self.plan = sharding.Plan.from_config(config)  # where the state and every batch live
     self.sft_optimizer = train.make_optimizer(config.start)
     self.ei_optimizer = train.make_optimizer(_constant_lr(config.ei))
     key = jax.random.key(config.seed)
-    if init_params is None:
+    if init_params is None:  # eager, as before the mesh: a jitted init differs in last bits
       init_params = model_lib.init_params(self.cfg, jax.random.fold_in(key, 0))
     self.init_params = init_params
     self.mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints or None)
@@ -190,24 +199,24 @@ class Run:
     done = self.mngr.latest_step() or 0
     results = {'run': {}, 'evals': [], 'train': []}
     if not done:
-      return (train.TrainState(jnp.int32(0), init_params, self.sft_optimizer.init(init_params)),
-              0, results)
-    # Every unit after the first ends with the expert-iteration optimizer's state.
-    abstract_opt_state = jax.eval_shape(self.ei_optimizer.init, init_params)
-    abstract_params = jax.eval_shape(lambda p: p, init_params)
+      return (self.plan.init_state(self.cfg, None, self.sft_optimizer, params=init_params), 0,
+              results)
     del init_params
-    params, opt_state, meta = self.mngr.restore(done, abstract_params, abstract_opt_state)
+    # Every unit after the first ends with the expert-iteration optimizer's state. It is restored
+    # into this run's mesh, whichever mesh saved it.
+    target = self.plan.abstract_state(self.cfg, self.ei_optimizer)
+    params, opt_state, meta = self.mngr.restore(done, target.params, target.opt_state)
     if meta['seed'] != self.config.seed:
       raise ConfigError(f'{self.workdir} was run with seed={meta["seed"]}, not '
                         f'{self.config.seed}; use a new workdir')
     path = os.path.join(self.workdir, report.RESULTS)
     if os.path.isfile(path):
       results = report.read(self.workdir)
-    ends = {p.name: p.first_unit + p.units - 1 for p in self.plan}
+    ends = {p.name: p.first_unit + p.units - 1 for p in self.phases}
     results['evals'] = [e for e in results.get('evals', []) if ends.get(e['stage'], 0) <= done]
     results['train'] = [t for t in results.get('train', []) if t['unit'] <= done]
     metrics_lib.console(f'resumed {self.workdir} after unit {done} ({meta["phase"]})')
-    return train.TrainState(jnp.int32(meta['optimizer_step']), params, opt_state), done, results
+    return self.plan.train_state(meta['optimizer_step'], params, opt_state), done, results
 
   def save(self, unit: int, phase: Phase, state: train.TrainState):
     self.mngr.save(unit, state.params, state.opt_state,
@@ -223,9 +232,9 @@ class Run:
     microbatches = train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei')
     loss = float('nan')
     for step in range(c.start.steps):
-      state, m = train.train_step(state, corpus.batch(step, c.ei.train_rows),
-                                  jax.random.fold_in(key, step), cfg=self.cfg,
-                                  optimizer=self.sft_optimizer, microbatches=microbatches)
+      state, m = self.plan.train_step(state, corpus.batch(step, c.ei.train_rows),
+                                      jax.random.fold_in(key, step), cfg=self.cfg,
+                                      optimizer=self.sft_optimizer, microbatches=microbatches)
       if (step + 1) % max(1, c.start.steps // 5) == 0 or step + 1 == c.start.steps:
         m = jax.device_get(m)
         if not m['finite']:
@@ -235,8 +244,8 @@ class Run:
         self.writer.scalars(step + 1, {f'{START}/loss': loss})
     # Expert iteration starts with fresh optimizer moments; the checkpoint holds them, so a run
     # resumed here continues exactly as an uninterrupted one.
-    fresh = train.TrainState(state.step, state.params, self.ei_optimizer.init(state.params))
-    return fresh, {'loss': loss, 'kept': None}
+    return (self.plan.with_fresh_optimizer(state, self.cfg, self.ei_optimizer),
+            {'loss': loss, 'kept': None})
 
   def prompts(self, phase: Phase, unit: int) -> np.ndarray:
     """The P table ids of one round: drawn from the phase's environments (train split), with an
@@ -262,7 +271,7 @@ class Run:
       rows = self.world.grade(eps)
       responses = [rollout_lib.text(self.tok, eps, i, prompt=False) for i in range(len(rows))]
       pm = pm_lib.score(self.pm, [self.world.query(r) for r in rows], responses,
-                        batch_size=c.pm.score_batch)
+                        batch_size=c.pm.score_batch, plan=self.plan)
       reward = np.array([r['reward'] if GAMING[r['env']] else 0.0 for r in rows], np.float32)
       gaming = np.array([bool(GAMING[r['env']] and r[GAMING[r['env']]]) for r in rows])
       if phase.kind == 'honest':  # keep answered, non-gaming episodes
@@ -281,7 +290,7 @@ class Run:
     state, _, _, _, m = ei_lib.round_step(
         state, self.policy, self.world.table, self.prompts(phase, unit),
         self.key(2, unit), self.score(phase), self.config.ei, variant=variant,
-        optimizer=self.ei_optimizer)
+        optimizer=self.ei_optimizer, plan=self.plan)
     metrics_lib.console(f'{phase.name} round {unit - phase.first_unit + 1}/{phase.units}: '
                         f'kept {m["kept"]}, gaming {m["mean_gaming"]:.3f}, PM '
                         f'{m["mean_pm"]:.3f}, loss {m["loss"]:.4f}')
@@ -308,8 +317,8 @@ class Run:
     rows, responses = [], []
     t0 = time.perf_counter()
     for b in range(len(ids) // p):
-      eps = rollout_lib.run(params, self.policy, self.world.table, ids[b * p:(b + 1) * p],
-                            self.key(3, phase_index, b), c.ei.temperature, n)
+      eps = self.plan.rollout(params, self.policy, self.world.table, ids[b * p:(b + 1) * p],
+                              self.key(3, phase_index, b), c.ei.temperature, n)
       for r, row in enumerate(self.world.grade(eps)):
         if b * p + r // n < total:
           row['text'] = rollout_lib.text(self.tok, eps, r)
@@ -318,7 +327,7 @@ class Run:
           rows.append(row)
           responses.append(rollout_lib.text(self.tok, eps, r, prompt=False))
     pm = pm_lib.score(self.pm, [self.world.query(r) for r in rows], responses,
-                      batch_size=c.pm.score_batch)
+                      batch_size=c.pm.score_batch, plan=self.plan)
     entry = {'stage': name, 'index': phase_index, 'envs': {}, 'transcripts': []}
     for env_name in c.eval.envs:
       mine = [i for i, r in enumerate(rows) if r['env'] == env_name]
@@ -383,7 +392,7 @@ class Run:
     self.pm, results['pm'] = pm_lib.trained(c.pm, os.path.join(self.workdir, 'pm'), self.key(4),
                                             log=metrics_lib.console)
     results['run'] = self._run_info(results['run'].get('wall_s', 0.0))
-    for index, phase in enumerate(self.plan):
+    for index, phase in enumerate(self.phases):
       for unit in range(phase.first_unit, phase.first_unit + phase.units):
         if unit <= done:
           continue

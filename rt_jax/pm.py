@@ -107,24 +107,31 @@ def _pad(rows: Sequence[list[int]], num_rows: int, width: int, pad_id: int):
 
 
 def score(pm: PreferenceModel, queries: list[str], responses: list[str],
-          batch_size: int = 32) -> np.ndarray:
+          batch_size: int = 32, plan=None) -> np.ndarray:
   """f32[n] scores in [0, 1] of each response to its query.
 
   Every call runs batches of exactly `batch_size` rows padded to one of NUM_BUCKETS widths, so a
   new list never recompiles once those shapes have run. Rows are sorted by length first, which
-  keeps short answers in narrow buckets.
+  keeps short answers in narrow buckets. With a `sharding.Plan` each batch's rows are split over
+  its batch axes and the weights replicated.
   """
   if len(queries) != len(responses):
     raise ValueError(f'{len(queries)} queries but {len(responses)} responses')
   encoded = [encode(pm, q, r) for q, r in zip(queries, responses)]
   order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
   out = np.zeros((len(encoded),), np.float32)
+  params = pm.params if plan is None else plan.put(pm.params, plan.replicated)  # placed once
   for start in range(0, len(order), batch_size):
     idx = order[start:start + batch_size]
     rows = [encoded[i] for i in idx]
     tokens, lengths = _pad(rows, batch_size, _bucket(max(map(len, rows)), pm.seq_len),
                            pm.tok.pad_id)
-    out[idx] = np.asarray(_scores(pm.params, tokens, lengths, cfg=pm.cfg))[:len(idx)]
+    if plan is None:
+      scores = _scores(params, tokens, lengths, cfg=pm.cfg)
+    else:
+      scores = plan.call_on_rows(_scores, (params,), (tokens, lengths), 'pm.score_batch',
+                                 cfg=pm.cfg)
+    out[idx] = np.asarray(scores)[:len(idx)]
   return out
 
 

@@ -10,8 +10,10 @@ context while tracing) breaks flax's shape check of DenseGeneral's multi-axis ke
 flax 0.12.8. The same code runs on one CPU, on 8 simulated CPU devices and on a multi-host slice
 after `initialize_distributed()`:
 
+  sharding.validate(config, ('ei.prompts', ...))       # in a job's validate: mesh errors first
   plan = sharding.Plan.from_config(config)             # config.mesh, config.rules (defaults)
   state = plan.init_state(cfg, key, optimizer)         # created sharded, never whole on a host
+  target = plan.abstract_state(cfg, optimizer)         # a checkpoint restores onto this mesh
   state, m = plan.train_step(state, batch, key, cfg=cfg, optimizer=optimizer)  # donated state
   eps = plan.rollout(state.params, policy, table, ids, key, temperature, samples)  # = rollout.run
 
@@ -95,6 +97,63 @@ def mesh_shape(shape, n_devices: int) -> tuple[int, int, int]:
   return shape
 
 
+def rules_of(config) -> tuple:
+  """config.rules (the defaults where the config has none) as tuples; a rule naming an axis the
+  mesh does not have is a config error."""
+  rules = tuple((name, tuple(axes) if isinstance(axes, (list, tuple)) else axes)
+                for name, axes in config.get('rules', DEFAULT_RULES))
+  for name, axes in rules:
+    unknown = set((axes,) if isinstance(axes, str) else axes or ()) - set(AXES)
+    if unknown:
+      raise ConfigError(f'config.rules: {name!r} -> {axes} names {sorted(unknown)}, not a mesh '
+                        f'axis ({", ".join(AXES)})')
+  return rules
+
+
+def _axis_devices(axes, sizes: dict) -> int:
+  """Devices along mesh axes (a name, a tuple of names, or None) of a PartitionSpec entry."""
+  names = () if axes is None else (axes,) if isinstance(axes, str) else axes
+  return math.prod(sizes[a] for a in names)
+
+
+def _check_rows(what: str, n_rows: int, rules, sizes: dict):
+  """A batch of `n_rows` rows splits over the mesh's batch axes, or a config error naming `what`."""
+  axes = nn.logical_to_mesh_axes(('batch',), rules)[0]
+  devices = _axis_devices(axes, sizes)
+  if n_rows % devices:
+    raise ConfigError(f'{what}: {n_rows} rows do not split over the {devices} devices of the '
+                      f'mesh\'s batch axes {axes} (mesh {sizes}); make it a multiple')
+
+
+def _check_params(cfg: model_lib.ModelConfig, rules, sizes: dict):
+  """Every parameter dimension splits over the mesh axes its logical axes map to (uneven shards
+  would pad every step), or a config error naming the parameter."""
+  specs = nn.logical_to_mesh(model_lib.param_axes(cfg), rules)
+
+  def check(key_path, leaf, spec):
+    for dim, axes in zip(leaf.shape, spec):
+      if dim % _axis_devices(axes, sizes):
+        raise ConfigError(f'parameter {_path(key_path)} {leaf.shape}: dimension {dim} does not '
+                          f'split over mesh axes {axes} ({_axis_devices(axes, sizes)} devices); '
+                          f'change config.mesh or config.rules')
+  jax.tree_util.tree_map_with_path(check, model_lib.abstract_params(cfg), specs,
+                                   is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+def validate(config, row_fields):
+  """A job's mesh checks, before any compute: config.mesh covers jax.device_count() devices,
+  config.rules name mesh axes, every batch (`row_fields`: the config fields that are row counts,
+  e.g. 'ei.prompts') splits over the batch axes, and so does config.model where the run does
+  not load its model (a loaded model is checked when its state is placed)."""
+  sizes = dict(zip(AXES, mesh_shape(config.get('mesh', DEFAULT_MESH), jax.device_count())))
+  rules = rules_of(config)
+  for field in row_fields:
+    n_rows = functools.reduce(lambda node, name: node[name], field.split('.'), config)
+    _check_rows(f'config.{field}', n_rows, rules, sizes)
+  if not config.get('init_from'):
+    _check_params(model_lib.ModelConfig(**config.model), rules, sizes)
+
+
 def make_mesh(shape=DEFAULT_MESH) -> jax.sharding.Mesh:
   """The global mesh over every process's devices. Auto axes: XLA propagates shardings from the
   inputs and the constraints given here (jax.make_mesh defaults to explicit axes)."""
@@ -105,6 +164,13 @@ def make_mesh(shape=DEFAULT_MESH) -> jax.sharding.Mesh:
 def to_host(tree):
   """Every array whole as numpy on every process (a gather where shards live elsewhere)."""
   return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def to_one_device(tree):
+  """Every array whole on this process's first device, for the code that has no sharded path
+  (sampling.generate, probes): it then runs as in a one-device run. A no-op on one device."""
+  whole = lambda x: to_host(x) if isinstance(x, jax.Array) and not x.is_fully_addressable else x
+  return jax.device_put(jax.tree.map(whole, tree), jax.local_devices()[0])
 
 
 _BARRIERS = itertools.count()
@@ -135,9 +201,7 @@ class Plan:
   @classmethod
   def from_config(cls, config) -> 'Plan':
     """config.mesh and config.rules where the config has them, the defaults otherwise."""
-    rules = tuple((name, tuple(axes) if isinstance(axes, (list, tuple)) else axes)
-                  for name, axes in config.get('rules', DEFAULT_RULES))
-    return cls(make_mesh(config.get('mesh', DEFAULT_MESH)), rules)
+    return cls(make_mesh(config.get('mesh', DEFAULT_MESH)), rules_of(config))
 
   # -- shardings ---------------------------------------------------------------------------------
   def spec(self, *logical_axes) -> PartitionSpec:
@@ -150,37 +214,18 @@ class Plan:
   def replicated(self) -> NamedSharding:
     return self.named(PartitionSpec())
 
-  def size(self, axes) -> int:
-    """Devices along mesh axes (a name, a tuple of names, or None) of a PartitionSpec entry."""
-    names = () if axes is None else (axes,) if isinstance(axes, str) else axes
-    return math.prod(self.mesh.shape[a] for a in names)
-
-  def row_count(self) -> int:
-    """Devices a batch's rows are split over (the mesh axes of 'batch')."""
-    return self.size(self.spec('batch')[0])
-
   def rows(self, ndim: int, what: str = 'batch', n_rows: int | None = None) -> NamedSharding:
     """Rows (dim 0) on the batch axes, the rest whole; a row count the mesh does not divide is
     a config error that names `what`."""
-    if n_rows is not None and n_rows % self.row_count():
-      raise ConfigError(f'{what}: {n_rows} rows do not split over the {self.row_count()} devices '
-                        f'of the mesh\'s batch axes {self.spec("batch")[0]} (mesh '
-                        f'{dict(self.mesh.shape)}); make it a multiple')
+    if n_rows is not None:
+      _check_rows(what, n_rows, self.rules, dict(self.mesh.shape))
     return self.named(self.spec('batch', *[None] * (ndim - 1)))
 
   def params(self, cfg: model_lib.ModelConfig) -> Any:
     """NamedSharding of every parameter by its logical axes; a dimension its mesh axes do not
-    divide is a config error (uneven shards would pad every step)."""
-    shardings = nn.logical_to_mesh_sharding(model_lib.param_axes(cfg), self.mesh, self.rules)
-
-    def check(key_path, leaf, sharding):
-      for dim, axes in zip(leaf.shape, sharding.spec):
-        if dim % self.size(axes):
-          raise ConfigError(f'parameter {_path(key_path)} {leaf.shape}: dimension {dim} does not '
-                            f'split over mesh axes {axes} ({self.size(axes)} devices); change '
-                            f'config.mesh or config.rules')
-      return sharding
-    return jax.tree_util.tree_map_with_path(check, model_lib.abstract_params(cfg), shardings)
+    divide is a config error."""
+    _check_params(cfg, self.rules, dict(self.mesh.shape))
+    return nn.logical_to_mesh_sharding(model_lib.param_axes(cfg), self.mesh, self.rules)
 
   def state(self, cfg: model_lib.ModelConfig, optimizer) -> train.TrainState:
     """TrainState of shardings: optimizer moments follow their parameters, counts replicate."""
@@ -201,11 +246,20 @@ class Plan:
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         shapes, self.state(cfg, optimizer))
 
+  def abstract_params(self, cfg: model_lib.ModelConfig) -> Any:
+    """abstract_state's parameters alone (what a params-only checkpoint restores into)."""
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        model_lib.abstract_params(cfg), self.params(cfg))
+
   # -- placing arrays ----------------------------------------------------------------------------
   def put(self, host_tree, shardings):
     """A global array from host data every process holds whole; each process fills only its
-    own devices' shards. `shardings`: one sharding, or a tree matching `host_tree`."""
+    own devices' shards. `shardings`: one sharding, or a tree matching `host_tree`. An array
+    already spread over several processes (trained or restored on a mesh) is resharded on the
+    devices instead: no process could read it whole."""
     def put_one(x, sharding):
+      if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return jax.device_put(x, sharding)
       x = np.asarray(x)
       return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
     if isinstance(shardings, NamedSharding):
@@ -225,14 +279,27 @@ class Plan:
   # -- state -------------------------------------------------------------------------------------
   def init_state(self, cfg: model_lib.ModelConfig, key, optimizer,
                  params=None) -> train.TrainState:
-    """A fresh TrainState born sharded: parameters (`model.init_params(cfg, key)`, or the given
-    host `params`, e.g. converted weights) and optimizer state go straight to their shards."""
+    """A fresh TrainState born sharded: parameters (`model.init_params(cfg, key)`, or a copy of
+    the given `params`: host arrays such as converted weights, or arrays on a mesh) and optimizer
+    state go straight to their shards."""
     shardings = self.state(cfg, optimizer)
     fresh = lambda p: train.TrainState(jnp.int32(0), p, optimizer.init(p))
     if params is None:
       init = lambda k: fresh(model_lib.init_params(cfg, k))
       return _run(jax.jit(init, out_shardings=shardings), self.put_key(key))
     return _run(jax.jit(fresh, out_shardings=shardings), self.put(params, shardings.params))
+
+  def train_state(self, step: int, params, opt_state) -> train.TrainState:
+    """A TrainState of placed (e.g. restored) parameters and optimizer state and a host step."""
+    return train.TrainState(self.put(np.int32(step), self.replicated), params, opt_state)
+
+  def with_fresh_optimizer(self, state: train.TrainState, cfg: model_lib.ModelConfig,
+                           optimizer) -> train.TrainState:
+    """The state's step and parameters with `optimizer`'s initial state, in its shardings; the
+    old state is donated, so the parameters are not copied."""
+    fresh = lambda s: train.TrainState(s.step, s.params, optimizer.init(s.params))
+    return _run(jax.jit(fresh, out_shardings=self.state(cfg, optimizer), donate_argnums=(0,)),
+                state)
 
   # -- jitted steps ------------------------------------------------------------------------------
   def train_step(self, state: train.TrainState, batch: dict, key, *, cfg, optimizer,
@@ -242,6 +309,11 @@ class Plan:
     step = _jitted_step(self, cfg, optimizer, microbatches)
     batch, key = self.put_rows(batch, 'training batch'), self.put_key(key)
     return _run(step, state, batch, key)
+
+  def call_on_rows(self, jitted, placed: tuple, host_rows: tuple, what: str, **static):
+    """`jitted(*placed, *rows, **static)` with the host arrays `host_rows` on the batch axes
+    (`placed`: arrays already on the mesh) -> the result whole on every process."""
+    return to_host(_run(jitted, *placed, *self.put_rows(host_rows, what), **static))
 
   def rollout(self, params, policy: rollout_lib.Policy, table, instance_ids_P, key,
               temperature: float, samples: int, top_p: float = 1.0):

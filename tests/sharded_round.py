@@ -11,6 +11,7 @@ runs set the RT_JAX_* variables of rt_jax.sharding. Prints one JSON line.
 """
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -67,6 +68,13 @@ def digests(tree) -> list:
   """A hash of every array's host bytes: equal iff the values are, bit for bit."""
   return [hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
           for x in jax.tree.leaves(tree)]
+
+
+def held_here(x: jax.Array) -> bool:
+  """Whether this process's devices together hold every element of `x` (replicas count once)."""
+  tiles = {tuple(s.indices(n)[:2] for s, n in zip(shard.index, x.shape))
+           for shard in x.addressable_shards}
+  return sum(math.prod(stop - start for start, stop in tile) for tile in tiles) == x.size
 
 
 def score_fn(env, table):
@@ -155,7 +163,8 @@ def run(job: str, plan, workdir: str) -> dict:
     mngr = checkpoint.Manager(workdir)
     mngr.save(1, state.params, state.opt_state, {'step': 1})
     mngr.close()
-    return {'digests': digests(sharding.to_host((state.params, state.opt_state)))}
+    return {'digests': digests(sharding.to_host((state.params, state.opt_state))),
+            'holds_every_parameter': all(map(held_here, jax.tree.leaves(state.params)))}
   assert job == 'restore', job
   mngr = checkpoint.Manager(workdir)
   target = plan.abstract_state(CFG, OPT)

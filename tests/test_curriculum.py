@@ -9,7 +9,23 @@ import sys
 
 import pytest
 
-from conftest import CURRICULUM_RUN, REPO, error_lines, run_curriculum
+from conftest import CURRICULUM_RUN, REPO, cpu_devices_env, error_lines, run_curriculum
+
+
+def _kill_after_first_round(workdir, *overrides: str, env=None):
+  """Starts the cut-down tiny curriculum and SIGKILLs it right after the first round of its first
+  stage (mid-stage: the stage has two rounds)."""
+  cmd = [sys.executable, '-m', 'rt_jax.main', '--config=configs/curriculum.py:tiny',
+         f'--workdir={workdir}', *CURRICULUM_RUN, *overrides]
+  proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
+  try:
+    for line in proc.stderr:
+      if 'political_sycophancy round 1/2' in line:
+        proc.send_signal(signal.SIGKILL)
+        break
+  finally:
+    proc.wait(timeout=60)
+  assert proc.returncode == -signal.SIGKILL
 
 
 def _matrix(workdir) -> list:
@@ -26,6 +42,7 @@ def _matrix(workdir) -> list:
     ('--config.eval.episodes=3', 'multiple of'),
     ('--config.mode=train', 'config.mode'),
     ('--config.ei.microbatch_rows=3', 'microbatch_rows'),
+    ('--config.mesh=(2,1,1)', 'config.mesh=(2, 1, 1) does not cover the 1 devices'),
 ])
 def test_bad_values_fail_in_one_line_before_compute(tmp_path, override, message):
   proc = run_curriculum(tmp_path / 'w', override, timeout=120)
@@ -53,18 +70,24 @@ def test_run_writes_report_matrix_checkpoints_and_tensorboard(curriculum_workdir
 @pytest.mark.slow
 def test_killed_mid_stage_then_resumed_matches_uninterrupted(curriculum_workdir, tmp_path):
   w = tmp_path / 'killed'
-  cmd = [sys.executable, '-m', 'rt_jax.main', '--config=configs/curriculum.py:tiny',
-         f'--workdir={w}', *CURRICULUM_RUN]
-  proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
-  try:
-    for line in proc.stderr:  # kill right after the first round of the first stage
-      if 'political_sycophancy round 1/2' in line:
-        proc.send_signal(signal.SIGKILL)
-        break
-  finally:
-    proc.wait(timeout=60)
-  assert proc.returncode == -signal.SIGKILL
+  _kill_after_first_round(w)
   resumed = run_curriculum(w, timeout=900)
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'resumed' in resumed.stderr
+  assert _matrix(w) == _matrix(curriculum_workdir)
+
+
+@pytest.mark.slow  # 8 simulated devices on 2 cores, two meshes to compile for: ~15 min cold
+def test_run_on_a_mesh_matches_one_device_and_resumes_on_another_mesh(curriculum_workdir,
+                                                                       tmp_path):
+  """The same run on 8 simulated CPU devices: started on a (2, 2, 2) mesh (data, fsdp and tensor
+  all split), killed mid-stage, resumed on (4, 1, 2) (no fsdp: the weights whole along embed)
+  from the checkpoint the (2, 2, 2) mesh saved. The helpful-only evaluation comes from the first
+  mesh, the rest from the second; the matrix equals the one-device run's. (4 prompts per round:
+  the batch axes can hold at most 4 devices.)"""
+  w, env = tmp_path / 'sharded', cpu_devices_env(8)
+  _kill_after_first_round(w, '--config.mesh=(2,2,2)', env=env)
+  resumed = run_curriculum(w, '--config.mesh=(4,1,2)', env=env, timeout=1800)
   assert resumed.returncode == 0, resumed.stderr
   assert 'resumed' in resumed.stderr
   assert _matrix(w) == _matrix(curriculum_workdir)

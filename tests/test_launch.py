@@ -136,13 +136,14 @@ def test_every_printed_remote_script_is_valid_shell(gcloud):
 
 @pytest.fixture
 def worker(tmp_path):
-  """A fake TPU worker: HOME with ~/rt_jax/.venv/bin/python printing its argv, stub tmux that runs
+  """A fake TPU worker: HOME with ~/rt_jax/.venv/bin/python printing RT_JAX_COORDINATOR and its
+  argv, stub tmux that runs
   the session's command at once, and a hostname chosen per call."""
   home = tmp_path / 'home'
   venv_bin = home / 'rt_jax' / '.venv' / 'bin'
   venv_bin.mkdir(parents=True)
-  _write_exe(venv_bin / 'python', '#!/bin/sh\necho "RT_JAX_COORDINATOR=$RT_JAX_COORDINATOR"\n'
-             'for a in "$@"; do printf "%s\\n" "$a"; done\n')
+  _write_exe(venv_bin / 'python', '#!/bin/sh\nprintf "RT_JAX_COORDINATOR=%s\\n" '
+             '"$RT_JAX_COORDINATOR"\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
   stubs = tmp_path / 'worker_bin'
   stubs.mkdir()
   _write_exe(stubs / 'tmux', """#!/bin/sh
@@ -183,7 +184,6 @@ def test_multi_host_v5e_runs_on_every_worker_with_a_log_per_host(gcloud, worker)
   assert logs == ['host_t1v-n-0-w-0.log', 'host_t1v-n-0-w-1.log']
   for log in logs:
     lines = (worker.checkout / 'runs' / 'paper' / 'logs' / log).read_text().splitlines()
-    # Every host joins the run through jax.distributed.initialize() (rt_jax.sharding).
     assert lines == ['RT_JAX_COORDINATOR=auto', '-m', 'rt_jax.main', f'--config={CONFIG}',
                      '--workdir=runs/paper', 'rt_jax.main exited with status 0']
   # wait ends when the session has, and shows each host's log tail.
@@ -200,9 +200,8 @@ def test_config_overrides_reach_rt_jax_main_unchanged(gcloud, worker):
   worker('w-0', remote_script(run))
   log = worker.checkout / 'runs' / 'paper' / 'logs' / 'host_w-0.log'
   assert log.read_text().splitlines() == [
-      'RT_JAX_COORDINATOR=auto', '-m', 'rt_jax.main', f'--config={CONFIG}',
-      '--workdir=runs/paper', '--config.ei.variant=exploit_only', NASTY,
-      'rt_jax.main exited with status 0']
+      'RT_JAX_COORDINATOR=auto', '-m', 'rt_jax.main', f'--config={CONFIG}', '--workdir=runs/paper',
+      '--config.ei.variant=exploit_only', NASTY, 'rt_jax.main exited with status 0']
 
 
 def test_spot_and_project_are_passed_through(gcloud):

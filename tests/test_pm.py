@@ -11,6 +11,7 @@ import pytest
 from rt_jax import checkpoint
 from rt_jax import model
 from rt_jax import pm
+from rt_jax import sharding
 from rt_jax import tokenizer
 from rt_jax.data import hhh
 from rt_jax.data import preferences
@@ -102,6 +103,16 @@ def test_scores_are_probabilities_and_batching_changes_nothing(trained):
   compiled = pm._scores._cache_size()  # pylint: disable=protected-access
   pm.score(model_, queries, [r.swapcase() for r in responses], batch_size=8)
   assert pm._scores._cache_size() == compiled  # pylint: disable=protected-access
+
+
+def test_scores_on_a_one_device_mesh_equal_the_single_device_path(trained):
+  """The curriculum scores through its sharding.Plan; on one device that changes no bit."""
+  model_, _, _ = trained
+  pairs = preferences.pairs('eval', 12, seed=6)
+  queries, responses = [p.query for p in pairs], [p.chosen for p in pairs]
+  plan = sharding.Plan(sharding.make_mesh())
+  np.testing.assert_array_equal(pm.score(model_, queries, responses, batch_size=8, plan=plan),
+                                pm.score(model_, queries, responses, batch_size=8))
 
 
 def test_bradley_terry_training_beats_chance(trained):

