@@ -180,7 +180,7 @@ class Run:
     self.sft_optimizer = train.make_optimizer(config.start)
     self.ei_optimizer = train.make_optimizer(_constant_lr(config.ei))
     key = jax.random.key(config.seed)
-    if init_params is None:  # eager, as before the mesh: a jitted init differs in last bits
+    if init_params is None:
       init_params = model_lib.init_params(self.cfg, jax.random.fold_in(key, 0))
     self.init_params = init_params
     self.mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints or None)

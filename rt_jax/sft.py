@@ -85,7 +85,7 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
     metrics_lib.console(f'resumed from {mngr.path}/{start} (data position '
                         f'{meta["data_position"]}, loss {loss:.4f})')
   else:
-    if init_params is None:  # eager, as before the mesh: a jitted init differs in last bits
+    if init_params is None:
       init_params = model_lib.init_params(cfg, init_key)
     state = plan.init_state(cfg, None, optimizer, params=init_params)
     start, loss = 0, float('nan')
