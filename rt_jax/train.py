@@ -1,4 +1,4 @@
-"""Supervised fine-tuning: a pure, jitted step over a masked next-token loss, its AdamW optimizer
+"""Supervised fine-tuning: a pure, jitted step over a masked next-token loss, its optimizers
 and the train state. The `sft` job that loops over it is rt_jax/sft.py."""
 from typing import Any
 
