@@ -9,10 +9,13 @@ A model directory (a run's workdir, or the output of `rt_jax.convert`) holds:
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed
 mid-save leaves the previous checkpoint as the latest one.
 """
+import contextlib
 import dataclasses
 import io
 import json
 import os
+import shutil
+import tempfile
 from typing import Any, Optional
 
 import jax
@@ -57,6 +60,33 @@ def _read_json(path: str) -> Any:
     raise CheckpointError(f'{path} is unreadable: {e}') from e
 
 
+@contextlib.contextmanager
+def directory_written_whole(directory: str, *, replace: bool):
+  """Yields a temporary sibling of `directory` to fill; on a clean exit it is renamed into place,
+  so a reader (or a writer killed mid-way) sees the previous directory or none, never half of one.
+  replace=False: if another writer finished `directory` first, it is kept and this raises
+  CheckpointError (an empty `directory` is replaced)."""
+  directory = os.path.abspath(directory)
+  parent, name = os.path.split(directory)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-')
+  try:
+    yield tmp
+    if replace and os.path.exists(directory):
+      old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-')
+      os.replace(directory, os.path.join(old, name))
+      os.replace(tmp, directory)
+      shutil.rmtree(old)
+    else:
+      try:
+        os.replace(tmp, directory)
+      except OSError as e:  # ENOTEMPTY: someone else's complete directory is there
+        raise CheckpointError(f'{directory} was written by another process meanwhile') from e
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp)
+
+
 def write_model_files(directory: str, cfg: model_lib.ModelConfig, tok: tokenizer_lib.Tokenizer):
   """Writes the model files, or checks that the ones already there (a resumed run) agree."""
   if os.path.isfile(os.path.join(directory, 'model_config.json')):
@@ -90,23 +120,49 @@ def read_model_files(directory: str):
 
 
 class Manager:
-  """Saves and restores training state under DIRECTORY/checkpoints."""
+  """Saves and restores training state under DIRECTORY/checkpoints.
 
-  def __init__(self, directory: str, *, max_to_keep: Optional[int] = 3, read_only: bool = False):
+  By default every process of a multi-process run takes part in each save and restore (Orbax's
+  barriers; process 0 creates and finalizes the step directory), as a sharded state needs.
+  `this_process_only` is for a directory one process reads or writes alone, with whole arrays: the
+  cache of converted weights, the run's preference model. Any process may read one; only process 0
+  may write one, because Orbax writes host arrays from process 0 alone.
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: Optional[int] = 3, read_only: bool = False,
+               this_process_only: bool = False):
     self.path = os.path.join(os.path.abspath(directory), 'checkpoints')
     if read_only and not os.path.isdir(self.path):
       raise CheckpointError(f'{self.path} not found: no checkpoints in {directory}')
+    self._this_process_only = this_process_only
+    multiprocessing = ocp.options.MultiprocessingOptions()
+    if this_process_only:
+      me = jax.process_index()
+      if me and not read_only:
+        raise CheckpointError(f'{self.path}: process {me} cannot write a checkpoint alone; only '
+                              f'process 0 can')
+      multiprocessing = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+      if not read_only:  # Orbax will not create the root for a subset of processes
+        os.makedirs(self.path, exist_ok=True)
     self._mngr = ocp.CheckpointManager(
-        self.path, item_names=('params', 'opt_state', 'meta'),
+        self.path,
+        # The handlers need the options too: each decides on its own which process writes.
+        item_handlers={
+            'params': ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing),
+            'opt_state': ocp.StandardCheckpointHandler(multiprocessing_options=multiprocessing),
+            'meta': ocp.JsonCheckpointHandler(multiprocessing_options=multiprocessing)},
         # Readers pass create=False rather than Orbax's read_only, which warns on every open.
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=not read_only, cleanup_tmp_directories=not read_only))
+            max_to_keep=max_to_keep, create=not (read_only or this_process_only),
+            cleanup_tmp_directories=not read_only, multiprocessing_options=multiprocessing))
 
   def latest_step(self) -> Optional[int]:
     return self._mngr.latest_step()
 
   def save(self, step: int, params, opt_state, meta: dict):
     """opt_state may be None (converted weights, params-only exports)."""
+    if self._this_process_only:  # Orbax takes no single-device jax.Array in a multi-process run
+      params, opt_state = jax.device_get((params, opt_state))
     items = {'params': ocp.args.StandardSave(params), 'meta': ocp.args.JsonSave(meta)}
     if opt_state is not None:
       items['opt_state'] = ocp.args.StandardSave(opt_state)
@@ -140,11 +196,12 @@ class Manager:
 
 
 def load_model(directory: str, step: Optional[int] = None):
-  """(ModelConfig, Tokenizer, params) from a model directory; the latest step by default."""
+  """(ModelConfig, Tokenizer, params) from a model directory; the latest step by default. Each
+  process reads the whole arrays on its own (a run places them on its mesh afterwards)."""
   if not os.path.isdir(directory):
     raise CheckpointError(f'{directory} not found')
   cfg, tok = read_model_files(directory)
-  mngr = Manager(directory, read_only=True)
+  mngr = Manager(directory, read_only=True, this_process_only=True)
   try:
     step = mngr.latest_step() if step is None else step
     if step is None:

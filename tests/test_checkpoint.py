@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import os
+import pathlib
 import shutil
 
 import jax
@@ -323,3 +324,37 @@ def test_numpy_saved_tree_with_other_shapes_is_refused(tmp_path):
       mngr.restore(1, {'w': jax.ShapeDtypeStruct((5, 4), jnp.float32)})
   finally:
     mngr.close()
+
+
+def test_directory_written_whole_or_not_at_all(tmp_path):
+  target = tmp_path / 'model'
+  with pytest.raises(KeyboardInterrupt):  # killed mid-way: nothing left, not even the temporary
+    with checkpoint.directory_written_whole(str(target), replace=False) as tmp:
+      (pathlib.Path(tmp) / 'half').write_text('x')
+      raise KeyboardInterrupt
+  assert os.listdir(tmp_path) == []
+  target.mkdir()  # an empty directory is taken over
+  with checkpoint.directory_written_whole(str(target), replace=False) as tmp:
+    (pathlib.Path(tmp) / 'mine').write_text('first')
+  # Another writer that finishes second keeps the first one's directory and is told so.
+  with pytest.raises(CheckpointError, match='another process'):
+    with checkpoint.directory_written_whole(str(target), replace=False) as tmp:
+      (pathlib.Path(tmp) / 'mine').write_text('second')
+  assert (target / 'mine').read_text() == 'first' and os.listdir(tmp_path) == ['model']
+  with checkpoint.directory_written_whole(str(target), replace=True) as tmp:
+    (pathlib.Path(tmp) / 'mine').write_text('third')
+  assert (target / 'mine').read_text() == 'third' and os.listdir(tmp_path) == ['model']
+
+
+def test_a_process_other_than_0_reads_but_never_writes_alone(saved_dir, params, tmp_path,
+                                                             monkeypatch):
+  monkeypatch.setattr(jax, 'process_index', lambda: 1)
+  with pytest.raises(CheckpointError, match='process 1 cannot write'):
+    checkpoint.Manager(str(tmp_path), this_process_only=True)
+  assert not (tmp_path / 'checkpoints').exists()
+  mngr = checkpoint.Manager(saved_dir, read_only=True, this_process_only=True)
+  try:
+    restored, _, _ = mngr.restore(3, jax.eval_shape(lambda: params))
+  finally:
+    mngr.close()
+  assert_trees_equal(restored, params)

@@ -130,6 +130,11 @@ def test_convert_cli_errors(tmp_path):
   proc = run_module('rt_jax.convert', f'--source=safetensors:{tmp_path}', f'--out={tmp_path}/o')
   assert proc.returncode == 1 and 'config.json not found' in error_lines(proc)[0]
   assert not os.path.exists(tmp_path / 'o')
+  (tmp_path / 'full').mkdir()
+  (tmp_path / 'full' / 'notes.txt').write_text('mine')
+  proc = run_module('rt_jax.convert', '--source=smollm2', f'--out={tmp_path}/full')
+  assert proc.returncode == 1 and 'exists and is not empty' in error_lines(proc)[0]
+  assert os.listdir(tmp_path / 'full') == ['notes.txt']
 
 
 # --- slow: real weights and the HF reference ---------------------------------------------------

@@ -2,14 +2,14 @@
 
 The end-to-end runs are `slow` (each is a minute or two on 2 cores); CI runs them in its second
 step."""
-import json
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from conftest import CURRICULUM_RUN, REPO, cpu_devices_env, error_lines, run_curriculum
+from conftest import (CURRICULUM_RUN, REPO, cpu_devices_env, curriculum_matrix, error_lines,
+                      run_curriculum)
 
 
 def _kill_after_first_round(workdir, *overrides: str, env=None):
@@ -26,13 +26,6 @@ def _kill_after_first_round(workdir, *overrides: str, env=None):
   finally:
     proc.wait(timeout=60)
   assert proc.returncode == -signal.SIGKILL
-
-
-def _matrix(workdir) -> list:
-  with open(workdir / 'results.json') as f:
-    results = json.load(f)
-  return [(e['stage'], {env: (s['n'], s['k'], s['flags']) for env, s in e['envs'].items()})
-          for e in results['evals']]
 
 
 @pytest.mark.parametrize('override, message', [
@@ -57,7 +50,7 @@ def test_run_writes_report_matrix_checkpoints_and_tensorboard(curriculum_workdir
   w = curriculum_workdir
   for name in ('report.md', 'matrix.png', 'results.json', 'model_config.json', 'pm/pm.json'):
     assert (w / name).is_file(), name
-  stages = [stage for stage, _ in _matrix(w)]
+  stages = [stage for stage, _ in curriculum_matrix(w)]
   assert stages == ['helpful_only', 'political_sycophancy', 'tool_use_flattery']
   assert sorted(p.name for p in (w / 'checkpoints').iterdir())[-1] == '5'  # 1 SFT + 2 x 2 rounds
   report = (w / 'report.md').read_text()
@@ -74,7 +67,7 @@ def test_killed_mid_stage_then_resumed_matches_uninterrupted(curriculum_workdir,
   resumed = run_curriculum(w, timeout=900)
   assert resumed.returncode == 0, resumed.stderr
   assert 'resumed' in resumed.stderr
-  assert _matrix(w) == _matrix(curriculum_workdir)
+  assert curriculum_matrix(w) == curriculum_matrix(curriculum_workdir)
 
 
 @pytest.mark.slow  # 8 simulated devices on 2 cores, two meshes to compile for: ~15 min cold
@@ -90,17 +83,17 @@ def test_run_on_a_mesh_matches_one_device_and_resumes_on_another_mesh(curriculum
   resumed = run_curriculum(w, '--config.mesh=(4,1,2)', env=env, timeout=1800)
   assert resumed.returncode == 0, resumed.stderr
   assert 'resumed' in resumed.stderr
-  assert _matrix(w) == _matrix(curriculum_workdir)
+  assert curriculum_matrix(w) == curriculum_matrix(curriculum_workdir)
 
 
 @pytest.mark.slow
 def test_baseline_and_interventions_run_from_flags(tmp_path):
   base = run_curriculum(tmp_path / 'base', '--config.mode=baseline', timeout=900)
   assert base.returncode == 0, base.stderr
-  assert [s for s, _ in _matrix(tmp_path / 'base')] == ['helpful_only']
+  assert [s for s, _ in curriculum_matrix(tmp_path / 'base')] == ['helpful_only']
   variant = run_curriculum(tmp_path / 'exploit', '--config.ei.variant=exploit_only',
                            '--config.ei.rounds=1', '--config.train_away.enabled=True',
                            timeout=900)
   assert variant.returncode == 0, variant.stderr
-  assert [s for s, _ in _matrix(tmp_path / 'exploit')] == [
+  assert [s for s, _ in curriculum_matrix(tmp_path / 'exploit')] == [
       'helpful_only', 'political_sycophancy', 'tool_use_flattery', 'train_away_sycophancy']

