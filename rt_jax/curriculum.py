@@ -35,7 +35,6 @@ from rt_jax import envs
 from rt_jax import expert_iteration as ei_lib
 from rt_jax import memory
 from rt_jax import metrics as metrics_lib
-from rt_jax import model as model_lib
 from rt_jax import pm as pm_lib
 from rt_jax import report
 from rt_jax import rollout as rollout_lib
@@ -180,9 +179,7 @@ class Run:
     self.sft_optimizer = train.make_optimizer(config.start)
     self.ei_optimizer = train.make_optimizer(_constant_lr(config.ei))
     key = jax.random.key(config.seed)
-    if init_params is None:
-      init_params = model_lib.init_params(self.cfg, jax.random.fold_in(key, 0))
-    self.init_params = init_params
+    self.init_params = init_params  # None: a fresh model, initialized on the mesh by restore()
     self.mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints or None)
     self.writer = None
     self.pm = None
@@ -199,8 +196,8 @@ class Run:
     done = self.mngr.latest_step() or 0
     results = {'run': {}, 'evals': [], 'train': []}
     if not done:
-      return (self.plan.init_state(self.cfg, None, self.sft_optimizer, params=init_params), 0,
-              results)
+      return (self.plan.init_state(self.cfg, self.key(0), self.sft_optimizer, params=init_params),
+              0, results)
     del init_params
     # Every unit after the first ends with the expert-iteration optimizer's state. It is restored
     # into this run's mesh, whichever mesh saved it.

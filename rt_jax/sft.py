@@ -85,9 +85,7 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
     metrics_lib.console(f'resumed from {mngr.path}/{start} (data position '
                         f'{meta["data_position"]}, loss {loss:.4f})')
   else:
-    if init_params is None:
-      init_params = model_lib.init_params(cfg, init_key)
-    state = plan.init_state(cfg, None, optimizer, params=init_params)
+    state = plan.init_state(cfg, init_key, optimizer, params=init_params)  # None: fresh, sharded
     start, loss = 0, float('nan')
 
   # Steps up to `start` were logged and checkpointed; only later ones belong to the killed run.
