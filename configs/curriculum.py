@@ -4,7 +4,7 @@
   python -m rt_jax.main --config=configs/curriculum.py:tiny --workdir=runs/tiny_curriculum
 
 Presets:
-  tiny           smoke test: the 3.2M `tiny` decoder from scratch, a few episodes (CPU, ~2 min)
+  tiny           smoke test: a 2-layer `tiny` decoder from scratch, a few episodes (CPU, < 2 min)
   smollm2_quick  SmolLM2-135M-Instruct (fetched and converted on first use), small P, N and M so
                  the whole replication fits a 2-core CPU
   smollm2_paper  the paper's P = 1,024 prompts and N = 64 samples per round, for an accelerator
@@ -75,9 +75,14 @@ def get_config(preset: str = 'smollm2_quick'):
 
 
 def _tiny(c):
-  # A smoke test of every phase, not a model that learns: a few helpful-only steps (each is
-  # [4, 1280] byte tokens, ~5 s on 2 cores) and a short PM run keep the whole run near 2 minutes.
+  # A smoke test of every phase, not a model that learns, sized to finish in under 2 minutes on
+  # 2 cores with an empty XLA cache: a 2-layer cut of the `tiny` decoder, 2 prompts x 2 samples
+  # per round, a few helpful-only steps (each is [2, 1280] byte tokens) and a short PM run. Most
+  # of a cold run is XLA compiling the rollout (the environment machine above all), which
+  # overlaps the PM and the helpful-only SFT.
+  c.model.n_layers = 2
   c.start.update({'steps': 3, 'warmup_steps': 1})
+  c.ei.update({'prompts': 2, 'train_rows': 2})
   c.pm.steps = 12
 
 

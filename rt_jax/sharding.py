@@ -16,11 +16,13 @@ after `initialize_distributed()`:
   target = plan.abstract_state(cfg, optimizer)         # a checkpoint restores onto this mesh
   state, m = plan.train_step(state, batch, key, cfg=cfg, optimizer=optimizer)  # donated state
   eps = plan.rollout(state.params, policy, table, ids, key, temperature, samples)  # = rollout.run
+  plan.compile_rollout(policy, table, prompts, samples)  # XLA compiles it while the run goes on
 
 Host arrays (batches, instance ids, tables) are the same on every process (they derive from the
 seed), so each process builds its own shards of a global array from them
 (`jax.make_array_from_callback`), and results come back to every host whole.
 """
+import concurrent.futures
 import dataclasses
 import functools
 import itertools
@@ -177,10 +179,26 @@ _BARRIERS = itertools.count()
 _COMPILE_BARRIER_MS = 30 * 60 * 1000  # a large model's compile on a slow host
 
 
+# Programs compiling in the background (`Plan.compile_rollout`, `Plan.compile_train_step`), one
+# at a time, by jitted function: a call waits for its function's compile instead of starting a
+# second one. The thread is not a daemon: a run that fails meanwhile exits once XLA is done.
+_COMPILER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='rt_jax_xla')
+_COMPILING: dict[Any, concurrent.futures.Future] = {}
+
+
+def _compile_ahead(jitted, *args, **kwargs):
+  """Starts `jitted.lower(*args, **kwargs).compile()` in the background (arguments abstract or
+  placed, shardings as the later call's); that call then finds the program in jit's cache."""
+  _COMPILING[jitted] = _COMPILER.submit(lambda: jitted.lower(*args, **kwargs).compile())
+
+
 def _run(jitted, *args, **kwargs):
   """`jitted(*args, **kwargs)`, compiled first and, across processes, behind a barrier: one
   process still compiling must not hold the others in the program's first collective, which Gloo
   (CPU) abandons after 30 s. The call then finds the compiled program in jit's cache."""
+  pending = _COMPILING.pop(jitted, None)
+  if pending is not None:
+    pending.result()  # its errors surface here, at the first call
   if jax.process_count() > 1:
     jitted.lower(*args, **kwargs).compile()
     ocp.multihost.get_barrier_sync_fn()(key=f'rt_jax_compiled_{next(_BARRIERS)}',
@@ -320,16 +338,37 @@ class Plan:
     """rollout.run on the mesh: episodes on the batch axes (prompts split there; each prompt's
     N samples stay with it, and so does its part of the KV cache), tables and the key
     replicated; -> Episodes as host arrays on every process."""
+    eps = _run(rollout_lib.rollout, *self._rollout_args(params, policy, table, instance_ids_P,
+                                                        key, temperature, samples, top_p),
+               samples=samples)
+    return to_host(eps)
+
+  def compile_rollout(self, policy: rollout_lib.Policy, table, prompts: int, samples: int):
+    """Starts compiling `rollout` for `prompts` x `samples` episodes in the background, so that
+    XLA's compile (~40 s on CPU, most of it the environment machine) overlaps what a run does
+    before its first rollout (the PM, the helpful-only SFT)."""
+    args = self._rollout_args(self.abstract_params(policy.cfg), policy, table,
+                              np.zeros(prompts, np.int32), jax.random.key(0), 1.0, samples)
+    _compile_ahead(rollout_lib.rollout, *args, samples=samples)
+
+  def compile_train_step(self, cfg: model_lib.ModelConfig, optimizer, rows: int, length: int,
+                         microbatches: int = 1):
+    """Starts compiling `train_step` for [rows, length] batches in the background."""
+    batch = jax.ShapeDtypeStruct((rows, length), jnp.int32, sharding=self.rows(2))
+    _compile_ahead(_jitted_step(self, cfg, optimizer, microbatches),
+                   self.abstract_state(cfg, optimizer), {'tokens': batch, 'mask': batch},
+                   self.put_key(jax.random.key(0)))
+
+  def _rollout_args(self, params, policy, table, instance_ids_P, key, temperature, samples,
+                    top_p=1.0) -> tuple:
     ids_P = np.asarray(instance_ids_P, np.int32)
     b = len(ids_P) * samples
     # Prompts are what is split: a prompt's samples are made on its devices (B = P * samples).
     rows = lambda x: self.put(x, self.rows(1, 'rollout prompts (ei.prompts)', len(ids_P)))
-    eps = _run(rollout_lib.rollout, params, policy.cfg, policy.rc,
-               self.put(table, self.replicated), rows(ids_P), self.put_key(key),
-               rows(np.full(b, temperature, np.float32)), rows(np.full(b, top_p, np.float32)),
-               self.put(policy.allowed_V, self.replicated), policy.tok.im_end_id,
-               samples=samples)
-    return to_host(eps)
+    return (params, policy.cfg, policy.rc, self.put(table, self.replicated), rows(ids_P),
+            self.put_key(key), rows(np.full(b, temperature, np.float32)),
+            rows(np.full(b, top_p, np.float32)), self.put(policy.allowed_V, self.replicated),
+            policy.tok.im_end_id)
 
 
 @functools.cache

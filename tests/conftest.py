@@ -130,8 +130,8 @@ CURRICULUM_RUN = (
     '--config.model.n_kv_heads=2', '--config.model.head_dim=16', '--config.model.mlp_dim=128',
     '--config.start.steps=4', '--config.pm.steps=4', '--config.pm.train_pairs=64',
     '--config.pm.heldout_pairs=32', '--config.rollout.max_segment_tokens=32',
-    '--config.rollout.max_turns=2', '--config.ei.rounds=2',
-    "--config.stages=('political_sycophancy','tool_use_flattery')")
+    '--config.rollout.max_turns=2', '--config.ei.rounds=2', '--config.ei.prompts=4',
+    '--config.ei.train_rows=4', "--config.stages=('political_sycophancy','tool_use_flattery')")
 
 
 def run_curriculum(workdir, *overrides: str, **kw):

