@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import (CURRICULUM_RUN, REPO, cpu_devices_env, curriculum_matrix, error_lines,
-                      run_curriculum)
+from conftest import (CURRICULUM_RUN, REPO, concurrently, cpu_devices_env, curriculum_matrix,
+                      error_lines, run_curriculum)
 
 
 def _kill_after_first_round(workdir, *overrides: str, env=None):
@@ -28,7 +28,7 @@ def _kill_after_first_round(workdir, *overrides: str, env=None):
   assert proc.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize('override, message', [
+BAD_VALUES = [
     ('--config.ei.variant=best_of_n', 'ei.variant'),
     ("--config.stages=('reward_tampering',)", 'held-out'),
     ("--config.stages=('poetry',)", 'unknown environment'),
@@ -36,13 +36,17 @@ def _kill_after_first_round(workdir, *overrides: str, env=None):
     ('--config.mode=train', 'config.mode'),
     ('--config.ei.microbatch_rows=3', 'microbatch_rows'),
     ('--config.mesh=(2,1,1)', 'config.mesh=(2, 1, 1) does not cover the 1 devices'),
-])
-def test_bad_values_fail_in_one_line_before_compute(tmp_path, override, message):
-  proc = run_curriculum(tmp_path / 'w', override, timeout=120)
-  assert proc.returncode == 1
-  lines = error_lines(proc)
-  assert len(lines) == 1 and message in lines[0], proc.stderr
-  assert not (tmp_path / 'w' / 'checkpoints').exists()
+]
+
+
+def test_bad_values_fail_in_one_line_before_compute(tmp_path):
+  procs = concurrently(lambda case: run_curriculum(tmp_path / str(case[0]), case[1][0],
+                                                   timeout=120), list(enumerate(BAD_VALUES)))
+  for i, ((override, message), proc) in enumerate(zip(BAD_VALUES, procs)):
+    assert proc.returncode == 1, (override, proc.stderr)
+    lines = error_lines(proc)
+    assert len(lines) == 1 and message in lines[0], (override, proc.stderr)
+    assert not (tmp_path / str(i) / 'checkpoints').exists(), override
 
 
 @pytest.mark.slow
