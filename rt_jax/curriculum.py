@@ -385,9 +385,9 @@ class Run:
     state, done, results = self.restore()
     self.writer = metrics_lib.Writer(os.path.join(self.workdir, 'tb'),
                                      purge_step=(done + 1) if done else None)
-    # XLA compiles the rollout and the EI update while the PM and the helpful-only SFT train.
-    self.plan.compile_rollout(self.policy, self.world.table, c.ei.prompts, c.ei.samples)
-    if any(p.kind != 'sft' for p in self.phases):
+    if c.compile_ahead:  # XLA compiles the rollout and the EI update while the PM and SFT train
+      self.plan.compile_rollout(self.policy, self.world.table, c.ei.prompts, c.ei.samples)
+    if c.compile_ahead and any(p.kind != 'sft' for p in self.phases):
       self.plan.compile_train_step(self.cfg, self.ei_optimizer, c.ei.train_rows, c.ei.train_len,
                                    train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows,
                                                           'ei'))
