@@ -387,10 +387,10 @@ class Run:
                                      purge_step=(done + 1) if done else None)
     if c.compile_ahead:  # XLA compiles the rollout and the EI update while the PM and SFT train
       self.plan.compile_rollout(self.policy, self.world.table, c.ei.prompts, c.ei.samples)
-    if c.compile_ahead and any(p.kind != 'sft' for p in self.phases):
-      self.plan.compile_train_step(self.cfg, self.ei_optimizer, c.ei.train_rows, c.ei.train_len,
-                                   train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows,
-                                                          'ei'))
+      if any(p.kind != 'sft' for p in self.phases):
+        microbatches = train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei')
+        self.plan.compile_train_step(self.cfg, self.ei_optimizer, c.ei.train_rows,
+                                     c.ei.train_len, microbatches)
     # Trained once per workdir (before any evaluation), then loaded.
     self.pm, results['pm'] = pm_lib.trained(c.pm, os.path.join(self.workdir, 'pm'), self.key(4),
                                             log=metrics_lib.console)
