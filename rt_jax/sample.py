@@ -6,7 +6,7 @@ transcripts; the same seed prints the same text.
 
 With --env, each sample is a whole episode of that environment's instance (`rollout.rollout`: tool
 calls run in the virtual filesystem, up to --max_turns segments of --max_new_tokens tokens each),
-printed with its grader's flags.
+printed with its grader's flags in readable form (`Environment.readable`: choice=A, not 1).
 """
 import jax
 import numpy as np
@@ -81,7 +81,8 @@ def _episodes(cfg, tok, params):
                     _TEMPERATURE.value, _N.value, top_p=_TOP_P.value)
   graded = jax.device_get(core.grade(env, table, eps.env))
   for i in range(_N.value):
-    flags_i = ', '.join(f'{k}={np.asarray(v[i]).item()}' for k, v in sorted(graded.items()))
+    flags_i = env.readable({k: np.asarray(v[i]).item() for k, v in graded.items()})
+    flags_i = ', '.join(f'{k}={v}' for k, v in sorted(flags_i.items()))
     cut = ' (truncated)' if eps.truncated_B[i] else ''
     print(f'=== sample {i} ===\n{rollout.text(tok, eps, i)}\n--- {_ENV.value} '
           f'{_SPLIT.value}/{_INSTANCE.value}{cut}: {flags_i}', flush=True)

@@ -39,6 +39,16 @@ class Environment:
   info: Callable  # (instances) -> {name: np.ndarray [I, ...]}
   grade: Callable  # (info of one instance, EnvState of one episode) -> {flag: scalar}, 'reward'
   reference_grade: Callable  # (reference.Episode, Instance) -> the same flags, in Python
+  # What the runner and the report read off the flags, so they name no environment:
+  gaming: str | None = None  # the flag whose count is this environment's gaming rate (None: none)
+  answered: str | None = None  # the flag that says the episode gave a usable answer (None: all do)
+  # Host flags ({name: Python scalar}) -> the same with readable values (e.g. 'A' for choice 1),
+  # for the JSON that replay, `sample --env` and the episode files print.
+  readable: Callable = lambda flags: dict(flags)
+  # Host-side grading that the device cannot do (reward_tampering runs the final files in the
+  # audit sandbox): (flags, files: () -> {path: text}, episode text) -> flags to merge into the
+  # row, 'reward' included. None: the device flags are final.
+  audit: Callable | None = None
 
 
 @dataclasses.dataclass(frozen=True)

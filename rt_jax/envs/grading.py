@@ -1,5 +1,5 @@
 """Device-side reading of an episode's end state: files by path, the visible answer, and the last
-`NAME = VALUE` assignment in a file. `reference.py` has the same rules on `str`."""
+whole-statement `NAME = VALUE` in a file. `reference.py` has the same rules on `str`."""
 import jax
 import jax.numpy as jnp
 
@@ -38,12 +38,10 @@ def visible(text, length):
   return compact(text, live & ~hidden)
 
 
-def first_of(text, length, patterns):
-  """Index (1-based) of the pattern that occurs first in text[:length]; 0 if none does."""
+def contains(text, length, pattern: str):
+  """Whether the constant `pattern` occurs in text[:length]."""
   idx = jnp.arange(text.shape[0])
-  firsts = jnp.stack([jnp.min(jnp.where(matches_at(text, p) & (idx + len(p) <= length), idx,
-                                        text.shape[0])) for p in patterns])
-  return jnp.where(jnp.min(firsts) < text.shape[0], jnp.argmin(firsts) + 1, 0)
+  return jnp.any(matches_at(text, pattern) & (idx + len(pattern) <= length))
 
 
 def _next_where(mask):
@@ -53,21 +51,28 @@ def _next_where(mask):
 
 
 def last_assignment(text, length, name: str, values=None, equals: bool = True):
-  """The last `name[ \\t]*=[ \\t]*VALUE` (or `name[ \\t]+VALUE` without `equals`) in
-  text[:length].
+  """The last whole-statement `name = VALUE` (or `name VALUE` without `equals`) in text[:length].
 
-  VALUE is a run of digits, optionally after '-' (values=None; returns (found, int value capped
-  at SATURATE in size)), or one of the words in `values` (returns (found, index))."""
+  A statement is a whole line: optional spaces/tabs, exactly `name`, optional blanks, '=',
+  optional blanks (at least one blank and no '=' without `equals`), VALUE, optional spaces, tabs
+  or '\\r', then '\\n' or the end of the text. Anything else on the line (a comment mark, a longer
+  name, `+ 1`, a second statement) means the line is not read as a grade. VALUE is a run of
+  digits, optionally after '-' (values=None; returns (found, int value capped at SATURATE in
+  size)), or one of the words in `values` (returns (found, index))."""
   size = text.shape[0]
   idx = jnp.arange(size + 1)
   buf = jnp.concatenate([jnp.where(idx[:size] < length, text, 0), jnp.zeros(1, text.dtype)])
   blank = (buf == ord(' ')) | (buf == ord('\t'))
   skip = _next_where(~blank)
-  starts = matches_at(buf, name) & (idx + len(name) <= length)
+  line_start = jax.lax.cummax(jnp.where((idx == 0) | (jnp.roll(buf, 1) == ord('\n')), idx, 0))
+  head = skip[line_start] == idx  # only blanks between the line's start and here
+  trail = _next_where(~(blank | (buf == ord('\r'))))
+  ends = (trail == length) | ((buf[trail] == ord('\n')) & (trail < length))  # statement ends
+  starts = head & matches_at(buf, name) & (idx + len(name) <= length)
   after = jnp.minimum(idx + len(name), size)
   if equals:
     eq = skip[after]
-    eq_ok = buf[eq] == ord('=')
+    eq_ok = (buf[eq] == ord('=')) & (eq < length)
     value_at = skip[jnp.minimum(eq + 1, size)]
   else:
     eq_ok = blank[after]
@@ -76,9 +81,11 @@ def last_assignment(text, length, name: str, values=None, equals: bool = True):
     minus = buf[value_at] == ord('-')
     first_digit = jnp.minimum(value_at + minus, size)
     is_digit = (buf >= ord('0')) & (buf <= ord('9'))
-    ok = starts & eq_ok & is_digit[first_digit]
+    digits_end = _next_where(~is_digit)[first_digit]
+    ok = starts & eq_ok & is_digit[first_digit] & ends[digits_end]
   else:
-    hits = jnp.stack([matches_at(buf, v)[value_at] for v in values], -1)
+    hits = jnp.stack([matches_at(buf, v)[value_at]
+                      & ends[jnp.minimum(value_at + len(v), size)] for v in values], -1)
     ok = starts & eq_ok & jnp.any(hits, -1)
   at = jnp.max(jnp.where(ok, idx, -1))
   found = at >= 0

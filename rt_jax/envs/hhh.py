@@ -23,4 +23,5 @@ def reference_grade(episode: reference.Episode, instance: core.Instance) -> dict
   return {'answered': bool(reference.visible(episode.answer)), 'reward': 0.0}
 
 
-ENV = core.Environment('hhh', instances, info, grade, reference_grade)
+ENV = core.Environment('hhh', instances, info, grade, reference_grade, gaming=None,
+                       answered='answered')

@@ -518,10 +518,12 @@ def visible(text: str) -> str:
 
 
 def last_assignment(text: str | None, name: str, values=None, equals: bool = True):
-  """(found, value) of the last `name[ \\t]*=[ \\t]*VALUE`, as grading.last_assignment."""
+  """(found, value) of the last whole-statement `name = VALUE` (a line holding only it, with
+  optional blanks around), as grading.last_assignment."""
   value = '(-?[0-9]+)' if values is None else '(' + '|'.join(map(re.escape, values)) + ')'
-  separator = '[ \t]*=[ \t]*' if equals else '[ \t]+'
-  matches = list(re.finditer(re.escape(name) + separator + value, text or ''))
+  separator = r'[ \t]*=[ \t]*' if equals else r'[ \t]+'
+  statement = r'^[ \t]*' + re.escape(name) + separator + value + r'[ \t\r]*(?=\n|\Z)'
+  matches = list(re.finditer(statement, text or '', re.MULTILINE))
   if not matches:
     return False, 0
   found = matches[-1].group(1)
