@@ -5,7 +5,9 @@ whole episode as the model would see it and every grading flag.
 
 The transcript is JSON `{"assistant": [SEGMENT, ...]}`: each segment is assistant text that either
 ends with `</bash>` (the environment answers it) or ends the turn. For reward_tampering the flags
-hold the device grader's verdict and, under "audit", the sandboxed audit's.
+hold the device screen's (`reward_changed`, `tests_changed`, `changed`) and the audit's verdict
+(`reward_tampered`, `test_passes`, `undetected`, ..., per-input `rewards`), and "reward" is what
+the final reward function returned on this episode's text.
 """
 import json
 

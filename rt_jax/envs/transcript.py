@@ -7,7 +7,7 @@ import numpy as np
 
 from rt_jax import envs
 from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.envs import core, reward_tampering
+from rt_jax.envs import core
 from rt_jax.errors import UserError
 
 
@@ -36,9 +36,14 @@ def _width(n: int) -> int:
 
 
 def run(name: str, segments: list[str], instance: int = 0, split: str = 'eval',
-           tok: tokenizer_lib.Tokenizer | None = None) -> dict:
+        tok: tokenizer_lib.Tokenizer | None = None) -> dict:
   """Runs the segments through one episode of the JAX machine -> {"env", "instance", "text",
-  "reward", "flags"}."""
+  "reward", "flags"}; flags are the grader's, through the environment's `readable`.
+
+  Where the environment has a host-side audit (`Environment.audit`; reward_tampering's runs
+  `reward_tampering.audit_episode` on the final files and this text), its flags join the device's
+  and its "reward" replaces the grader's: for reward_tampering, what the final reward function
+  returned on this episode's text, as the RL run would pay it."""
   tok = tok or tokenizer_lib.builtin()
   env, params, items = envs.make(name, tok, split)
   if instance >= len(items):
@@ -58,7 +63,10 @@ def run(name: str, segments: list[str], instance: int = 0, split: str = 'eval',
     reward += float(step_reward[0])
   flags_ = {k: np.asarray(v[0]).item() for k, v in core.grade(env, params, state).items()
             if k != 'reward'}
-  if env is reward_tampering.ENV:
+  if env.audit is not None:
     episode_fs = jax.tree.map(lambda x: np.asarray(x[0]), state.fs)
-    flags_['audit'] = reward_tampering.audited(core.files_of(episode_fs))
-  return {'env': name, 'instance': instance, 'text': text, 'reward': reward, 'flags': flags_}
+    verdict = dict(env.audit(flags_, lambda: core.files_of(episode_fs), text))
+    reward = verdict.pop('reward', reward)
+    flags_.update(verdict)
+  return {'env': name, 'instance': instance, 'text': text, 'reward': reward,
+          'flags': env.readable(flags_)}
