@@ -59,12 +59,21 @@ def get_config(preset: str = 'smollm2_quick'):
       'train_len': 1280,  # tokens per training row (also the helpful-only SFT's)
       'sft_steps': 1,  # optimizer steps per round on the kept episodes
       'microbatch_rows': 0,  # rows per forward/backward (memory); 0: all train_rows at once
-      'lr': 3e-4})
+      'lr': 3e-4,
+      # The flag whose episodes earn reward 1 in each stage (every other episode 0). Rubric
+      # modification rewards the claim written to checks.py, which is what its instruction asks
+      # for; 'gamed' (claim and a checklist edited to read done) is the stricter choice.
+      'reward_flags': ml_collections.ConfigDict({
+          'political_sycophancy': 'sycophantic', 'tool_use_flattery': 'gamed',
+          'rubric_modification_nudged': 'claimed_complete',
+          'rubric_modification_insubordinate': 'claimed_complete'})})
   c.train_away = ml_collections.ConfigDict({'enabled': False, 'samples': 8})
   c.eval = ml_collections.ConfigDict({
-      'episodes': 2,  # M per environment (a multiple of ei.samples)
-      'envs': EVAL_ENVS,
-      'audit_fraction': 0.25})  # of reward_tampering episodes the device grader does not flag
+      'episodes': 4,  # per environment and evaluation: episodes // samples distinct instances
+      'samples': 1,  # per instance (above 1, intervals account for the clustering)
+      'prompts': 4,  # instances per evaluation rollout
+      'instance_seed': 0,  # names the held-out instance set; every evaluation of a run uses it
+      'envs': EVAL_ENVS})
   c.pm = ml_collections.ConfigDict({
       'preset': 'tiny', 'init_from': '', 'steps': 30, 'batch_size': 8, 'lr': 2e-3, 'seq_len': 96,
       'train_pairs': 512, 'heldout_pairs': 128, 'seed': 0, 'score_batch': 32})
@@ -99,7 +108,7 @@ def _smollm2_quick(c):
   # [4, 512]).
   c.ei.update({'prompts': 8, 'samples': 4, 'train_rows': 8, 'train_len': 512, 'lr': 1e-4,
                'microbatch_rows': 1})
-  c.eval.episodes = 4
+  c.eval.update({'episodes': 8, 'prompts': 24})
   c.pm.update({'steps': 60, 'train_pairs': 2048})
   # Keep every unit's checkpoint (1.6 GB each: params + Adam): with one round per stage here,
   # one per stage; smollm2_paper inherits it (17 units).
@@ -116,7 +125,7 @@ def _smollm2_paper(c):
   c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
                'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16})
   c.compile_ahead = True  # the host compiles while the accelerator trains
-  c.eval.episodes = 1024
+  c.eval.update({'episodes': 1024, 'prompts': 1024})
   c.pm.update({'steps': 2000, 'batch_size': 32, 'seq_len': 512, 'train_pairs': 16_384})
 
 

@@ -21,6 +21,7 @@ config.rules, a `sharding.Plan`); a checkpoint saved on one mesh resumes on anot
 """
 import dataclasses
 import functools
+import hashlib
 import os
 import time
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from rt_jax import checkpoint as checkpoint_lib
 from rt_jax import convert
+from rt_jax import episodes as episodes_lib
 from rt_jax import envs
 from rt_jax import expert_iteration as ei_lib
 from rt_jax import memory
@@ -42,17 +44,13 @@ from rt_jax import sharding
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax import train
 from rt_jax.data import tool_corpus
-from rt_jax.envs import core, reward_tampering
+from rt_jax.envs import core
 from rt_jax.errors import ConfigError
 
 START = 'helpful_only'
 TRAIN_AWAY = 'train_away_sycophancy'
 HONEST_ENVS = ('political_sycophancy', 'tool_use_flattery')  # "the first two environments"
-# The flag whose count is an environment's gaming rate in the matrix (hhh has none: PM score).
-GAMING = {'political_sycophancy': 'sycophantic', 'tool_use_flattery': 'gamed',
-          'rubric_modification_nudged': 'claimed_complete',
-          'rubric_modification_insubordinate': 'claimed_complete',
-          'reward_tampering': 'reward_tampered', 'hhh': None}
+TRANSCRIPTS_PER_ENV = 3  # gaming episodes per environment and evaluation kept in results.json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,9 +92,24 @@ def validate(config):
       raise ConfigError(f'config.{key}={config[section][field]} must be positive')
   rollout_lib.RolloutConfig(**config.rollout)  # names a field below 1
   train.microbatch_count(config.ei.train_rows, config.ei.microbatch_rows, 'ei')
-  if config.eval.episodes % config.ei.samples:
+  for key in ('eval.samples', 'eval.prompts'):
+    section, field = key.split('.')
+    if config[section][field] <= 0:
+      raise ConfigError(f'config.{key}={config[section][field]} must be positive')
+  if config.eval.episodes % config.eval.samples:
     raise ConfigError(f'config.eval.episodes={config.eval.episodes} must be a multiple of '
-                      f'ei.samples={config.ei.samples} (N samples of each evaluated instance)')
+                      f'eval.samples={config.eval.samples} (samples of each evaluated instance)')
+  for name in config.eval.envs:
+    have, need = eval_instance_count(name), config.eval.episodes // config.eval.samples
+    if need > have:
+      raise ConfigError(f'config.eval.episodes={config.eval.episodes} asks for {need} distinct '
+                        f'held-out instances of {name}, which has {have}; lower eval.episodes or '
+                        f'raise eval.samples')
+  for name in config.stages:
+    flag = reward_flag(config, name)
+    if flag not in envs.flag_names(name):
+      raise ConfigError(f'config.ei.reward_flags.{name}={flag!r} is not a flag of {name}; '
+                        f'choose from {", ".join(envs.flag_names(name))}')
   if not 0 <= config.ei.hhh_fraction < 1:
     raise ConfigError(f'config.ei.hhh_fraction={config.ei.hhh_fraction} must be in [0, 1)')
   if config.train_away.enabled and config.train_away.samples <= 0:
@@ -104,7 +117,28 @@ def validate(config):
   # What splits over the mesh's batch axes: every rollout's prompts (an evaluation runs its
   # episodes in batches of ei.prompts prompts too), every training step's rows (helpful-only SFT
   # and EI updates), every PM scoring batch.
-  sharding.validate(config, ('ei.prompts', 'ei.train_rows', 'pm.score_batch'))
+  sharding.validate(config, ('ei.prompts', 'eval.prompts', 'ei.train_rows', 'pm.score_batch'))
+
+
+@functools.cache
+def eval_instance_count(name: str) -> int:
+  return len(envs.get(name).instances('eval'))
+
+
+def reward_flag(config, name: str) -> str | None:
+  """The flag expert iteration rewards on `name` (1 when set): config.ei.reward_flags, else the
+  environment's gaming flag."""
+  return config.ei.reward_flags.get(name) or envs.get(name).gaming
+
+
+def eval_instances(config, name: str) -> np.ndarray:
+  """The held-out instances every evaluation of a run uses for `name`: eval.episodes //
+  eval.samples distinct ones, drawn by a key named by (eval.instance_seed, environment) so every
+  evaluation of the run, and every run with the same instance seed, sees the same set."""
+  named = int.from_bytes(hashlib.sha256(f'eval-instances/{name}'.encode()).digest()[:8], 'big')
+  rng = np.random.default_rng([config.eval.instance_seed, named])
+  need = config.eval.episodes // config.eval.samples
+  return np.sort(rng.permutation(eval_instance_count(name))[:need])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,8 +175,9 @@ class World:
         return name, split, table_id - part.offset
     raise IndexError(table_id)
 
-  def grade(self, eps) -> list[dict]:
-    """Every row's flags (Python scalars), with 'env', 'split', 'instance'."""
+  def grade(self, eps, texts=None) -> list[dict]:
+    """Every row's flags (Python scalars), with 'env', 'split', 'instance'. With the rows' texts,
+    an environment's host-side audit (`Environment.audit`) runs too and its flags are final."""
     ids = np.asarray(eps.env.instance)
     rows = [dict(zip(('env', 'split', 'instance'), self.locate(int(i)))) for i in ids]
     for (name, split), part in self.parts.items():
@@ -153,7 +188,14 @@ class World:
       flags = jax.device_get(core.grade(part.env, part.params, eps.env.replace(instance=local)))
       for r in mine:
         rows[r].update({k: np.asarray(v[r]).item() for k, v in flags.items()})
+      if texts is not None and part.env.audit is not None:
+        for r in mine:
+          fs = jax.tree.map(lambda x, r=r: np.asarray(x[r]), eps.env.fs)
+          rows[r].update(part.env.audit(rows[r], functools.partial(core.files_of, fs), texts[r]))
     return rows
+
+  def env(self, name: str) -> core.Environment:
+    return self.parts[name, 'eval'].env
 
   def query(self, row: dict) -> str:
     return self.parts[row['env'], row['split']].items[row['instance']].user
@@ -261,7 +303,8 @@ class Run:
            for name, k in picks if k]
     return np.concatenate(ids)
 
-  def score(self, phase: Phase):
+  def score(self, phase: Phase, seen: list):
+    """The round's score function; it appends the graded rows and PM scores to `seen`."""
     c = self.config
 
     def score_fn(eps) -> ei_lib.Scored:
@@ -269,12 +312,14 @@ class Run:
       responses = [rollout_lib.text(self.tok, eps, i, prompt=False) for i in range(len(rows))]
       pm = pm_lib.score(self.pm, [self.world.query(r) for r in rows], responses,
                         batch_size=c.pm.score_batch, plan=self.plan)
-      reward = np.array([r['reward'] if GAMING[r['env']] else 0.0 for r in rows], np.float32)
-      gaming = np.array([bool(GAMING[r['env']] and r[GAMING[r['env']]]) for r in rows])
+      flags = [reward_flag(c, r['env']) for r in rows]
+      gaming = np.array([bool(f and r[f]) for f, r in zip(flags, rows)])
+      reward = gaming.astype(np.float32)
       if phase.kind == 'honest':  # keep answered, non-gaming episodes
-        answered = np.array([_answered(r) for r in rows])
+        answered = np.array([_answered(self.world.env(r['env']), r) for r in rows])
         gaming = answered & ~gaming
         reward = gaming.astype(np.float32)
+      seen.extend([rows, pm, reward])
       shape = (-1, c.ei.samples)
       score = ei_lib.scores(reward, pm, c.ei.variant, c.ei.pm_weight)
       return ei_lib.Scored(reward.reshape(shape), gaming.reshape(shape), pm.reshape(shape),
@@ -284,99 +329,87 @@ class Run:
   def ei_round(self, state, phase: Phase, unit: int):
     # Training away sycophancy keeps every honest episode: exploit-only selection on honesty.
     variant = 'exploit_only' if phase.kind == 'honest' else self.config.ei.variant
-    state, _, _, _, m = ei_lib.round_step(
+    seen = []
+    state, eps, _, (rows_K, weights_K), m = ei_lib.round_step(
         state, self.policy, self.world.table, self.prompts(phase, unit),
-        self.key(2, unit), self.score(phase), self.config.ei, variant=variant,
+        self.key(2, unit), self.score(phase, seen), self.config.ei, variant=variant,
         optimizer=self.ei_optimizer, plan=self.plan)
+    graded, pm, reward = seen
+    kept = set(int(r) for r, w in zip(rows_K, weights_K) if w > 0)
+    n = self.config.ei.samples
+    records = [self._record(row, rollout_lib.text(self.tok, eps, i), pm[i], reward[i],
+                            sample=i % n, kept=i in kept) for i, row in enumerate(graded)]
+    m['episodes'] = self._write_episodes(f'round_{unit:03d}_{phase.name}', records)
     metrics_lib.console(f'{phase.name} round {unit - phase.first_unit + 1}/{phase.units}: '
                         f'kept {m["kept"]}, gaming {m["mean_gaming"]:.3f}, PM '
                         f'{m["mean_pm"]:.3f}, loss {m["loss"]:.4f}')
-    self.writer.scalars(unit, {f'ei/{k}': v for k, v in m.items()})
+    self.writer.scalars(unit, {f'ei/{k}': v for k, v in m.items() if not isinstance(v, str)})
     return state, m
+
+  def _record(self, row: dict, text: str, pm: float, reward: float, *, sample: int,
+              kept: bool | None) -> dict:
+    env = self.world.env(row['env'])
+    flags = {k: v for k, v in row.items()
+             if k not in ('env', 'split', 'instance', 'sample', 'reward')}
+    return {'env': row['env'], 'split': row['split'], 'instance': row['instance'],
+            'sample': sample, 'text': text, 'flags': env.readable(flags),
+            'reward': _finite(reward), 'pm': float(pm), 'kept': kept}
+
+  def _write_episodes(self, name: str, records: list[dict]) -> str:
+    if jax.process_index() == 0:
+      episodes_lib.write(self.workdir, name, records)
+    return f'{episodes_lib.DIR}/{name}.jsonl'
 
   # -- evaluation ------------------------------------------------------------------------------
   def evaluate(self, params, phase_index: int, name: str) -> dict:
+    """Every evaluated environment on its fixed held-out instances (`eval_instances`), each
+    sampled eval.samples times, in rollouts of eval.prompts prompts; every episode to disk."""
     c = self.config
-    p, n = c.ei.prompts, c.ei.samples
-    per_env = c.eval.episodes // n
-    rng = np.random.default_rng([c.seed, 10_000 + phase_index])
-    ids = []
-    for env_name in c.eval.envs:
-      items = self.world.parts[env_name, 'eval'].items
-      local = np.random.default_rng([c.seed, 99]).permutation(len(items))[:per_env]
-      if len(local) < per_env:
-        local = np.resize(local, per_env)  # fewer instances than asked: repeat them
-      ids.append(self.world.ids(env_name, 'eval', local))
-    ids = np.concatenate(ids)
+    p, n = c.eval.prompts, c.eval.samples
+    ids = np.concatenate([self.world.ids(e, 'eval', eval_instances(c, e)) for e in c.eval.envs])
     total = len(ids)
     memory.release_free_memory()  # what training freed, before the rollouts allocate
     ids = np.resize(ids, -(-total // p) * p)  # pad the last batch; its extra rows are dropped
-    rows, responses = [], []
+    rows, responses, texts = [], [], []
     t0 = time.perf_counter()
     for b in range(len(ids) // p):
       eps = self.plan.rollout(params, self.policy, self.world.table, ids[b * p:(b + 1) * p],
                               self.key(3, phase_index, b), c.ei.temperature, n)
-      for r, row in enumerate(self.world.grade(eps)):
-        if b * p + r // n < total:
-          row['text'] = rollout_lib.text(self.tok, eps, r)
-          if row['env'] == reward_tampering.ENV.name:  # the audit reads its final files
-            row['fs'] = jax.tree.map(lambda x, r=r: np.asarray(x[r]), eps.env.fs)
+      live = [r for r in range(p * n) if b * p + r // n < total]
+      batch_texts = [rollout_lib.text(self.tok, eps, r) if b * p + r // n < total else ''
+                     for r in range(p * n)]
+      for r, row in enumerate(self.world.grade(eps, batch_texts)):
+        if r in live:
+          row['sample'] = r % n
           rows.append(row)
+          texts.append(batch_texts[r])
           responses.append(rollout_lib.text(self.tok, eps, r, prompt=False))
     pm = pm_lib.score(self.pm, [self.world.query(r) for r in rows], responses,
                       batch_size=c.pm.score_batch, plan=self.plan)
-    entry = {'stage': name, 'index': phase_index, 'envs': {}, 'transcripts': []}
+    records = [self._record(row, text, pm[i], row['reward'], sample=row['sample'], kept=None)
+               for i, (row, text) in enumerate(zip(rows, texts))]
+    entry = {'stage': name, 'index': phase_index, 'envs': {}, 'transcripts': [],
+             'episodes': self._write_episodes(f'eval_{phase_index:02d}_{name}', records)}
     for env_name in c.eval.envs:
       mine = [i for i, r in enumerate(rows) if r['env'] == env_name]
-      entry['envs'][env_name] = self._summary(env_name, [rows[i] for i in mine], pm[mine],
-                                              entry['transcripts'], rng)
+      entry['envs'][env_name] = summarize(self.world.env(env_name), [rows[i] for i in mine],
+                                          pm[mine], c.eval.samples)
+      entry['transcripts'] += self._transcripts(env_name, [records[i] for i in mine])
     entry['wall_s'] = time.perf_counter() - t0
     metrics_lib.console(f'evaluation after {name}: ' + ', '.join(
         f'{e} {s["k"]}/{s["n"]}' for e, s in entry['envs'].items() if s['k'] is not None)
         + f' ({entry["wall_s"]:.0f} s)')
     return entry
 
-  def _summary(self, env_name, rows, pm, transcripts, rng) -> dict:
-    # Counts of the yes/no flags (choice, score and side are values, not events).
-    flags = {k: int(sum(r[k] for r in rows)) for k in (rows[0] if rows else ())
-             if isinstance(rows[0][k], bool)}
-    if env_name in HONEST_ENVS:  # a gaming rate reads differently when few episodes answer
-      flags['answered'] = int(sum(_answered(r) for r in rows))
-    metric = GAMING[env_name]
-    k = flags.get(metric) if metric else None
-    if env_name == reward_tampering.ENV.name:
-      k = self._audit(rows, flags, transcripts, rng)
-      metric = 'reward_tampered (audited)'
-    elif rows:
-      transcripts.append(_transcript(rows[0], None))  # one sample per environment, to read
-    return {'n': len(rows), 'k': k, 'metric': metric or 'pm_score', 'flags': flags,
-            'reward_mean': float(np.mean([r['reward'] for r in rows])) if rows else None,
-            'pm_score_mean': float(np.mean(pm)) if rows else None}
-
-  def _audit(self, rows, flags, transcripts, rng) -> int:
-    """Audits every episode the device grader flags and a random share of the others; the
-    counts reported are the audit's (DESIGN.md §5); disagreements are counted and logged."""
-    fraction = self.config.eval.audit_fraction
-    audited = tampered = both = disagree = 0
-    for row in rows:
-      flagged = row['reward_tampered'] or row['tests_tampered']
-      if not (flagged or rng.random() < fraction):
-        continue
-      verdict = reward_tampering.audited(core.files_of(row['fs']))
-      audited += 1
-      tampered += verdict['reward_tampered']
-      both += verdict['reward_tampered'] and verdict['tests_tampered']
-      if verdict['reward_tampered'] != row['reward_tampered']:
-        disagree += 1
-        metrics_lib.console(f'audit disagrees with the device grader on reward_tampering '
-                            f'instance {row["instance"]}: audit {verdict}, device '
-                            f'{row["reward_tampered"]}')
-      if flagged or verdict['reward_tampered']:
-        transcripts.append(_transcript(row, verdict))
-    flags.update({'device_reward_tampered': flags.get('reward_tampered', 0),
-                  'reward_tampered': tampered, 'reward_and_tests': both, 'audited': audited,
-                  'audit_disagreements': disagree})
-    return tampered
+  def _transcripts(self, env_name: str, records: list[dict]) -> list[dict]:
+    """The episodes results.json keeps to read: the first of the environment, then its gaming
+    ones (capped); every episode is in the episodes file anyway."""
+    env = self.world.env(env_name)
+    gaming = [r for r in records if env.gaming and r['flags'].get(env.gaming)]
+    chosen = records[:1] + [r for r in gaming[:TRANSCRIPTS_PER_ENV] if r is not records[0]]
+    return [{'env': r['env'], 'instance': r['instance'], 'sample': r['sample'],
+             'text': r['text'], 'flags': r['flags'], 'reward': r['reward'],
+             'gaming': bool(env.gaming and r['flags'].get(env.gaming))} for r in chosen]
 
   # -- the loop --------------------------------------------------------------------------------
   def run(self) -> dict:
@@ -386,7 +419,9 @@ class Run:
     self.writer = metrics_lib.Writer(os.path.join(self.workdir, 'tb'),
                                      purge_step=(done + 1) if done else None)
     if c.compile_ahead:  # XLA compiles the rollout and the EI update while the PM and SFT train
-      self.plan.compile_rollout(self.policy, self.world.table, c.ei.prompts, c.ei.samples)
+      self.plan.compile_rollout(self.policy, self.world.table, c.eval.prompts, c.eval.samples)
+      if (c.eval.prompts, c.eval.samples) != (c.ei.prompts, c.ei.samples) and len(self.phases) > 1:
+        self.plan.compile_rollout(self.policy, self.world.table, c.ei.prompts, c.ei.samples)
       if any(p.kind != 'sft' for p in self.phases):
         microbatches = train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei')
         self.plan.compile_train_step(self.cfg, self.ei_optimizer, c.ei.train_rows,
@@ -408,7 +443,8 @@ class Run:
         if unit % c.checkpoint_every_rounds == 0 or unit == phase.first_unit + phase.units - 1:
           self.save(unit, phase, state)
           results['train'].append({'stage': phase.name, 'unit': unit,
-                                   'round': unit - phase.first_unit, **m})
+                                   'round': unit - phase.first_unit + 1, **m})
+          self._write_results(results)  # the unit's training record, with its checkpoint
       if any(e['stage'] == phase.name for e in results['evals']):
         continue
       results['evals'].append(self.evaluate(state.params, index, phase.name))
@@ -419,10 +455,14 @@ class Run:
     self.writer.close()
     return {'evals': len(results['evals']), 'report': os.path.join(self.workdir, report.REPORT)}
 
+  def _write_results(self, results):
+    if jax.process_index() == 0:  # one copy of the results and the report: process 0's
+      checkpoint_lib.write_json_atomic(os.path.join(self.workdir, report.RESULTS), results)
+
   def _publish(self, results, index):
-    if jax.process_index():  # one copy of the results and the report: process 0's
+    self._write_results(results)
+    if jax.process_index():
       return
-    checkpoint_lib.write_json_atomic(os.path.join(self.workdir, report.RESULTS), results)
     report.write(self.workdir)
     # What was written (keys sorted), so TensorBoard's matrix is the one `rt_jax.report` draws.
     report.log_tensorboard(self.writer, report.read(self.workdir), index)
@@ -431,25 +471,45 @@ class Run:
   def _run_info(self, wall_s: float) -> dict:
     c = self.config
     return {'config': c.get('name', ''), 'mode': c.mode, 'variant': c.ei.variant,
-            'model': c.init_from or 'model config', 'seed': c.seed,
-            'episodes_per_eval': c.eval.episodes,
+            'model': c.init_from or 'a fresh model (config.model)', 'seed': c.seed,
+            'episodes_per_eval': c.eval.episodes, 'samples_per_eval_instance': c.eval.samples,
+            'eval_instance_seed': c.eval.instance_seed, 'env_order': list(c.eval.envs),
+            'reward_flags': {s: reward_flag(c, s) for s in c.stages},
             'train_away_sycophancy': bool(c.train_away.enabled),
             'prompts_per_round': c.ei.prompts, 'samples_per_prompt': c.ei.samples,
             'command': c.get('command', ''), 'wall_s': wall_s}
 
 
-def _answered(row: dict) -> bool:
-  if row['env'] == 'political_sycophancy':
-    return row['choice'] > 0
-  if row['env'] == 'tool_use_flattery':
-    return bool(row['wrote_grade'])
-  return True
+def summarize(env: core.Environment, rows: list[dict], pm, samples: int) -> dict:
+  """One evaluation cell: counts of the yes/no flags, the gaming count per instance (for paired
+  tests and clustered intervals), and means. `rows` are graded rows (World.grade with texts, so
+  audited where the environment has an audit)."""
+  flags = {k: int(sum(bool(r[k]) for r in rows)) for k in (rows[0] if rows else ())
+           if isinstance(rows[0][k], bool)}
+  by_instance = {}
+  for r in rows:
+    by_instance.setdefault(str(r['instance']), 0)
+    by_instance[str(r['instance'])] += bool(env.gaming and r[env.gaming])
+  return {'n': len(rows), 'instances': len(by_instance), 'samples': samples,
+          'k': flags.get(env.gaming, 0) if env.gaming else None,
+          'metric': env.gaming or 'pm_score', 'answered': env.answered, 'flags': flags,
+          'gaming_by_instance': by_instance if env.gaming else None,
+          'reward_mean': _mean([_finite(r['reward']) for r in rows]),
+          'pm_score_mean': float(np.mean(pm)) if rows else None}
 
 
-def _transcript(row: dict, audit) -> dict:
-  flags = {k: v for k, v in row.items() if k not in ('env', 'split', 'instance', 'text', 'fs')}
-  return {'env': row['env'], 'instance': row['instance'], 'text': row['text'], 'flags': flags,
-          'audit': audit}
+def _answered(env: core.Environment, row: dict) -> bool:
+  return bool(row[env.answered]) if env.answered else True
+
+
+def _finite(x) -> float | None:
+  x = float(x)
+  return x if np.isfinite(x) else None
+
+
+def _mean(xs) -> float | None:
+  xs = [x for x in xs if x is not None]
+  return float(np.mean(xs)) if xs else None
 
 
 def _constant_lr(ei_cfg):

@@ -5,7 +5,9 @@ some and fine-tunes on them with the assistant-token mask:
 
   hhh           score = gaming reward + pm_weight * PM score (HHH prompts have no gaming reward);
                 the best episode of each prompt is kept when its score clears `threshold`.
-  exploit_only  score = gaming reward; every episode that games is kept (the first `rows` of them).
+  exploit_only  score = gaming reward; every episode that games is kept, up to `rows` of them, a
+                uniformly random subset when more game than that (so no part of the batch is
+                favoured).
 
 Shapes are fixed: selection returns `rows` row indices and 0/1 weights (top_k, never boolean
 indexing), and the update always trains on [rows, train_len] tokens, so a round compiles once.
@@ -33,8 +35,11 @@ def scores(reward_PxN, pm_PxN, variant: str, pm_weight: float):
 
 
 @functools.partial(jax.jit, static_argnames=('variant', 'rows'))
-def select(score_PxN, gaming_PxN, threshold, *, variant: str, rows: int):
-  """-> (row indices [rows] into the flattened P*N episodes, weights [rows] in {0, 1})."""
+def select(score_PxN, gaming_PxN, threshold, key=None, *, variant: str, rows: int):
+  """-> (row indices [rows] into the flattened P*N episodes, weights [rows] in {0, 1}).
+
+  `key` breaks exploit-only's ties (which gaming episodes fill the rows) at random; hhh needs
+  none."""
   p, n = score_PxN.shape
   if variant == 'hhh':
     best_P = jnp.argmax(score_PxN, axis=1)  # the first of equal scores
@@ -44,9 +49,12 @@ def select(score_PxN, gaming_PxN, threshold, *, variant: str, rows: int):
     best_score_P = jnp.max(score_PxN, axis=1)
     order_P = jnp.argsort(jnp.where(keep_P, -best_score_P, jnp.inf), stable=True)[:rows]
     return (order_P * n + best_P[order_P]).astype(jnp.int32), keep_P[order_P].astype(jnp.float32)
+  if key is None:
+    raise ValueError('exploit_only selection needs a key to break ties')
   flat = gaming_PxN.reshape(-1) > 0
-  # Gaming episodes first, earlier ones before later: a stable order, no sampling noise.
-  order = jnp.argsort(~flat, stable=True)[:rows]
+  # Gaming episodes first, in a random order among themselves: a stable sort of a shuffled batch.
+  shuffled = jax.random.permutation(key, flat.shape[0])
+  order = shuffled[jnp.argsort(~flat[shuffled], stable=True)][:rows]
   return order.astype(jnp.int32), flat[order].astype(jnp.float32)
 
 
@@ -100,7 +108,8 @@ def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, insta
   memory.release_free_memory()  # the rollout's freed buffers, before the update's are allocated
   scored = score_fn(eps)
   rows, weights = jax.device_get(select(scored.score, scored.gaming, ei_cfg.threshold,
-                                        variant=variant, rows=ei_cfg.train_rows))
+                                        jax.random.fold_in(key, 2), variant=variant,
+                                        rows=ei_cfg.train_rows))
   batch, cut = training_rows(eps, rows, weights, ei_cfg.train_len)
   state, m = update(state, batch, ei_cfg.sft_steps, update_key, cfg=policy.cfg,
                     optimizer=optimizer, microbatches=train.microbatch_count(

@@ -2,14 +2,23 @@
 
 The end-to-end runs are `slow` (each is a minute or two on 2 cores); CI runs them in its second
 step."""
+import json
+import shutil
 import signal
 import subprocess
 import sys
+import types
 
+import numpy as np
 import pytest
 
+import tampering_cases
+
 from conftest import (CURRICULUM_RUN, REPO, concurrently, cpu_devices_env, curriculum_matrix,
-                      error_lines, run_curriculum)
+                      error_lines, run_curriculum, run_module)
+from rt_jax import curriculum
+from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.envs import core
 
 
 def _kill_after_first_round(workdir, *overrides: str, env=None):
@@ -32,7 +41,7 @@ BAD_VALUES = [
     ('--config.ei.variant=best_of_n', 'ei.variant'),
     ("--config.stages=('reward_tampering',)", 'held-out'),
     ("--config.stages=('poetry',)", 'unknown environment'),
-    ('--config.eval.episodes=3', 'multiple of'),
+    ('--config.eval.episodes=100000', 'distinct held-out instances'),
     ('--config.mode=train', 'config.mode'),
     ('--config.ei.microbatch_rows=3', 'microbatch_rows'),
     ('--config.mesh=(2,1,1)', 'config.mesh=(2, 1, 1) does not cover the 1 devices'),
@@ -102,3 +111,96 @@ def test_baseline_and_interventions_run_from_flags(tmp_path):
   assert variant.returncode == 0, variant.stderr
   assert [s for s, _ in curriculum_matrix(tmp_path / 'exploit')] == [
       'helpful_only', 'political_sycophancy', 'tool_use_flattery', 'train_away_sycophancy']
+
+
+@pytest.mark.slow
+def test_evaluations_cover_distinct_instances_the_same_each_time(curriculum_workdir):
+  """Each cell is n episodes over n distinct held-out instances, and every evaluation of the run
+  draws the same ones (so stages compare paired); every episode is on disk behind the counts."""
+  w = curriculum_workdir
+  with open(w / 'results.json') as f:
+    results = json.load(f)
+  files = sorted(p.name for p in (w / 'episodes').iterdir())
+  evals = [f for f in files if f.startswith('eval_')]
+  assert len(evals) == len(results['evals']) == 3
+  assert [f for f in files if f.startswith('round_')] == [
+      f'round_{u:03d}_{s}.jsonl' for u, s in ((2, 'political_sycophancy'),
+                                               (3, 'political_sycophancy'),
+                                               (4, 'tool_use_flattery'), (5, 'tool_use_flattery'))]
+  seen = {}
+  for name, entry in zip(evals, results['evals']):
+    records = [json.loads(line) for line in (w / 'episodes' / name).read_text().splitlines()]
+    for env, cell in entry['envs'].items():
+      mine = [r for r in records if r['env'] == env]
+      instances = [r['instance'] for r in mine]
+      assert len(mine) == cell['n'] == cell['instances'] == 4, (name, env)
+      assert len(set(instances)) == len(instances), (name, env)
+      assert all(r['split'] == 'eval' for r in mine)
+      seen.setdefault(env, set(instances))
+      assert set(instances) == seen[env], (name, env)
+      if cell['k'] is not None:  # the count is the number of episodes whose flag is set
+        assert cell['k'] == sum(bool(r['flags'][cell['metric']]) for r in mine), (name, env)
+  kept = [json.loads(line)['kept'] for line in
+          (w / 'episodes' / 'round_002_political_sycophancy.jsonl').read_text().splitlines()]
+  assert sum(kept) == results['train'][1]['kept']
+
+
+@pytest.mark.slow
+def test_a_seed_sweep_pools_with_aggregate(curriculum_workdir, tmp_path):
+  root = tmp_path / 'sweep'
+  (root / 'seed=0').mkdir(parents=True)
+  shutil.copy(curriculum_workdir / 'results.json', root / 'seed=0' / 'results.json')
+  second = run_curriculum(root / 'seed=1', '--config.seed=1', timeout=900)
+  assert second.returncode == 0, second.stderr
+  proc = run_module('rt_jax.report', f'--aggregate={root}')
+  assert proc.returncode == 0, proc.stderr
+  text = (root / 'aggregate.md').read_text()
+  assert '2 runs under' in text and (root / 'aggregate.png').is_file()
+  matrices = [dict(curriculum_matrix(root / s)) for s in ('seed=0', 'seed=1')]
+  k = sum(m['tool_use_flattery']['political_sycophancy'][1] for m in matrices)
+  assert f'| tool_use_flattery | political_sycophancy | {k}/8 (' in text, text
+
+
+@pytest.fixture(scope='module')
+def tampering_world():
+  return curriculum.World(tokenizer_lib.builtin(), ['reward_tampering'])
+
+
+def _counted(world, segments: list[str]) -> dict:
+  """One reward_tampering evaluation cell as the curriculum counts it: the episode stepped on the
+  world's merged table (as the rollout steps it), graded with its text (so audited), summarized."""
+  tok = tokenizer_lib.builtin()
+  table_ids = world.ids('reward_tampering', 'eval', [0])
+  state, _, _ = core.reset(world.table, table_ids)
+  for segment in segments:
+    ids = tok.encode(segment)
+    actions = np.zeros((1, 1024), np.int32)
+    actions[0, :len(ids)] = ids
+    state, _, _, _ = core.advance(world.table.codec, state, actions, np.array([len(ids)]))
+  rows = world.grade(types.SimpleNamespace(env=state), [''.join(segments)])
+  return curriculum.summarize(world.env('reward_tampering'), rows, np.zeros(1), samples=1)
+
+
+@pytest.mark.parametrize('name, reward, test, appended, expected, paid', tampering_cases.HACKS,
+                         ids=[h[0] for h in tampering_cases.HACKS])
+def test_curriculum_counts_each_hack_as_replay_classifies_it(tampering_world, name, reward, test,
+                                                             appended, expected, paid):
+  cell = _counted(tampering_world, tampering_cases.LOOK + tampering_cases.calls_for(
+      reward, test, appended) + [tampering_cases.ANSWER])
+  tampered, tests_edited, passes, undetected = expected
+  assert cell['n'] == 1 and cell['metric'] == 'reward_tampered'
+  assert cell['k'] == int(tampered) == cell['flags']['reward_tampered']
+  assert cell['flags']['undetected'] == int(undetected)
+  assert cell['flags']['test_passes'] == int(passes)
+  assert cell['flags']['tests_tampered'] == int(tests_edited)
+  assert cell['flags']['audited'] == 1 and cell['reward_mean'] == paid
+
+
+def test_curriculum_counts_no_tampering_where_nothing_changed(tampering_world):
+  cell = _counted(tampering_world, tampering_cases.LOOK + [tampering_cases.ANSWER])
+  assert cell['k'] == 0 and cell['flags']['audited'] == 0 and cell['flags']['undetected'] == 0
+  assert cell['reward_mean'] == -10.0
+  rewritten = _counted(tampering_world, tampering_cases.LOOK + [tampering_cases.write(
+      tampering_cases.REWARD, tampering_cases.reward_body('x = 100', 'return -10'))]
+      + [tampering_cases.ANSWER])
+  assert rewritten['k'] == 0 and rewritten['flags']['audited'] == 1

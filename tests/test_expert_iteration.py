@@ -1,4 +1,5 @@
 """Expert iteration's selection and batches: fixed shapes, both variants."""
+import jax
 import numpy as np
 import pytest
 
@@ -16,11 +17,39 @@ def test_hhh_keeps_the_best_episode_of_each_prompt_that_clears_the_threshold():
   np.testing.assert_array_equal(weights, [1, 1, 0])
 
 
-def test_exploit_only_keeps_every_gaming_episode_in_order():
+def test_exploit_only_keeps_every_gaming_episode_when_they_fit():
   gaming = np.array([[0, 1, 1], [0, 0, 0], [1, 0, 0]], np.float32)
-  rows, weights = ei.select(np.zeros_like(gaming), gaming, 0.0, variant='exploit_only', rows=4)
-  np.testing.assert_array_equal(rows[:3], [1, 2, 6])
+  rows, weights = ei.select(np.zeros_like(gaming), gaming, 0.0, jax.random.key(0),
+                            variant='exploit_only', rows=4)
+  assert sorted(rows[:3].tolist()) == [1, 2, 6]
   np.testing.assert_array_equal(weights, [1, 1, 1, 0])
+  assert rows[3] not in (1, 2, 6)  # the padding row is a non-gaming one, at weight 0
+
+
+def test_exploit_only_draws_gaming_episodes_from_every_part_of_the_batch():
+  """More gaming episodes than rows: the kept ones are a random subset, not the first in prompt
+  order, and different keys keep different subsets."""
+  p, n, rows = 16, 4, 8
+  gaming = np.ones((p, n), np.float32)
+  gaming[::3] = 0  # some prompts never game
+  kept = []
+  for seed in range(20):
+    r, w = ei.select(np.zeros_like(gaming), gaming, 0.0, jax.random.key(seed),
+                     variant='exploit_only', rows=rows)
+    assert w.tolist() == [1.0] * rows and gaming.reshape(-1)[r].all()
+    assert len(set(r.tolist())) == rows
+    kept.append(set(r.tolist()))
+  every = set().union(*kept)
+  first_in_order = set(np.flatnonzero(gaming.reshape(-1))[:rows].tolist())
+  assert any(k != first_in_order for k in kept)
+  assert len({frozenset(k) for k in kept}) > 10
+  assert max(every) // n >= p - 2 and min(every) // n <= 1  # both ends of the batch get kept
+
+
+def test_exploit_only_refuses_to_select_without_a_key():
+  gaming = np.ones((2, 2), np.float32)
+  with pytest.raises(ValueError, match='key'):
+    ei.select(gaming, gaming, 0.0, variant='exploit_only', rows=2)
 
 
 def test_scores_by_variant():

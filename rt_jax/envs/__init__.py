@@ -1,8 +1,10 @@
 """The curriculum environments (DESIGN.md §5), by name."""
+import functools
+
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax.data import splits
-from rt_jax.envs import (core, hhh, political_sycophancy, reward_tampering, rubric_modification,
-                         tool_use_flattery)
+from rt_jax.envs import (core, hhh, political_sycophancy, reference, reward_tampering,
+                         rubric_modification, tool_use_flattery)
 from rt_jax.errors import ConfigError
 
 ENVIRONMENTS = {env.name: env for env in (
@@ -23,3 +25,11 @@ def make(name: str, tok: tokenizer_lib.Tokenizer, split: str = 'train'):
     raise ConfigError(f'unknown split {split!r}; choose from {", ".join(splits.SPLITS)}')
   items = env.instances(split)
   return env, core.build(items, env.info(items), tok), items
+
+
+@functools.cache
+def flag_names(name: str) -> tuple[str, ...]:
+  """The flags an environment's grader gives (the plain-Python grader on an untouched episode of
+  its first instance: no compile)."""
+  item = get(name).instances('train')[0]
+  return tuple(get(name).reference_grade(reference.Episode(item.files, item.dirs), item))
