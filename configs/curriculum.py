@@ -125,7 +125,9 @@ def _smollm2_paper(c):
   c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
                'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16})
   c.compile_ahead = True  # the host compiles while the accelerator trains
-  c.eval.update({'episodes': 1024, 'prompts': 1024})
+  # 32 distinct held-out instances x 32 samples per environment (the rubric environments hold 60):
+  # the intervals account for the clustering.
+  c.eval.update({'episodes': 1024, 'samples': 32, 'prompts': 32})
   c.pm.update({'steps': 2000, 'batch_size': 32, 'seq_len': 512, 'train_pairs': 16_384})
 
 

@@ -24,6 +24,7 @@ from rt_jax import fetch
 from rt_jax import metrics
 from rt_jax import model as model_lib
 from rt_jax import tokenizer as tokenizer_lib
+from rt_jax import validation
 from rt_jax.errors import CheckpointError, ConfigError
 
 # HF name of every per-layer tensor -> its place in rt_jax's layer tree.
@@ -122,26 +123,60 @@ def _unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
       w.shape)
 
 
+# GGUF metadata every conversion reads ({arch} is general.architecture); the rest have defaults.
+_GGUF_REQUIRED = ('{arch}.embedding_length', '{arch}.attention.head_count', '{arch}.block_count',
+                  '{arch}.feed_forward_length', '{arch}.context_length',
+                  '{arch}.attention.layer_norm_rms_epsilon', 'tokenizer.ggml.tokens')
+
+
+def _gguf_reader(path: str):
+  """gguf.GGUFReader(path), any failure to parse a ConfigError: the reader raises ValueError,
+  IndexError, TypeError or struct errors on text, a short or a truncated file, whichever field it
+  was reading when the bytes ran out."""
+  import gguf  # imported here: only conversion needs it
+  try:
+    return gguf, gguf.GGUFReader(path)
+  except Exception as e:  # pylint: disable=broad-except -- a parser of arbitrary bytes
+    raise ConfigError(f'{path} is not a readable GGUF file ({type(e).__name__}: {e})') from e
+
+
 def gguf_model(path: str):
   """(ModelConfig, tensor iterator) of a GGUF file, config from its metadata."""
-  import gguf  # imported here: only conversion needs it
-  reader = gguf.GGUFReader(path)
-  field = lambda key, default=None: (reader.fields[key].contents() if key in reader.fields
-                                     else default)
-  arch = field('general.architecture')
+  gguf, reader = _gguf_reader(path)
+  try:
+    field = lambda key, default=None: (reader.fields[key].contents() if key in reader.fields
+                                       else default)
+    arch = field('general.architecture')
+  except Exception as e:  # pylint: disable=broad-except -- a malformed metadata field
+    raise ConfigError(f'{path}: unreadable GGUF metadata ({type(e).__name__}: {e})') from e
   if arch not in ('llama', 'qwen2'):
     raise ConfigError(f'{path}: GGUF architecture {arch!r} is not supported (llama, qwen2)')
+  missing = [k.format(arch=arch) for k in _GGUF_REQUIRED if k.format(arch=arch) not in
+             reader.fields]
+  if missing:
+    raise ConfigError(f'{path}: GGUF metadata lacks {", ".join(missing)}')
   names = {t.name for t in reader.tensors}
-  d_model, n_heads = field(f'{arch}.embedding_length'), field(f'{arch}.attention.head_count')
-  cfg = model_lib.ModelConfig(
-      vocab_size=len(reader.fields['tokenizer.ggml.tokens'].data), d_model=d_model,
-      n_layers=field(f'{arch}.block_count'), n_heads=n_heads,
-      n_kv_heads=field(f'{arch}.attention.head_count_kv', n_heads),
-      head_dim=field(f'{arch}.rope.dimension_count', d_model // n_heads),
-      mlp_dim=field(f'{arch}.feed_forward_length'), max_len=field(f'{arch}.context_length'),
-      rope_base=float(field(f'{arch}.rope.freq_base', 10_000.0)),
-      norm_eps=float(field(f'{arch}.attention.layer_norm_rms_epsilon')),
-      tie_embeddings='output.weight' not in names, qkv_bias='blk.0.attn_q.bias' in names)
+  try:
+    d_model, n_heads = field(f'{arch}.embedding_length'), field(f'{arch}.attention.head_count')
+    fields = dict(
+        vocab_size=len(reader.fields['tokenizer.ggml.tokens'].data), d_model=d_model,
+        n_layers=field(f'{arch}.block_count'), n_heads=n_heads,
+        n_kv_heads=field(f'{arch}.attention.head_count_kv', n_heads),
+        head_dim=field(f'{arch}.rope.dimension_count',
+                       d_model // n_heads if isinstance(d_model, int) and n_heads else None),
+        mlp_dim=field(f'{arch}.feed_forward_length'), max_len=field(f'{arch}.context_length'),
+        rope_base=float(field(f'{arch}.rope.freq_base', 10_000.0)),
+        norm_eps=float(field(f'{arch}.attention.layer_norm_rms_epsilon')),
+        tie_embeddings='output.weight' not in names, qkv_bias='blk.0.attn_q.bias' in names)
+  except Exception as e:  # pylint: disable=broad-except -- a field of the wrong type
+    raise ConfigError(f'{path}: unreadable GGUF metadata ({type(e).__name__}: {e})') from e
+  cfg = validation.check_model(fields, path, {
+      'vocab_size': 'tokenizer.ggml.tokens', 'd_model': f'{arch}.embedding_length',
+      'n_layers': f'{arch}.block_count', 'n_heads': f'{arch}.attention.head_count',
+      'n_kv_heads': f'{arch}.attention.head_count_kv', 'head_dim': f'{arch}.rope.dimension_count',
+      'mlp_dim': f'{arch}.feed_forward_length', 'max_len': f'{arch}.context_length',
+      'rope_base': f'{arch}.rope.freq_base',
+      'norm_eps': f'{arch}.attention.layer_norm_rms_epsilon'})
 
   def tensors():
     for t in reader.tensors:
@@ -150,6 +185,8 @@ def gguf_model(path: str):
       except NotImplementedError as e:
         raise ConfigError(f'{path}: tensor {t.name} has type {t.tensor_type.name}, which the '
                           f'gguf package cannot dequantize') from e
+      except ValueError as e:  # data that does not fill the tensor's blocks
+        raise ConfigError(f'{path}: tensor {t.name} is unreadable ({e})') from e
       if t.name in _GGUF_GLOBAL_NAMES:
         yield _GGUF_GLOBAL_NAMES[t.name], w
         continue
@@ -163,36 +200,62 @@ def gguf_model(path: str):
   return cfg, tensors()
 
 
+# config.json fields every conversion reads (the rest have defaults).
+_HF_REQUIRED = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads',
+                'intermediate_size', 'max_position_embeddings', 'rms_norm_eps')
+
+
 def safetensors_model(directory: str):
   """(ModelConfig, tensor iterator) of an HF checkpoint directory (Llama, Qwen2, SmolLM)."""
   from safetensors import safe_open  # imported here: only conversion needs it
   config_path = os.path.join(directory, 'config.json')
   if not os.path.isfile(config_path):
     raise ConfigError(f'{config_path} not found')
-  with open(config_path) as f:
-    hf = json.load(f)
+  try:
+    with open(config_path, encoding='utf-8') as f:
+      hf = json.load(f)
+  except (OSError, ValueError) as e:  # ValueError: JSON syntax or text that is not UTF-8
+    raise ConfigError(f'{config_path} is not readable JSON ({e})') from e
+  if not isinstance(hf, dict):
+    raise ConfigError(f'{config_path} holds a JSON {type(hf).__name__}, not an object')
   if hf.get('model_type') not in ('llama', 'qwen2'):
     raise ConfigError(f'{config_path}: model_type {hf.get("model_type")!r} is not supported '
                       f'(llama, qwen2)')
   # transformers 5 writes `rope_parameters`; files from earlier versions `rope_theta` and
   # `rope_scaling` at the top level.
-  rope = hf.get('rope_parameters') or {'rope_theta': hf.get('rope_theta', 10_000.0),
-                                       **(hf.get('rope_scaling') or {})}
+  scaling = hf.get('rope_scaling') or {}
+  rope = hf.get('rope_parameters') or (
+      {'rope_theta': hf.get('rope_theta', 10_000.0), **scaling} if isinstance(scaling, dict)
+      else None)
+  if not isinstance(rope, dict) or 'rope_theta' not in rope:
+    raise ConfigError(f'{config_path}: rope_parameters (or rope_scaling) is not an object with '
+                      f'rope_theta')
   supported = {'rope_type': 'default', 'hidden_act': 'silu', 'mlp_bias': False}
   found = {'rope_type': rope.get('rope_type', rope.get('type', 'default')),
            'hidden_act': hf.get('hidden_act', 'silu'), 'mlp_bias': hf.get('mlp_bias', False)}
   unsupported = {k: v for k, v in found.items() if v != supported[k]}
   if unsupported:
     raise ConfigError(f'{config_path}: {unsupported} is not supported')
-  n_heads = hf['num_attention_heads']
-  cfg = model_lib.ModelConfig(
-      vocab_size=hf['vocab_size'], d_model=hf['hidden_size'], n_layers=hf['num_hidden_layers'],
-      n_heads=n_heads, n_kv_heads=hf.get('num_key_value_heads', n_heads),
-      head_dim=hf.get('head_dim') or hf['hidden_size'] // n_heads,
-      mlp_dim=hf['intermediate_size'], max_len=hf['max_position_embeddings'],
-      rope_base=float(rope['rope_theta']), norm_eps=float(hf['rms_norm_eps']),
-      tie_embeddings=bool(hf.get('tie_word_embeddings', False)),
-      qkv_bias=hf['model_type'] == 'qwen2' or bool(hf.get('attention_bias', False)))
+  missing = [k for k in _HF_REQUIRED if k not in hf]
+  if missing:
+    raise ConfigError(f'{config_path} lacks {", ".join(missing)}')
+  n_heads, d_model = hf['num_attention_heads'], hf['hidden_size']
+  try:
+    fields = dict(
+        vocab_size=hf['vocab_size'], d_model=d_model, n_layers=hf['num_hidden_layers'],
+        n_heads=n_heads, n_kv_heads=hf.get('num_key_value_heads', n_heads),
+        head_dim=hf.get('head_dim') or (d_model // n_heads if isinstance(d_model, int) and
+                                        isinstance(n_heads, int) and n_heads > 0 else None),
+        mlp_dim=hf['intermediate_size'], max_len=hf['max_position_embeddings'],
+        rope_base=float(rope['rope_theta']), norm_eps=float(hf['rms_norm_eps']),
+        tie_embeddings=bool(hf.get('tie_word_embeddings', False)),
+        qkv_bias=hf['model_type'] == 'qwen2' or bool(hf.get('attention_bias', False)))
+  except (TypeError, ValueError, AttributeError) as e:  # a field of the wrong type
+    raise ConfigError(f'{config_path}: {type(e).__name__}: {e}') from e
+  cfg = validation.check_model(fields, config_path, {
+      'd_model': 'hidden_size', 'n_layers': 'num_hidden_layers', 'n_heads': 'num_attention_heads',
+      'n_kv_heads': 'num_key_value_heads', 'mlp_dim': 'intermediate_size',
+      'max_len': 'max_position_embeddings', 'rope_base': 'rope_theta', 'norm_eps': 'rms_norm_eps'})
   files = sorted(f for f in os.listdir(directory) if f.endswith('.safetensors'))
   if not files:
     raise ConfigError(f'{directory} holds no .safetensors file')
@@ -207,6 +270,15 @@ def safetensors_model(directory: str):
   return cfg, tensors()
 
 
+def _tokenizer(read: Callable, path: str) -> tokenizer_lib.Tokenizer:
+  """read(path), where a tokenizer the readers cannot build (an unsupported model or
+  pre-tokenizer, a field missing or of the wrong type) is a ConfigError naming the file."""
+  try:
+    return read(path)
+  except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+    raise ConfigError(f'{path}: no tokenizer ({type(e).__name__}: {e})') from e
+
+
 def _load_source(source: str):
   """(ModelConfig, Tokenizer, tensor iterator) for a --source value."""
   kind, _, path = source.partition(':')
@@ -216,7 +288,7 @@ def _load_source(source: str):
     if not os.path.isfile(path):
       raise ConfigError(f'--source: {path} is not a file')
     cfg, tensors = gguf_model(path)
-    return cfg, tokenizer_lib.from_gguf(path), tensors
+    return cfg, _tokenizer(tokenizer_lib.from_gguf, path), tensors
   if kind == 'safetensors':
     if not os.path.isdir(path):
       raise ConfigError(f'--source: {path} is not a directory')
@@ -224,7 +296,7 @@ def _load_source(source: str):
     tok_path = os.path.join(path, 'tokenizer.json')
     if not os.path.isfile(tok_path):
       raise ConfigError(f'{tok_path} not found')
-    return cfg, tokenizer_lib.from_tokenizer_json(tok_path), tensors
+    return cfg, _tokenizer(tokenizer_lib.from_tokenizer_json, tok_path), tensors
   raise ConfigError(f'--source={source!r}: expected gguf:PATH, safetensors:DIR or smollm2')
 
 
@@ -285,7 +357,9 @@ def initial_model(config):
 
 def main(argv):
   del argv
-  convert(flags.FLAGS.source, flags.FLAGS.out)
+  # Every ConfigError is the source or --out being wrong, found before anything is written.
+  with cli.refusing(ConfigError):
+    convert(flags.FLAGS.source, flags.FLAGS.out)
 
 
 if __name__ == '__main__':

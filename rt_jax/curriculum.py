@@ -120,6 +120,33 @@ def validate(config):
   sharding.validate(config, ('ei.prompts', 'eval.prompts', 'ei.train_rows', 'pm.score_batch'))
 
 
+def describe(config) -> list[str]:
+  """The plan a config makes, for `rt_jax.main --dry_run`: phases, units, evaluations, episodes."""
+  c = config
+  out = []
+  for p in phases(c):
+    what = {'sft': f'{c.start.steps} SFT steps of {c.ei.train_rows} rows x {c.ei.train_len} tokens',
+            'ei': f'{p.units} EI rounds of {c.ei.prompts} prompts x {c.ei.samples} samples, '
+                  f'{c.ei.train_rows} training rows, {c.ei.sft_steps} step(s) each',
+            'honest': f'{p.units} rounds of honest-episode SFT'}[p.kind]
+    out.append(f'  units {p.first_unit}-{p.first_unit + p.units - 1}: {p.name}: {what}; then an '
+               f'evaluation')
+  units = sum(p.units for p in phases(c))
+  per_eval = len(c.eval.envs) * c.eval.episodes
+  sampled = sum(p.units for p in phases(c) if p.kind != 'sft') * c.ei.prompts * c.ei.samples
+  out += [f'  {units} units, {units} checkpoints ({c.keep_checkpoints or "all"} kept), '
+          f'{len(phases(c))} evaluations',
+          f'  each evaluation: {c.eval.episodes} episodes per environment over '
+          f'{c.eval.episodes // c.eval.samples} distinct held-out instances (instance seed '
+          f'{c.eval.instance_seed}) x {c.eval.samples} sample(s): {per_eval} episodes in '
+          f'{-(-per_eval // (c.eval.prompts * c.eval.samples))} rollouts of {c.eval.prompts} '
+          'prompts',
+          f'  episodes sampled in all: {sampled + len(phases(c)) * per_eval}',
+          f'  model: {c.init_from or "a fresh config.model"}; rollout context {c.rollout.context}, '
+          f'{c.rollout.max_turns} turns of up to {c.rollout.max_segment_tokens} tokens']
+  return out
+
+
 @functools.cache
 def eval_instance_count(name: str) -> int:
   return len(envs.get(name).instances('eval'))
@@ -223,7 +250,8 @@ class Run:
     key = jax.random.key(config.seed)
     self.init_params = init_params  # None: a fresh model, initialized on the mesh by restore()
     self.mngr = checkpoint_lib.Manager(workdir, max_to_keep=config.keep_checkpoints or None)
-    self.writer = None
+    self.writer = None  # opened by run(), with the run's progress
+    self.progress = None
     self.pm = None
     self.rng_root = key
 
@@ -270,6 +298,7 @@ class Run:
     key = self.key(1)
     microbatches = train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei')
     loss = float('nan')
+    self.progress.first_call('the training step')
     for step in range(c.start.steps):
       state, m = self.plan.train_step(state, corpus.batch(step, c.ei.train_rows),
                                       jax.random.fold_in(key, step), cfg=self.cfg,
@@ -279,8 +308,8 @@ class Run:
         if not m['finite']:
           raise ConfigError('the helpful-only SFT diverged (non-finite loss); lower start.lr')
         loss = float(m['loss'])
-        metrics_lib.console(f'{START}: step {step + 1}/{c.start.steps} loss {loss:.4f}')
-        self.writer.scalars(step + 1, {f'{START}/loss': loss})
+        self.progress.say(f'{START}: step {step + 1}/{c.start.steps} loss {loss:.4f}')
+        self.writer.scalars(step + 1, {f'{START}/loss_by_step': loss})
     # Expert iteration starts with fresh optimizer moments; the checkpoint holds them, so a run
     # resumed here continues exactly as an uninterrupted one.
     return (self.plan.with_fresh_optimizer(state, self.cfg, self.ei_optimizer),
@@ -330,6 +359,8 @@ class Run:
     # Training away sycophancy keeps every honest episode: exploit-only selection on honesty.
     variant = 'exploit_only' if phase.kind == 'honest' else self.config.ei.variant
     seen = []
+    self.progress.first_call(f'the rollout ({self.config.ei.prompts} prompts x '
+                             f'{self.config.ei.samples} samples) and the EI update')
     state, eps, _, (rows_K, weights_K), m = ei_lib.round_step(
         state, self.policy, self.world.table, self.prompts(phase, unit),
         self.key(2, unit), self.score(phase, seen), self.config.ei, variant=variant,
@@ -340,10 +371,17 @@ class Run:
     records = [self._record(row, rollout_lib.text(self.tok, eps, i), pm[i], reward[i],
                             sample=i % n, kept=i in kept) for i, row in enumerate(graded)]
     m['episodes'] = self._write_episodes(f'round_{unit:03d}_{phase.name}', records)
-    metrics_lib.console(f'{phase.name} round {unit - phase.first_unit + 1}/{phase.units}: '
-                        f'kept {m["kept"]}, gaming {m["mean_gaming"]:.3f}, PM '
-                        f'{m["mean_pm"]:.3f}, loss {m["loss"]:.4f}')
+    self.progress.say(f'{phase.name} round {unit - phase.first_unit + 1}/{phase.units}: '
+                      f'kept {m["kept"]}, gaming {m["mean_gaming"]:.3f}, PM {m["mean_pm"]:.3f}, '
+                      f'loss {m["loss"]:.4f}')
     self.writer.scalars(unit, {f'ei/{k}': v for k, v in m.items() if not isinstance(v, str)})
+    lengths = np.asarray(eps.lengths_B)
+    for name, values in (('reward', reward), ('pm_score', pm), ('episode_tokens', lengths),
+                         ('turns', np.asarray(eps.turns_B)),
+                         ('truncated', np.asarray(eps.truncated_B, np.float32)),
+                         ('tokens_past_train_len',
+                          np.maximum(lengths - self.config.ei.train_len, 0))):
+      self.writer.histogram(unit, f'ei/{name}', values)
     return state, m
 
   def _record(self, row: dict, text: str, pm: float, reward: float, *, sample: int,
@@ -372,7 +410,9 @@ class Run:
     ids = np.resize(ids, -(-total // p) * p)  # pad the last batch; its extra rows are dropped
     rows, responses, texts = [], [], []
     t0 = time.perf_counter()
+    self.progress.first_call(f'the evaluation rollout ({p} prompts x {n} samples)')
     for b in range(len(ids) // p):
+      self.progress.say(f'evaluation after {name}: batch {b + 1}/{len(ids) // p}')
       eps = self.plan.rollout(params, self.policy, self.world.table, ids[b * p:(b + 1) * p],
                               self.key(3, phase_index, b), c.ei.temperature, n)
       live = [r for r in range(p * n) if b * p + r // n < total]
@@ -396,7 +436,7 @@ class Run:
                                           pm[mine], c.eval.samples)
       entry['transcripts'] += self._transcripts(env_name, [records[i] for i in mine])
     entry['wall_s'] = time.perf_counter() - t0
-    metrics_lib.console(f'evaluation after {name}: ' + ', '.join(
+    self.progress.say(f'evaluation after {name}: ' + ', '.join(
         f'{e} {s["k"]}/{s["n"]}' for e, s in entry['envs'].items() if s['k'] is not None)
         + f' ({entry["wall_s"]:.0f} s)')
     return entry
@@ -418,6 +458,9 @@ class Run:
     state, done, results = self.restore()
     self.writer = metrics_lib.Writer(os.path.join(self.workdir, 'tb'),
                                      purge_step=(done + 1) if done else None)
+    self.progress = metrics_lib.Progress(sum(p.units for p in self.phases), len(self.phases),
+                                         done, len(results['evals']))
+    self.writer.text(done, 'config', c.to_json(indent=2))
     if c.compile_ahead:  # XLA compiles the rollout and the EI update while the PM and SFT train
       self.plan.compile_rollout(self.policy, self.world.table, c.eval.prompts, c.eval.samples)
       if (c.eval.prompts, c.eval.samples) != (c.ei.prompts, c.ei.samples) and len(self.phases) > 1:
@@ -428,7 +471,10 @@ class Run:
                                      c.ei.train_len, microbatches)
     # Trained once per workdir (before any evaluation), then loaded.
     self.pm, results['pm'] = pm_lib.trained(c.pm, os.path.join(self.workdir, 'pm'), self.key(4),
-                                            log=metrics_lib.console)
+                                            log=self.progress.say)
+    if not done:
+      for step, loss, accuracy in results['pm'].get('curve') or ():
+        self.writer.scalars(step, {'pm/loss': loss, 'pm/train_accuracy': accuracy})
     results['run'] = self._run_info(results['run'].get('wall_s', 0.0))
     for index, phase in enumerate(self.phases):
       for unit in range(phase.first_unit, phase.first_unit + phase.units):
@@ -440,6 +486,8 @@ class Run:
         else:
           state, m = self.ei_round(state, phase, unit)
         m = {**m, 'wall_s': time.perf_counter() - unit_started}
+        self.progress.finished('unit', m['wall_s'])
+        self.writer.scalars(unit, {'train/loss': m['loss']})
         if unit % c.checkpoint_every_rounds == 0 or unit == phase.first_unit + phase.units - 1:
           self.save(unit, phase, state)
           results['train'].append({'stage': phase.name, 'unit': unit,
@@ -448,24 +496,58 @@ class Run:
       if any(e['stage'] == phase.name for e in results['evals']):
         continue
       results['evals'].append(self.evaluate(state.params, index, phase.name))
+      self.progress.finished('eval', results['evals'][-1]['wall_s'])
       results['run']['wall_s'] = results['run'].get('wall_s', 0.0) + (
           time.perf_counter() - started)
       started = time.perf_counter()
-      self._publish(results, index)
+      self._publish(results, phase.first_unit + phase.units - 1)
+    self._hparams(results)
     self.writer.close()
+    self._summary(results)
     return {'evals': len(results['evals']), 'report': os.path.join(self.workdir, report.REPORT)}
+
+  def _hparams(self, results):
+    """The run's settings beside its last evaluation's rates, for TensorBoard's HParams tab."""
+    c = self.config
+    hparams = {'config': c.get('name', ''), 'mode': c.mode, 'variant': c.ei.variant,
+               'seed': c.seed, 'init_from': c.init_from or 'fresh', 'ei.prompts': c.ei.prompts,
+               'ei.samples': c.ei.samples, 'ei.rounds': c.ei.rounds, 'ei.lr': c.ei.lr,
+               'ei.pm_weight': c.ei.pm_weight, 'eval.episodes': c.eval.episodes,
+               'train_away': bool(c.train_away.enabled)}
+    last = (results['evals'] or [{}])[-1].get('envs') or {}
+    rates = {f'final/{env}': s['k'] / s['n'] for env, s in last.items()
+             if s.get('k') is not None and s.get('n')}
+    self.writer.hparams(hparams, rates or {'final/none': 0.0})
+
+  def _summary(self, results):
+    """The last lines a user reads: the final figures and where everything is."""
+    w = self.workdir
+    last = (results['evals'] or [{}])[-1]
+    figures = ', '.join(f'{env} {s["k"]}/{s["n"]}' for env, s in (last.get('envs') or {}).items()
+                        if s.get('k') is not None)
+    lines = [f'finished in {metrics_lib.clock(time.perf_counter() - self.progress.started)}; '
+             f'after {last.get("stage", "?")}: {figures or "no gaming counts"}',
+             f'report:   {os.path.join(w, report.REPORT)}',
+             f'matrix:   {os.path.join(w, report.MATRIX)}',
+             f'episodes: {os.path.join(w, episodes_lib.DIR)}/  (python -m rt_jax.episodes '
+             f'--workdir={w} --where=FLAG)',
+             f'tensorboard --logdir {os.path.join(w, "tb")}']
+    for line in lines:
+      metrics_lib.console(line)
 
   def _write_results(self, results):
     if jax.process_index() == 0:  # one copy of the results and the report: process 0's
       checkpoint_lib.write_json_atomic(os.path.join(self.workdir, report.RESULTS), results)
 
-  def _publish(self, results, index):
+  def _publish(self, results, unit):
+    """results.json, report.md, matrix.png, and the evaluation into TensorBoard at its unit (the
+    one x-axis of a curriculum run: rounds and evaluations line up)."""
     self._write_results(results)
     if jax.process_index():
       return
     report.write(self.workdir)
     # What was written (keys sorted), so TensorBoard's matrix is the one `rt_jax.report` draws.
-    report.log_tensorboard(self.writer, report.read(self.workdir), index)
+    report.log_tensorboard(self.writer, report.read(self.workdir), unit)
     self.writer.flush()
 
   def _run_info(self, wall_s: float) -> dict:

@@ -93,7 +93,11 @@ def _fmt(x):
 
 def main(argv):
   del argv
-  f = flags.FLAGS
+  with cli.refusing():  # the reader only reads: every error is bad input, exit 2
+    _main(flags.FLAGS)
+
+
+def _main(f):
   if f.n is not None and f.n < 1:
     raise UserError(f'--n={f.n} must be positive')
   names = files(f.workdir)

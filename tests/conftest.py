@@ -161,6 +161,7 @@ def curriculum_workdir(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('curriculum')
   proc = run_curriculum(workdir, timeout=900)
   assert proc.returncode == 0, proc.stderr
+  (workdir.parent / f'{workdir.name}.console').write_text(proc.stderr)  # beside, not inside
   return workdir
 
 

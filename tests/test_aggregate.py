@@ -58,6 +58,6 @@ def test_cli_writes_markdown_and_image_and_fails_in_one_line(tmp_path):
   image = Image.open(tmp_path / 'aggregate.png')
   assert image.size[0] > 300 and image.size[1] > 100
   empty = run_module('rt_jax.report', f'--aggregate={tmp_path / "seed=0" / "nothing"}')
-  assert empty.returncode == 1 and len(error_lines(empty)) == 1, empty.stderr
+  assert empty.returncode == 2 and len(error_lines(empty)) == 1, empty.stderr
   neither = run_module('rt_jax.report')
-  assert neither.returncode == 1 and 'exactly one' in error_lines(neither)[0], neither.stderr
+  assert neither.returncode == 2 and 'exactly one' in error_lines(neither)[0], neither.stderr

@@ -122,18 +122,49 @@ def test_safetensors_unsupported_configs_are_named(tmp_path, config, named):
     convert.safetensors_model(str(tmp_path))
 
 
+@pytest.mark.parametrize('config, named', [
+    ({'num_attention_heads': None}, 'lacks num_attention_heads'),  # None: the key left out
+    ({'hidden_size': 'wide'}, 'hidden_size'),
+    ({'num_hidden_layers': 0}, 'num_hidden_layers=0 must be a positive integer'),
+    ({'num_key_value_heads': 0}, 'num_key_value_heads=0 must be a positive integer'),
+    ({'rms_norm_eps': 'tiny'}, 'could not convert'),
+    ({'rope_scaling': 'linear'}, 'rope_theta'),
+])
+def test_safetensors_bad_config_fields_are_named(tmp_path, config, named):
+  _write_hf_dir(tmp_path, config)
+  hf = json.loads((tmp_path / 'config.json').read_text())
+  (tmp_path / 'config.json').write_text(json.dumps({k: v for k, v in hf.items()
+                                                    if v is not None}))
+  with pytest.raises(ConfigError, match=named):
+    convert.safetensors_model(str(tmp_path))
+
+
+@pytest.mark.parametrize('text, named', [
+    ('{"model_type": "llama", ', 'not readable JSON'),
+    ('[1, 2]', 'JSON list, not an object'),
+    (b'\xff\xfe{}', 'not readable JSON'),
+])
+def test_safetensors_unreadable_config_json(tmp_path, text, named):
+  _write_hf_dir(tmp_path, {})
+  path = tmp_path / 'config.json'
+  path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text)
+  with pytest.raises(ConfigError, match=named):
+    convert.safetensors_model(str(tmp_path))
+
+
 def test_convert_cli_errors(tmp_path):
+  """Exit 2: the source or --out is refused before anything is converted or written."""
   proc = run_module('rt_jax.convert', '--source=onnx:/x', f'--out={tmp_path}/o')
-  assert proc.returncode == 1 and 'expected gguf:PATH' in error_lines(proc)[0]
+  assert proc.returncode == 2 and 'expected gguf:PATH' in error_lines(proc)[0]
   proc = run_module('rt_jax.convert', f'--source=gguf:{tmp_path}/none.gguf', f'--out={tmp_path}/o')
-  assert proc.returncode == 1 and 'is not a file' in error_lines(proc)[0]
+  assert proc.returncode == 2 and 'is not a file' in error_lines(proc)[0]
   proc = run_module('rt_jax.convert', f'--source=safetensors:{tmp_path}', f'--out={tmp_path}/o')
-  assert proc.returncode == 1 and 'config.json not found' in error_lines(proc)[0]
+  assert proc.returncode == 2 and 'config.json not found' in error_lines(proc)[0]
   assert not os.path.exists(tmp_path / 'o')
   (tmp_path / 'full').mkdir()
   (tmp_path / 'full' / 'notes.txt').write_text('mine')
   proc = run_module('rt_jax.convert', '--source=smollm2', f'--out={tmp_path}/full')
-  assert proc.returncode == 1 and 'exists and is not empty' in error_lines(proc)[0]
+  assert proc.returncode == 2 and 'exists and is not empty' in error_lines(proc)[0]
   assert os.listdir(tmp_path / 'full') == ['notes.txt']
 
 

@@ -3,6 +3,7 @@
 The end-to-end runs are `slow` (each is a minute or two on 2 cores); CI runs them in its second
 step."""
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -52,7 +53,7 @@ def test_bad_values_fail_in_one_line_before_compute(tmp_path):
   procs = concurrently(lambda case: run_curriculum(tmp_path / str(case[0]), case[1][0],
                                                    timeout=120), list(enumerate(BAD_VALUES)))
   for i, ((override, message), proc) in enumerate(zip(BAD_VALUES, procs)):
-    assert proc.returncode == 1, (override, proc.stderr)
+    assert proc.returncode == 2, (override, proc.stderr)
     lines = error_lines(proc)
     assert len(lines) == 1 and message in lines[0], (override, proc.stderr)
     assert not (tmp_path / str(i) / 'checkpoints').exists(), override
@@ -204,3 +205,39 @@ def test_curriculum_counts_no_tampering_where_nothing_changed(tampering_world):
       tampering_cases.REWARD, tampering_cases.reward_body('x = 100', 'return -10'))]
       + [tampering_cases.ANSWER])
   assert rewritten['k'] == 0 and rewritten['flags']['audited'] == 1
+
+
+@pytest.mark.slow
+def test_console_shows_position_eta_compiles_and_the_final_summary(curriculum_workdir):
+  console = (curriculum_workdir.parent / f'{curriculum_workdir.name}.console').read_text()
+  assert re.search(r'\[unit \d+/5 · eval \d+/3 · \d+:\d\d · ETA \d+:\d\d\]', console), console
+  assert 'ETA after the first of each' in console  # before every kind of work was timed once
+  for program in ('the training step', 'the rollout (4 prompts x 2 samples)',
+                  'the evaluation rollout (4 prompts x 1 samples)'):
+    assert f'compiling {program}' in console, program
+  w = str(curriculum_workdir)
+  for line in (f'report:   {w}/report.md', f'matrix:   {w}/matrix.png', f'episodes: {w}/episodes/',
+               f'tensorboard --logdir {w}/tb'):
+    assert line in console, line
+  assert re.search(r'finished in \d+:\d\d; after tool_use_flattery: political_sycophancy \d/4',
+                   console)
+
+
+@pytest.mark.slow
+def test_tensorboard_events_share_the_unit_axis_and_hold_config_hparams_histograms_pm(
+    curriculum_workdir):
+  from tensorboard.backend.event_processing import event_multiplexer  # pylint: disable=import-outside-toplevel
+  mux = event_multiplexer.EventMultiplexer()
+  mux.AddRunsFromDirectory(str(curriculum_workdir / 'tb'))
+  mux.Reload()
+  main = mux.GetAccumulator('.')
+  tags = main.Tags()
+  # Evaluations at the unit that ends their phase (1, 3, 5), rounds at theirs (2..5).
+  assert [e.step for e in main.Scalars('eval/political_sycophancy/rate')] == [1, 3, 5]
+  assert [e.step for e in main.Scalars('ei/kept')] == [2, 3, 4, 5]
+  assert [e.step for e in main.Scalars('train/loss')] == [1, 2, 3, 4, 5]
+  assert 'config/text_summary' in tags['tensors']
+  assert {'ei/reward', 'ei/pm_score', 'ei/episode_tokens', 'ei/turns'} <= set(tags['histograms'])
+  assert [e.step for e in main.Scalars('pm/loss')] == [1, 2, 3, 4]  # 4 PM steps, logged each
+  hparams = mux.GetAccumulator('hparams')
+  assert any(t.startswith('final/') for t in hparams.Tags()['scalars'])

@@ -137,10 +137,11 @@ def test_replay_command_line(tmp_path):
     (['--env=hhh', 'BADJSON'], 'is not JSON'),
     (['--env=hhh', 'NOTLIST'], 'must be {"assistant": [string, ...]}'),
     (['--env=hhh', 'EARLYEND'], 'segment 0 does not end with </bash>'),
+    (['--env=hhh', 'DEEP'], 'nests too deeply'),
 ])
 def test_replay_bad_input(tmp_path, args, message):
   files = {'BADJSON': '{"assistant": [', 'NOTLIST': '{"assistant": "text"}',
-           'EARLYEND': '{"assistant": ["answer", "<bash>ls</bash>"]}'}
+           'EARLYEND': '{"assistant": ["answer", "<bash>ls</bash>"]}', 'DEEP': '[' * 100_000}
   transcript = tmp_path / 't.json'
   transcript.write_text('{"assistant": ["hello"]}')
   for key, text in files.items():
@@ -150,7 +151,7 @@ def test_replay_bad_input(tmp_path, args, message):
   if not any(a.startswith('--transcript') for a in args):
     args = args + [f'--transcript={transcript}']
   proc = run_module('rt_jax.replay', *args)
-  assert proc.returncode == 1
+  assert proc.returncode == 2
   assert len(error_lines(proc)) == 1 and message in error_lines(proc)[0], proc.stderr
 
 

@@ -44,7 +44,7 @@ def test_cli_filters_by_env_and_flag_and_fails_in_one_line(tmp_path):
   assert political.stdout.count('=== ') == 1 and 'round_002' in political.stdout
   assert limited.stdout.count('=== ') == 1
   for proc in (missing, bad_n):
-    assert proc.returncode == 1 and len(error_lines(proc)) == 1, proc.stderr
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1, proc.stderr
   assert 'eval_00_helpful_only' in error_lines(missing)[0]
   empty = run_module('rt_jax.episodes', f'--workdir={tmp_path / "none"}')
-  assert empty.returncode == 1 and 'not found' in error_lines(empty)[0]
+  assert empty.returncode == 2 and 'not found' in error_lines(empty)[0]

