@@ -22,8 +22,9 @@ ORIGINAL_RESULT = audit.AuditResult((-10.0,), ('',), True, '')
 
 @pytest.fixture
 def open_dir(monkeypatch, tmp_path_factory):
-  """A world-writable directory that user nobody can reach, holding the audit's temp dirs: where
-  the sandbox's own user may write, only the audit hook stands between it and the host."""
+  """A world-writable directory that any user can reach, holding the audit's temp dirs: where
+  the sandbox's own user may write, only its mount namespace (unisolated, the audit hook) stands
+  between it and the host."""
   tmp_path_factory.getbasetemp()  # settled before tempfile.tempdir moves
   path = tempfile.mkdtemp(prefix='rt_audit_test_')
   os.chmod(path, 0o777)
@@ -180,8 +181,8 @@ def test_exceptions_are_reported_on_one_line():
 
 
 def test_sandbox_identity(monkeypatch, tmp_path):
-  """From inside: no host environment, nothing on stdin, no new processes, and, where the host
-  allows them, user nobody and a network namespace with only its loopback interface."""
+  """From inside: no host environment, nothing on stdin, no new processes, not root, and a
+  network namespace with only its loopback interface (test_sandbox.py checks the rest)."""
   monkeypatch.setenv('RT_AUDIT_CANARY', 'secret')
 
   def inside(expression: str) -> float:
