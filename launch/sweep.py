@@ -15,7 +15,9 @@ Each run gets the workdir ROOT/NAME, where NAME is `KEY=VALUE` per axis in spec 
 `,` `=` `/` `'` inside a value cannot be confused with the separators: `train.lr=1e-3,seed=0`,
 `stages=%28%27a%27%2C%27b%27%29`. The runs execute one after the other as
 `sys.executable -m rt_jax.main --config=C --workdir=ROOT/NAME FIXED... --config.KEY=VALUE...` in
-the current directory (the repository is put on PYTHONPATH); `--dry_run` prints those commands
+the current directory (the repository is put on PYTHONPATH). Every grid point is checked first
+(`rt_jax.main --dry_run`: config, overrides, an existing workdir's plan), so a typo fails before
+anything runs; `--dry_run` then prints those commands
 and creates nothing. A failed run is reported and the sweep goes on; the sweep exits 1 at the end
 if any run failed.
 
@@ -36,6 +38,7 @@ figures:
 ROOT/sweep.json lists every run (name, workdir, overrides, command, status: the exit status or
 null before it ran, metrics), rewritten atomically after each run.
 """
+import concurrent.futures
 import functools
 import itertools
 import json
@@ -58,7 +61,7 @@ from rt_jax import checkpoint
 from rt_jax import cli
 from rt_jax import metrics
 from rt_jax import report
-from rt_jax.errors import UserError
+from rt_jax.errors import ConfigError, UserError
 
 _KEY = re.compile(r'[A-Za-z_]\w*(\.[A-Za-z_]\w*)*')
 _FIXED_PREFIX = '--config.'
@@ -215,6 +218,25 @@ def _record(runs: list[dict]) -> list[dict]:
   return [{**r, 'command': shlex.join(r['command'])} for r in runs]
 
 
+def _child_env() -> dict:
+  return {**os.environ, 'PYTHONPATH': os.pathsep.join(
+      p for p in (REPO, os.environ.get('PYTHONPATH')) if p)}
+
+
+def check(runs: list[dict], env: dict, workers: int = 3):
+  """Every grid point through `rt_jax.main --dry_run` (config, overrides, an existing workdir's
+  run plan) before any run starts: a typo in a swept key fails the sweep, not its fifth run."""
+  def dry(r):
+    return subprocess.run(r['command'] + ['--dry_run'], env=env, capture_output=True, text=True,
+                          check=False)
+  with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+    for r, proc in zip(runs, pool.map(dry, runs)):
+      if proc.returncode:
+        lines = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+        reason = lines[0][len('error:'):].strip() if lines else f'exit {proc.returncode}'
+        raise ConfigError(f'grid point {r["name"]}: {reason}')
+
+
 def main(fixed: list[str], argv):
   del argv
   config, root, axes = _CONFIG.value, _ROOT.value, _SWEEP.value
@@ -226,6 +248,8 @@ def main(fixed: list[str], argv):
   if both is not None:
     raise UserError(f'{both} is both swept and fixed by {_FIXED_PREFIX}{both}')
   runs = plan(config, axes, root, fixed)
+  with cli.refusing():  # a grid point refused before anything runs is bad input: exit 2
+    check(runs, env=_child_env())
   if _DRY_RUN.value:
     for r in runs:
       print(shlex.join(r['command']))
@@ -235,8 +259,7 @@ def main(fixed: list[str], argv):
   listing = os.path.join(root, SWEEP_JSON)
   header = {'config': config, 'fixed': fixed}
   checkpoint.write_json_atomic(listing, {**header, 'runs': _record(runs)})
-  env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
-      p for p in (REPO, os.environ.get('PYTHONPATH')) if p)}
+  env = _child_env()
   for i, r in enumerate(runs, 1):
     progress = f'[{i}/{len(runs)}] {r["name"]}'
     print(progress, flush=True)

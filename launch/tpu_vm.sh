@@ -35,6 +35,9 @@
 #   --project=PROJECT        passed to every gcloud command (default: gcloud's configured project)
 #   --spot                   create a Spot VM (cheaper, can be preempted; a rerun of `run` with the
 #                            same workdir resumes, but a preempted VM loses its local disk)
+#   --queued                 create through a queued resource (`gcloud compute tpus queued-resources
+#                            create`, then wait until it is ACTIVE), as the larger slices and some
+#                            generations require; delete removes the queued resource too
 #   --repo=URL               git URL the workers clone (default: `origin` of this checkout); it must
 #                            be cloneable from the VM (public, or credentials you set up there)
 #   --ref=REF                commit, branch or tag to check out (default: this checkout's HEAD
@@ -49,7 +52,7 @@
 #   --local_dir=DIR          where copy_back puts the workdir (default runs/NAME, relative to the
 #                            current directory)
 #   --port=PORT              local and remote TensorBoard port (default 6006)
-#   --dry_run                print the commands, run nothing
+#   --dry_run                print the commands, run nothing (the config is still checked)
 #   -h, --help               this text
 #
 # Examples:
@@ -72,6 +75,11 @@
 #   - Watch a run: gcloud compute tpus tpu-vm ssh NAME --zone=ZONE --worker=0 -- -t tmux attach -t rt_jax
 #   - Bad input (unknown flag or subcommand, missing or malformed flag) prints one `error:` line on
 #     stderr and exits 2 before any gcloud command. No project or credential is stored here.
+#   - run and all check --config and its overrides here first, with this checkout's rt_jax
+#     (`rt_jax.main --dry_run` on as many simulated CPU devices as the slice has chips, in a
+#     throwaway workdir; the interpreter is $RT_JAX_LOCAL_PYTHON, else .venv/bin/python, else
+#     python3): a typo'd key or preset fails before a VM is created or used. Where no local
+#     interpreter has rt_jax's packages, a warning says the check was skipped.
 set -euo pipefail
 
 readonly SUBCOMMANDS='create setup run wait tensorboard copy_back delete all'
@@ -137,7 +145,7 @@ script() {
 }
 
 # --- flags -------------------------------------------------------------------------------------
-NAME='' ZONE='' ACCELERATOR_TYPE='' VERSION='' PROJECT='' SPOT=0 REPO='' REF='' PYTHON='python3.11'
+NAME='' ZONE='' ACCELERATOR_TYPE='' VERSION='' PROJECT='' SPOT=0 QUEUED=0 REPO='' REF='' PYTHON='python3.11'
 CONFIG='' WORKDIR='' LOCAL_DIR='' PORT='6006' DRY_RUN=0 SUBCOMMAND=''
 OVERRIDES=()
 for arg in "$@"; do
@@ -149,6 +157,7 @@ for arg in "$@"; do
     --version=*) VERSION=${arg#*=} ;;
     --project=*) PROJECT=${arg#*=} ;;
     --spot) SPOT=1 ;;
+    --queued) QUEUED=1 ;;
     --repo=*) REPO=${arg#*=} ;;
     --ref=*) REF=${arg#*=} ;;
     --python=*) PYTHON=${arg#*=} ;;
@@ -158,7 +167,7 @@ for arg in "$@"; do
     --local_dir=*) LOCAL_DIR=${arg#*=} ;;
     --port=*) PORT=${arg#*=} ;;
     --dry_run) DRY_RUN=1 ;;
-    --spot=* | --dry_run=*) usage_error "${arg%%=*} takes no value" ;;
+    --spot=* | --queued=* | --dry_run=*) usage_error "${arg%%=*} takes no value" ;;
     --name | --zone | --accelerator_type | --version | --project | --repo | --ref | --python | \
       --config | --workdir | --local_dir | --port)
       usage_error "$arg needs a value: $arg=VALUE" ;;
@@ -221,6 +230,44 @@ if uses tensorboard && ! { [[ $PORT =~ $PORT_RE ]] && (( 10#$PORT > 0 && 10#$POR
 fi
 [[ -n $LOCAL_DIR ]] || LOCAL_DIR="runs/$NAME"
 
+# The devices JAX sees on a slice: TensorCores for v2/v3, chips for v4/v5p (two TensorCores each,
+# one device) and for v5e/v6e (one TensorCore each).
+slice_devices() {
+  local count=${1##*-}
+  case $1 in
+    v4-* | v5p-*) echo $(( count / 2 > 0 ? count / 2 : 1 )) ;;
+    *) echo "$count" ;;
+  esac
+}
+
+# run/all: the config and its overrides through rt_jax.main --dry_run here, before any gcloud call.
+check_config_locally() {
+  local py=${RT_JAX_LOCAL_PYTHON:-} devices=${1:-1} scratch out
+  if [[ -z $py ]]; then
+    py="$REPO_ROOT/.venv/bin/python"
+    [[ -x $py ]] || py=python3
+  fi
+  if ! (cd "$REPO_ROOT" && "$py" -c 'import jax, ml_collections, rt_jax.main' >/dev/null 2>&1); then
+    printf 'warning: no local interpreter with rt_jax'"'"'s packages (%s); --config not checked here\n' "$py" >&2
+    return 0
+  fi
+  scratch=$(mktemp -d)
+  if ! out=$(cd "$REPO_ROOT" && JAX_PLATFORMS=cpu XLA_FLAGS="--xla_force_host_platform_device_count=$devices" \
+      "$py" -m rt_jax.main "--config=$CONFIG" "--workdir=$scratch/w" ${OVERRIDES[@]+"${OVERRIDES[@]}"} \
+      --dry_run 2>&1 >/dev/null); then
+    rm -rf "$scratch"
+    usage_error "--config: $(printf '%s\n' "$out" | sed -n 's/^error: //p' | head -n 1)"
+  fi
+  rm -rf "$scratch"
+}
+if uses run all; then
+  if [[ -n $ACCELERATOR_TYPE ]]; then
+    check_config_locally "$(slice_devices "$ACCELERATOR_TYPE")"
+  else
+    check_config_locally 1
+  fi
+fi
+
 REF_DEFAULTED=0
 if uses setup all; then
   if [[ -z $REPO ]]; then
@@ -253,12 +300,40 @@ LOG="$WD/logs/host_\$(hostname).log"  # $(hostname) is expanded on each worker
 
 ssh_all() { execute "${TPU_VM[@]}" ssh "$NAME" "${GLOBAL_FLAGS[@]}" --worker=all --command="$1"; }
 
+QUEUED_RESOURCES=(gcloud compute tpus queued-resources)
+
 do_create() {
-  local flags=("--accelerator-type=$ACCELERATOR_TYPE" "--version=$VERSION")
+  local flags=("--accelerator-type=$ACCELERATOR_TYPE")
+  if (( QUEUED )); then
+    flags+=("--node-id=$NAME" "--runtime-version=$VERSION")
+    if (( SPOT )); then
+      flags+=(--spot)
+    fi
+    execute "${QUEUED_RESOURCES[@]}" create "$NAME" "${GLOBAL_FLAGS[@]}" "${flags[@]}"
+    do_wait_active
+    return
+  fi
+  flags+=("--version=$VERSION")
   if (( SPOT )); then
     flags+=(--spot)
   fi
   execute "${TPU_VM[@]}" create "$NAME" "${GLOBAL_FLAGS[@]}" "${flags[@]}"
+}
+
+# A queued resource is granted when capacity frees up: poll its state until ACTIVE (the VM exists
+# then), and stop on a state it cannot leave.
+do_wait_active() {
+  local state
+  printf '+ %s\n' "$(render "${QUEUED_RESOURCES[@]}" describe "$NAME" "${GLOBAL_FLAGS[@]}" '--format=value(state.state)') (every 60 s until ACTIVE)"
+  (( DRY_RUN )) && return 0
+  while true; do
+    state=$("${QUEUED_RESOURCES[@]}" describe "$NAME" "${GLOBAL_FLAGS[@]}" '--format=value(state.state)')
+    case $state in
+      ACTIVE) return 0 ;;
+      FAILED | SUSPENDED) printf 'error: queued resource %s is %s\n' "$NAME" "$state" >&2; return 1 ;;
+      *) printf '%s: queued resource %s is %s\n' "$(date +%H:%M:%S)" "$NAME" "${state:-unknown}" >&2; sleep 60 ;;
+    esac
+  done
 }
 
 # shellcheck disable=SC2016  # the single-quoted parts expand on the workers
@@ -324,7 +399,11 @@ do_copy_back() {
 }
 
 do_delete() {
-  execute "${TPU_VM[@]}" delete "$NAME" "${GLOBAL_FLAGS[@]}" --quiet
+  if (( QUEUED )); then
+    execute "${QUEUED_RESOURCES[@]}" delete "$NAME" "${GLOBAL_FLAGS[@]}" --quiet --force
+  else
+    execute "${TPU_VM[@]}" delete "$NAME" "${GLOBAL_FLAGS[@]}" --quiet
+  fi
 }
 
 STEP=''

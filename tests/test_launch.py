@@ -18,12 +18,13 @@ from conftest import REPO, error_lines
 SCRIPT = os.path.join(REPO, 'launch', 'tpu_vm.sh')
 URL = 'https://example.com/someone/rt_jax.git'
 CONFIG = 'configs/curriculum.py:smollm2_quick'
+PAPER = 'configs/curriculum.py:smollm2_paper'  # its batches split over a 16-chip slice
 V4 = ('--name=rt-v4', '--zone=us-central2-b', '--accelerator_type=v4-8', f'--repo={URL}',
       '--ref=0123abc', f'--config={CONFIG}', '--workdir=runs/quick')
 V5E = ('--name=rt-v5e', '--zone=us-west4-a', '--accelerator_type=v5litepod-16', f'--repo={URL}',
-       '--ref=main', f'--config={CONFIG}', '--workdir=runs/paper')
+       '--ref=main', f'--config={PAPER}', '--workdir=runs/paper')
 # A value that needs every level of quoting: single and double quotes, $, backslash, backquotes.
-NASTY = '--config.sample.prompts=it\'s a "test" $HOME \\ `id`'
+NASTY = '--config.name=it\'s a "test" $HOME \\ `id`'
 
 
 def _write_exe(path, text):
@@ -45,7 +46,9 @@ if [ -n "${{FAKE_GCLOUD_RC:-}}" ]; then exit "$FAKE_GCLOUD_RC"; fi
 echo "FAKE GCLOUD CALLED: a dry run must not call gcloud" >&2
 exit 97
 """)
-  env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
+  # The local config check (a JAX import per call) has its own tests, which turn it back on.
+  env = dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
+             RT_JAX_LOCAL_PYTHON='/nonexistent/python')
   env.pop('FAKE_GCLOUD_RC', None)
 
   class Fake:
@@ -60,7 +63,7 @@ exit 97
 
 def launch(gcloud, *args, script=SCRIPT, env=None, cwd=REPO):
   return subprocess.run([script, *args], cwd=cwd, env=env or gcloud.env, capture_output=True,
-                        text=True, timeout=30, check=False)
+                        text=True, timeout=180, check=False)
 
 
 def commands(proc):
@@ -184,7 +187,7 @@ def test_multi_host_v5e_runs_on_every_worker_with_a_log_per_host(gcloud, worker)
   assert logs == ['host_t1v-n-0-w-0.log', 'host_t1v-n-0-w-1.log']
   for log in logs:
     lines = (worker.checkout / 'runs' / 'paper' / 'logs' / log).read_text().splitlines()
-    assert lines == ['RT_JAX_COORDINATOR=auto', '-m', 'rt_jax.main', f'--config={CONFIG}',
+    assert lines == ['RT_JAX_COORDINATOR=auto', '-m', 'rt_jax.main', f'--config={PAPER}',
                      '--workdir=runs/paper', 'rt_jax.main exited with status 0']
   # wait ends when the session has, and shows each host's log tail.
   assert 'exited with status 0' in worker('t1v-n-0-w-1', remote_script(cmds['wait']))
@@ -195,12 +198,12 @@ def test_config_overrides_reach_rt_jax_main_unchanged(gcloud, worker):
   assert proc.returncode == 0, proc.stderr
   [run] = commands(proc)
   assert step(run) == 'run' and '--worker=all' in run
-  assert (f'.venv/bin/python -m rt_jax.main --config={CONFIG} --workdir=runs/paper '
+  assert (f'.venv/bin/python -m rt_jax.main --config={PAPER} --workdir=runs/paper '
           '--config.ei.variant=exploit_only ') in remote_script(run)
   worker('w-0', remote_script(run))
   log = worker.checkout / 'runs' / 'paper' / 'logs' / 'host_w-0.log'
   assert log.read_text().splitlines() == [
-      'RT_JAX_COORDINATOR=auto', '-m', 'rt_jax.main', f'--config={CONFIG}', '--workdir=runs/paper',
+      'RT_JAX_COORDINATOR=auto', '-m', 'rt_jax.main', f'--config={PAPER}', '--workdir=runs/paper',
       '--config.ei.variant=exploit_only', NASTY, 'rt_jax.main exited with status 0']
 
 
@@ -310,3 +313,34 @@ def test_all_stops_at_a_failed_step_and_says_how_to_delete(gcloud):
   last = proc.stderr.splitlines()[-1]
   assert last.startswith('error: create failed (exit 5); the TPU VM rt-v4 may still be up')
   assert last.endswith('delete --name=rt-v4 --zone=us-central2-b --project=p')
+
+
+def test_a_config_typo_fails_before_any_gcloud_command(gcloud):
+  """run and all check the config with this checkout's rt_jax first, on the slice's device count:
+  a misspelled key or preset, or batches that do not split over 16 chips, stop at once."""
+  for args, named in (((*V4, '--config.ei.promts=8'), 'ei.promts'),
+                      ((*V4[:5], '--config=configs/curriculum.py:tinyy', '--workdir=runs/q'),
+                       "unknown preset 'tinyy'"),
+                      ((*V5E[:5], f'--config={CONFIG}', '--workdir=runs/q'),
+                       'do not split over the 16 devices')):
+    proc = launch(gcloud, 'all', *args, '--dry_run',
+                  env={**gcloud.env, 'RT_JAX_LOCAL_PYTHON': sys.executable})
+    assert proc.returncode == 2, proc.stderr
+    assert len(error_lines(proc)) == 1 and named in error_lines(proc)[0], proc.stderr
+    assert proc.stdout == '' and gcloud.calls() == []
+
+
+def test_queued_creates_and_deletes_through_a_queued_resource(gcloud):
+  proc = launch(gcloud, 'all', *V5E, '--queued', '--spot', '--dry_run',
+                env={**gcloud.env, 'RT_JAX_LOCAL_PYTHON': sys.executable})
+  assert proc.returncode == 0, proc.stderr
+  assert 'not checked' not in proc.stderr  # the paper preset passed the check on 16 devices
+  cmds = commands(proc)
+  assert cmds[0] == ['gcloud', 'compute', 'tpus', 'queued-resources', 'create', 'rt-v5e',
+                     '--zone=us-west4-a', '--accelerator-type=v5litepod-16', '--node-id=rt-v5e',
+                     '--runtime-version=v2-alpha-tpuv5-lite', '--spot']
+  assert cmds[1][:6] == ['gcloud', 'compute', 'tpus', 'queued-resources', 'describe', 'rt-v5e']
+  assert 'ACTIVE)' in cmds[1]
+  assert cmds[-1] == ['gcloud', 'compute', 'tpus', 'queued-resources', 'delete', 'rt-v5e',
+                      '--zone=us-west4-a', '--quiet', '--force']
+  assert gcloud.calls() == []

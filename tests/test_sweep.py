@@ -1,5 +1,6 @@
 """launch/sweep.py as a user runs it: a 2x2 grid of tiny SFT runs, their hparams read back from
 TensorBoard, a failed run among good ones, --dry_run and bad specs."""
+import fcntl
 import itertools
 import json
 import math
@@ -82,23 +83,34 @@ def test_grid_runs_every_combination_with_hparams(grid):
 @pytest.mark.slow
 def test_failed_run_is_reported_and_the_others_still_run(grid):
   root = grid[0]
-  # 'abc' is no float, so rt_jax.main rejects that run; the other one resumes a finished workdir.
-  proc = sweep(root, 'train.lr=abc,1e-3;seed=0')
+  # The first point's workdir is held (as a live run would hold it), so that run is refused when
+  # it starts; the other one resumes a finished workdir.
+  with open(root / NAMES[0] / '.lock', 'a+') as held:
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    proc = sweep(root, 'train.lr=1e-3;seed=0,1')
   assert proc.returncode == 1
-  # The run's own error line comes through, then the sweep's summary.
-  assert error_lines(proc) == ["error: flag --config.train.lr=abc: could not convert string to "
-                               "float: 'abc'",
-                               'error: 1 of 2 runs failed: train.lr=abc,seed=0 (exit 2)']
-  assert '[1/2] train.lr=abc,seed=0: exit 2' in proc.stdout
-  assert '[2/2] train.lr=1e-3,seed=0: exit 0' in proc.stdout
+  assert error_lines(proc)[-1] == f'error: 1 of 2 runs failed: {NAMES[0]} (exit 2)', proc.stderr
+  assert any('is in use by pid' in line for line in error_lines(proc)), proc.stderr
+  assert f'[1/2] {NAMES[0]}: exit 2' in proc.stdout and f'[2/2] {NAMES[1]}: exit 0' in proc.stdout
   with open(root / 'sweep.json') as f:
     runs = json.load(f)['runs']
-  assert [(r['name'], r['status']) for r in runs] == [('train.lr=abc,seed=0', 2),
-                                                       ('train.lr=1e-3,seed=0', 0)]
-  assert not (root / 'train.lr=abc,seed=0').exists()
+  assert [(r['name'], r['status']) for r in runs] == [(NAMES[0], 2), (NAMES[1], 0)]
   # The resumed run trained no step; its final loss is still the one the first sweep read.
-  first = next(r for r in grid[2]['runs'] if r['name'] == 'train.lr=1e-3,seed=0')
+  first = next(r for r in grid[2]['runs'] if r['name'] == NAMES[1])
   assert runs[1]['metrics'] == pytest.approx(first['metrics'])
+
+
+def test_a_typo_in_a_grid_point_fails_before_anything_runs(tmp_path):
+  """Every point goes through rt_jax.main --dry_run first: a misspelled key or a bad value stops
+  the sweep, dry run or not, with one line naming the point, and nothing is created."""
+  root = tmp_path / 'root'
+  for spec, extra in (('train.lrr=1e-3,3e-3', ()), ('train.lr=abc,1e-3', ('--dry_run',))):
+    proc = sweep(root, spec, *extra)
+    assert proc.returncode == 2, proc.stderr
+    lines = error_lines(proc)
+    assert len(lines) == 1 and lines[0].startswith('error: grid point '), proc.stderr
+    assert ('train.lrr' in lines[0]) if 'lrr' in spec else ('abc' in lines[0])
+    assert not root.exists() and proc.stdout == ''
 
 
 def test_dry_run_prints_the_commands_and_creates_nothing(tmp_path):
