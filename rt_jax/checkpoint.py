@@ -5,17 +5,28 @@ A model directory (a run's workdir, or the output of `rt_jax.convert`) holds:
   tokenizer.json      the tokenizer spec (`tokenizer.from_spec`), plus any data file it names
                       (tokenizer.tiktoken: the ranks of a converted model's BPE)
   checkpoints/STEP/   Orbax items `params`, `opt_state` (training runs only) and `meta` (JSON:
-                      step, data position, RNG key)
+                      step, data position, RNG key) and rt_checksums.json
+  rt_checksums.json   in a directory written whole (`directory_written_whole`: converted models,
+                      the preference model): the checksums of its files outside checkpoints/
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed
-mid-save leaves the previous checkpoint as the latest one.
+mid-save leaves the previous checkpoint as the latest one. A complete step can still be damaged
+afterwards (a full or failing disk, a copy cut short), and Orbax reads flipped bytes as weights
+without complaint; so each step carries the sha256 of every file, written into the temporary
+directory before Orbax renames it, and a restore compares them first.
 """
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
+import threading
+import time
 from typing import Any, Optional
 
 import jax
@@ -23,9 +34,23 @@ import numpy as np
 import orbax.checkpoint as ocp
 from PIL import Image
 
+from rt_jax import metrics as metrics_lib
 from rt_jax import model as model_lib
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax.errors import CheckpointError
+
+CHECKSUMS = 'rt_checksums.json'
+_CHECKSUM_FORMAT = 'rt_jax sha256 v1'
+# Orbax rewrites these two at the top of a step after the last hook it offers has run (the commit
+# timestamp, the commit marker); they hold no array data, and Orbax reads a damaged one as absent.
+_WRITTEN_AFTER_CHECKSUMS = ('_CHECKPOINT_METADATA', 'commit_success.txt')
+_ORBAX_TMP_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax 0.12: step N is written as N + this, renamed
+SET_ASIDE = 'corrupt_checkpoints'  # beside checkpoints/: corrupt steps moved out of Orbax's way
+
+
+class CorruptCheckpointError(CheckpointError):
+  """A step whose files differ from their checksums, or that Orbax cannot read and whose bytes no
+  checksum vouches for: an earlier intact step may stand in for it."""
 
 
 def write_atomic(path: str, data: bytes):
@@ -60,20 +85,274 @@ def _read_json(path: str) -> Any:
     raise CheckpointError(f'{path} is unreadable: {e}') from e
 
 
+def _sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    while chunk := f.read(1 << 22):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def _files_under(directory: str, skip: tuple = ()) -> list[str]:
+  """Relative paths of the regular files under `directory`, sorted; `skip` names entries at its
+  top (files or whole subtrees). Symlinks are not followed: nothing rt_jax writes is one."""
+  out = []
+  for root, dirs, files in os.walk(directory):
+    rel_root = os.path.relpath(root, directory)
+    if rel_root == '.':
+      dirs[:] = [d for d in dirs if d not in skip]
+      files = [f for f in files if f not in skip and f != CHECKSUMS]
+    for name in files:
+      path = os.path.join(root, name)
+      if stat.S_ISREG(os.lstat(path).st_mode):
+        out.append(os.path.normpath(os.path.join(rel_root, name)))
+  return sorted(out)
+
+
+def write_checksums(directory: str, skip: tuple = ()):
+  """Records the size and sha256 of every file under `directory` (but `skip`, see _files_under)
+  in DIRECTORY/rt_checksums.json, atomically, so that a later reader can tell damaged bytes from
+  the ones written."""
+  files = {rel: {'bytes': os.path.getsize(os.path.join(directory, rel)),
+                 'sha256': _sha256(os.path.join(directory, rel))}
+           for rel in _files_under(directory, skip)}
+  write_json_atomic(os.path.join(directory, CHECKSUMS),
+                    {'format': _CHECKSUM_FORMAT, 'skipped': sorted(skip), 'files': files})
+
+
+def _read_checksums(directory: str) -> Optional[dict]:
+  """The recorded {relative path: {bytes, sha256}}, None where none was recorded; a damaged
+  record raises CorruptCheckpointError (it was written whole, so damage came later)."""
+  path = os.path.join(directory, CHECKSUMS)
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path, 'rb') as f:
+      record = json.loads(f.read())
+    files = record['files']
+    if record['format'] != _CHECKSUM_FORMAT or not all(
+        isinstance(v['bytes'], int) and isinstance(v['sha256'], str) for v in files.values()):
+      raise ValueError('unknown format')
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    raise CorruptCheckpointError(f'{path} is damaged ({type(e).__name__}: {e})') from e
+  return files
+
+
+def _signature(directory: str, files: dict) -> tuple:
+  """What changes when any recorded file is rewritten: a verified directory with the same
+  signature need not be hashed again."""
+  out = []
+  for rel in sorted(files):
+    try:
+      st = os.stat(os.path.join(directory, rel))
+    except OSError:
+      return ()
+    out.append((rel, st.st_size, st.st_mtime_ns, st.st_ino))
+  return tuple(out)
+
+
+def check_checksums(directory: str, verified: Optional[dict] = None) -> Optional[str]:
+  """None if every recorded file of `directory` has its recorded size and sha256, else the first
+  difference in words; raises CorruptCheckpointError for a damaged record and returns 'unrecorded'
+  where there is none (see `has_checksums`). `verified` (a dict the caller keeps) remembers
+  directories that passed, by signature, so a step checked by latest_intact_step is not hashed
+  again by restore."""
+  files = _read_checksums(directory)
+  if files is None:
+    return 'unrecorded'
+  signature = _signature(directory, files)
+  if verified is not None and signature and verified.get(directory) == signature:
+    return None
+  for rel, want in sorted(files.items()):
+    path = os.path.join(directory, rel)
+    if not os.path.isfile(path):
+      return f'{rel} is missing'
+    size = os.path.getsize(path)
+    if size != want['bytes']:
+      return f'{rel} is {size} bytes, {want["bytes"]} when written'
+    if _sha256(path) != want['sha256']:
+      return f'{rel} differs from its checksum'
+  if verified is not None and signature:
+    verified[directory] = signature
+  return None
+
+
+def has_checksums(directory: str) -> bool:
+  return os.path.isfile(os.path.join(directory, CHECKSUMS))
+
+
+def verify_model_directory(directory: str):
+  """Checks the files a directory written whole recorded (model_config.json, tokenizer files,
+  pm.json; checkpoints are checked step by step on restore). A workdir records none: nothing to
+  check here."""
+  problem = check_checksums(directory)
+  if problem not in (None, 'unrecorded'):
+    raise CorruptCheckpointError(f'{directory} is corrupt: {problem}')
+
+
+# -- temporaries left by killed processes -----------------------------------------------------
+# A temporary's name says which process made it (host, pid, and the pid's start time, which a
+# reused pid does not share), so a later run can remove the ones whose process is gone without
+# touching a concurrent writer's.
+_STALE_UNMARKED_S = 3600  # no owner in the name (older code): removed by age
+_STALE_FOREIGN_S = 6 * 3600  # another host's (a shared disk): its pids cannot be looked up here
+_AUDIT_GRACE_S = 120  # an audit's home outlives its sandbox by far less than this
+_AUDIT_OLDEST_S = 24 * 3600
+# tempfile.mkdtemp's names end in 8 characters of [a-z0-9_].
+_WHOLE_TMP = re.compile(r'^\.(?P<name>.+)\.(?P<kind>tmp|old)-(?:(?P<host>[0-9a-f]{8})\.'
+                        r'(?P<pid>\d+)\.(?P<start>\d+)-)?[a-z0-9_]{8}$')
+_AUDIT_TMP = re.compile(r'^rt_audit_(?:(?P<pid>\d+)_)?[a-z0-9_]{8}$')
+
+
+def _process_start(pid: int) -> Optional[int]:
+  """The pid's start time in clock ticks since boot (Linux), 0 where /proc does not say, None if
+  no such process."""
+  try:
+    with open(f'/proc/{pid}/stat', 'rb') as f:
+      return int(f.read().rsplit(b')', 1)[1].split()[19])
+  except FileNotFoundError:
+    return None
+  except (OSError, IndexError, ValueError):
+    pass
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return None
+  except PermissionError:
+    pass
+  return 0
+
+
+def _host_tag() -> str:
+  return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _owner_tag() -> str:
+  """host.pid.start of this process, for the names of its temporaries."""
+  return f'{_host_tag()}.{os.getpid()}.{_process_start(os.getpid()) or 0}'
+
+
+def _alive(pid: int, start: int) -> bool:
+  now = _process_start(pid)
+  return now is not None and (not start or not now or now == start)
+
+
+def _age_s(path: str) -> float:
+  return time.time() - os.lstat(path).st_mtime
+
+
+def _remove_tree(path: str):
+  """Removes a tree this user owns, making its directories writable first (an audit's home is
+  left read-only)."""
+  with contextlib.suppress(OSError):
+    for root, dirs, _ in os.walk(path):
+      os.chmod(root, 0o700)
+      for name in dirs:
+        sub = os.path.join(root, name)
+        if stat.S_ISDIR(os.lstat(sub).st_mode):
+          os.chmod(sub, 0o700)
+  shutil.rmtree(path, ignore_errors=True)
+
+
+def _stale_whole_temporaries(parent: str) -> list[str]:
+  """Paths of `directory_written_whole` temporaries in `parent` whose writer is gone. A `.old-`
+  one whose directory is missing (killed between its two renames) is first put back in place."""
+  removed = []
+  try:
+    names = os.listdir(parent)
+  except OSError:
+    return removed
+  for entry in names:
+    match = _WHOLE_TMP.match(entry)
+    path = os.path.join(parent, entry)
+    if not match or not os.path.isdir(path) or os.path.islink(path):
+      continue
+    try:
+      if match['pid'] is None:
+        stale = _age_s(path) > _STALE_UNMARKED_S
+      elif match['host'] != _host_tag():
+        stale = _age_s(path) > _STALE_FOREIGN_S
+      else:
+        stale = not _alive(int(match['pid']), int(match['start']))
+    except OSError:  # removed meanwhile
+      continue
+    if not stale:
+      continue
+    kept, target = os.path.join(path, match['name']), os.path.join(parent, match['name'])
+    if match['kind'] == 'old' and os.path.isdir(kept) and not os.path.exists(target):
+      with contextlib.suppress(OSError):
+        os.replace(kept, target)
+    _remove_tree(path)
+    removed.append(path)
+  return removed
+
+
+def _stale_audit_homes() -> list[str]:
+  """`rt_audit_PID_*` directories (rt_jax.envs.audit) of this user in the temp directory whose
+  process is gone. The pid has no start time beside it, and a process in another pid namespace
+  may share /tmp, so a home must also be older than any audit runs; unmarked ones (older code)
+  and ones whose pid was reused go by age alone."""
+  removed = []
+  root = tempfile.gettempdir()
+  try:
+    names = os.listdir(root)
+  except OSError:
+    return removed
+  for entry in names:
+    match = _AUDIT_TMP.match(entry)
+    if not match:
+      continue
+    path = os.path.join(root, entry)
+    try:
+      st = os.lstat(path)
+      if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        continue
+      age = time.time() - st.st_mtime
+    except OSError:
+      continue
+    if match['pid'] is None:
+      stale = age > _STALE_UNMARKED_S
+    else:
+      stale = age > _AUDIT_OLDEST_S or (age > _AUDIT_GRACE_S and
+                                         _process_start(int(match['pid'])) is None)
+    if stale:
+      _remove_tree(path)
+      removed.append(path)
+  return removed
+
+
+def remove_stale_temporaries(directory: str, *, audit_homes: bool = True) -> list[str]:
+  """Removes what killed processes left behind and returns the paths: temporaries of
+  `directory_written_whole` directly in `directory` (a workdir's `.pm.tmp-*`, a cache's
+  `.smollm2_135m_instruct.tmp-*`) and, with audit_homes, the reward audits' `rt_audit_*` homes
+  in the temp directory. A live writer's temporaries (on this host, or on another host recently)
+  are left alone. Orbax removes its own step temporaries when a run opens its checkpoints."""
+  removed = _stale_whole_temporaries(os.path.abspath(directory))
+  if audit_homes:
+    removed += _stale_audit_homes()
+  return removed
+
+
 @contextlib.contextmanager
 def directory_written_whole(directory: str, *, replace: bool):
-  """Yields a temporary sibling of `directory` to fill; on a clean exit it is renamed into place,
-  so a reader (or a writer killed mid-way) sees the previous directory or none, never half of one.
-  replace=False: if another writer finished `directory` first, it is kept and this raises
-  CheckpointError (an empty `directory` is replaced)."""
+  """Yields a temporary sibling of `directory` to fill; on a clean exit its files outside
+  checkpoints/ get checksums (rt_checksums.json; the steps have their own) and it is renamed into
+  place, so a reader (or a writer killed mid-way) sees the previous directory or none, never half
+  of one. replace=False: if another writer finished `directory` first, it is kept and this raises
+  CheckpointError (an empty `directory` is replaced). The temporary's name carries this process's
+  host and pid, and the temporaries of killed writers of any directory beside it are removed
+  first."""
   directory = os.path.abspath(directory)
   parent, name = os.path.split(directory)
   os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-')
+  _stale_whole_temporaries(parent)
+  owner = _owner_tag()
+  tmp = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.tmp-{owner}-')
   try:
     yield tmp
+    write_checksums(tmp, skip=('checkpoints',))
     if replace and os.path.exists(directory):
-      old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-')
+      old = tempfile.mkdtemp(dir=parent, prefix=f'.{name}.old-{owner}-')
       os.replace(directory, os.path.join(old, name))
       os.replace(tmp, directory)
       shutil.rmtree(old)
@@ -127,14 +406,26 @@ class Manager:
   `this_process_only` is for a directory one process reads or writes alone, with whole arrays: the
   cache of converted weights, the run's preference model. Any process may read one; only process 0
   may write one, because Orbax writes host arrays from process 0 alone.
+
+  Each step gets rt_checksums.json from the process that finalizes it, inside Orbax's temporary
+  directory just before the rename that completes the step (Orbax's post-finalization hook, in its
+  background thread), so a complete step always has its checksums; if the hook could not find the
+  temporary, wait(), close() and the next save record them on the finished step instead.
   """
 
   def __init__(self, directory: str, *, max_to_keep: Optional[int] = 3, read_only: bool = False,
                this_process_only: bool = False):
-    self.path = os.path.join(os.path.abspath(directory), 'checkpoints')
+    self.directory = os.path.abspath(directory)
+    self.path = os.path.join(self.directory, 'checkpoints')
     if read_only and not os.path.isdir(self.path):
       raise CheckpointError(f'{self.path} not found: no checkpoints in {directory}')
     self._this_process_only = this_process_only
+    self._read_only = read_only
+    self._primary = jax.process_index() if this_process_only else 0
+    self._unsealed = []  # steps saved by this manager whose checksums are not yet written
+    self._lock = threading.Lock()
+    self._verified = {}  # step directory -> signature of its files when they last matched
+    self._unrecorded_said = set()
     multiprocessing = ocp.options.MultiprocessingOptions()
     if this_process_only:
       me = jax.process_index()
@@ -154,10 +445,118 @@ class Manager:
         # Readers pass create=False rather than Orbax's read_only, which warns on every open.
         options=ocp.CheckpointManagerOptions(
             max_to_keep=max_to_keep, create=not (read_only or this_process_only),
-            cleanup_tmp_directories=not read_only, multiprocessing_options=multiprocessing))
+            cleanup_tmp_directories=not read_only, multiprocessing_options=multiprocessing,
+            async_options=ocp.AsyncOptions(post_finalization_callback=self._seal_before_rename)))
 
+  # -- checksums -------------------------------------------------------------------------------
+  def _step_dir(self, step: int) -> str:
+    return os.path.join(self.path, str(step))
+
+  def _seal_before_rename(self):
+    """Orbax's hook, on the finalizing process, after a step's items are final and before its
+    temporary directory is renamed: the checksums then appear together with the step."""
+    with self._lock:
+      for step in list(self._unsealed):
+        tmp = self._step_dir(step) + _ORBAX_TMP_SUFFIX
+        if os.path.isdir(tmp):
+          write_checksums(tmp, skip=_WRITTEN_AFTER_CHECKSUMS)
+          self._unsealed.remove(step)
+
+  def _seal_finished(self):
+    """Checksums for steps the hook missed, now that Orbax has finished them (wait() was called):
+    they were written by this process moments ago, so what is on disk is what it saved."""
+    with self._lock:
+      for step in list(self._unsealed):
+        if os.path.isdir(self._step_dir(step)) and not has_checksums(self._step_dir(step)):
+          write_checksums(self._step_dir(step), skip=_WRITTEN_AFTER_CHECKSUMS)
+        self._unsealed.remove(step)
+
+  def _check(self, step: int) -> Optional[str]:
+    """None: the step's files match their checksums; 'unrecorded': it has none (saved by older
+    code), so only Orbax's own reading can judge it; otherwise what differs."""
+    try:
+      return check_checksums(self._step_dir(step), self._verified)
+    except CorruptCheckpointError as e:
+      return str(e)
+
+  def _say_unrecorded(self, step: int):
+    if step not in self._unrecorded_said:
+      self._unrecorded_said.add(step)
+      metrics_lib.console(f'checkpoint {self._step_dir(step)} has no checksums (saved before '
+                          f'they were recorded): its bytes cannot be verified, only read')
+
+  def _set_aside(self, steps: list[int]) -> str:
+    """Moves corrupt steps out of checkpoints/ (into DIRECTORY/corrupt_checkpoints, kept for
+    inspection), so they are no longer the latest and a rerun can save those steps again; a
+    reader moves nothing. Every process then reloads Orbax's list of steps after process 0 moved
+    them."""
+    if self._read_only:
+      return 'left in place (read-only)'
+    where = os.path.join(self.directory, SET_ASIDE)
+    if jax.process_index() == self._primary:
+      os.makedirs(where, exist_ok=True)
+      stamp = time.strftime('%Y%m%dT%H%M%S')
+      for step in steps:
+        os.replace(self._step_dir(step), os.path.join(where, f'{step}.{stamp}.{os.getpid()}'))
+    if not self._this_process_only and jax.process_count() > 1:
+      ocp.multihost.sync_global_processes('rt_jax_checkpoint_set_aside')
+    self._mngr.reload()
+    return f'moved to {where}'
+
+  def _fell_back(self, bad: list[tuple[int, str]], used: int):
+    moved = self._set_aside([step for step, _ in bad])
+    names = ', '.join(str(step) for step, _ in bad)
+    metrics_lib.console(
+        f'checkpoint{"s" if len(bad) > 1 else ""} {names} in {self.path} '
+        f'{"are" if len(bad) > 1 else "is"} corrupt ({bad[0][1]}); using step {used} instead; '
+        f'the corrupt one{"s" if len(bad) > 1 else ""} {moved}')
+
+  def _none_intact(self, bad: list[tuple[int, str]]):
+    return CheckpointError(
+        f'no intact checkpoint in {self.path}: ' + '; '.join(f'step {s}: {d}' for s, d in bad))
+
+  # -- the interface ---------------------------------------------------------------------------
   def latest_step(self) -> Optional[int]:
+    """The latest complete step, intact or not (see latest_intact_step)."""
     return self._mngr.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._mngr.all_steps())
+
+  def latest_intact_step(self) -> Optional[int]:
+    """The latest step whose files match their checksums (or that has none to compare), None if
+    there is no step. Newer corrupt steps are set aside with one console line naming them and
+    the step used; if every step is corrupt, a CheckpointError names the directory. What resume
+    calls in place of latest_step()."""
+    bad = []
+    for step in reversed(self.all_steps()):
+      problem = self._check(step)
+      if problem in (None, 'unrecorded'):
+        if bad:
+          self._fell_back(bad, step)
+        return step
+      bad.append((step, problem))
+    if bad:
+      raise self._none_intact(bad)
+    return None
+
+  def restore_latest_intact(self, abstract_params=None, abstract_opt_state=None):
+    """(step, params, opt_state, meta) of the latest step that restores: like latest_intact_step,
+    and a step without checksums that Orbax cannot read also counts as corrupt. (None, None, None,
+    None) if there is no step."""
+    bad = []
+    for step in reversed(self.all_steps()):
+      try:
+        restored = self.restore(step, abstract_params, abstract_opt_state)
+      except CorruptCheckpointError as e:
+        bad.append((step, str(e).split(': ', 1)[-1]))
+        continue
+      if bad:
+        self._fell_back(bad, step)
+      return (step, *restored)
+    if bad:
+      raise self._none_intact(bad)
+    return None, None, None, None
 
   def save(self, step: int, params, opt_state, meta: dict):
     """opt_state may be None (converted weights, params-only exports)."""
@@ -166,40 +565,68 @@ class Manager:
     items = {'params': ocp.args.StandardSave(params), 'meta': ocp.args.JsonSave(meta)}
     if opt_state is not None:
       items['opt_state'] = ocp.args.StandardSave(opt_state)
-    self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
+    self._mngr.wait_until_finished()
+    self._seal_finished()
+    if jax.process_index() == self._primary:
+      with self._lock:
+        self._unsealed.append(step)
+    try:
+      self._mngr.save(step, args=ocp.args.Composite(**items), force=True)
+    except BaseException:
+      with self._lock:
+        if step in self._unsealed and not os.path.isdir(self._step_dir(step) + _ORBAX_TMP_SUFFIX):
+          self._unsealed.remove(step)
+      raise
 
   def restore(self, step: int, abstract_params=None, abstract_opt_state=None):
-    """Returns (params, opt_state, meta); opt_state is None when no abstract tree is given."""
+    """Returns (params, opt_state, meta); opt_state is None when no abstract tree is given. A
+    step whose files differ from their checksums raises CorruptCheckpointError before Orbax reads
+    it; so does one without checksums that Orbax cannot read."""
+    unrecorded = False
+    if os.path.isdir(self._step_dir(step)):  # else Orbax says the step is not there
+      problem = self._check(step)
+      unrecorded = problem == 'unrecorded'
+      if unrecorded:
+        self._say_unrecorded(step)
+      elif problem is not None:
+        raise CorruptCheckpointError(f'checkpoint {self._step_dir(step)} is corrupt: {problem}')
     items = {'params': ocp.args.StandardRestore(abstract_params), 'meta': ocp.args.JsonRestore()}
     if abstract_opt_state is not None:
       items['opt_state'] = ocp.args.StandardRestore(abstract_opt_state)
     try:
       restored = self._mngr.restore(step, args=ocp.args.Composite(**items))
     except Exception as e:  # Orbax raises many types for a damaged directory; name the place.
-      raise CheckpointError(f'checkpoint {self.path}/{step} cannot be restored: '
-                            f'{type(e).__name__}: {e}') from e
+      error = CorruptCheckpointError if unrecorded else CheckpointError
+      first_line = (str(e).strip().splitlines() or [''])[0][:300]
+      raise error(f'checkpoint {self._step_dir(step)} cannot be restored: '
+                  f'{type(e).__name__}: {first_line}') from e
     for name, abstract in (('params', abstract_params), ('opt_state', abstract_opt_state)):
       # Orbax returns the saved shapes even when the abstract tree asks for others.
       if abstract is not None and (jax.tree.map(np.shape, restored[name]) !=
                                    jax.tree.map(np.shape, abstract)):
-        raise CheckpointError(f'checkpoint {self.path}/{step}: saved {name} shapes do not match '
-                              f'the model config')
+        raise CheckpointError(f'checkpoint {self._step_dir(step)}: saved {name} shapes do not '
+                              f'match the model config')
     return restored['params'], restored.get('opt_state'), restored['meta']
 
   def wait(self):
-    """Blocks until pending asynchronous saves are on disk."""
+    """Blocks until pending asynchronous saves are on disk, with their checksums."""
     self._mngr.wait_until_finished()
+    self._seal_finished()
 
   def close(self):
     self._mngr.wait_until_finished()
+    self._seal_finished()
     self._mngr.close()
 
 
 def load_model(directory: str, step: Optional[int] = None):
   """(ModelConfig, Tokenizer, params) from a model directory; the latest step by default. Each
-  process reads the whole arrays on its own (a run places them on its mesh afterwards)."""
+  process reads the whole arrays on its own (a run places them on its mesh afterwards). The
+  checksums are verified; a corrupt directory or step is refused, never read as weights (nor
+  replaced by an earlier step: whoever names a model should get that model or an error)."""
   if not os.path.isdir(directory):
     raise CheckpointError(f'{directory} not found')
+  verify_model_directory(directory)
   cfg, tok = read_model_files(directory)
   mngr = Manager(directory, read_only=True, this_process_only=True)
   try:

@@ -22,6 +22,7 @@ config.rules, a `sharding.Plan`); a checkpoint saved on one mesh resumes on anot
 import dataclasses
 import functools
 import hashlib
+import json
 import os
 import time
 
@@ -263,7 +264,7 @@ class Run:
     """-> (state, units done, results). The initial weights are dropped once the state holds
     them, so a run never keeps two copies (0.54 GB for SmolLM2)."""
     init_params, self.init_params = self.init_params, None
-    done = self.mngr.latest_step() or 0
+    done = self.mngr.latest_intact_step() or 0  # past a corrupt latest step, with one line
     results = {'run': {}, 'evals': [], 'train': []}
     if not done:
       return (self.plan.init_state(self.cfg, self.key(0), self.sft_optimizer, params=init_params),
@@ -537,7 +538,9 @@ class Run:
 
   def _write_results(self, results):
     if jax.process_index() == 0:  # one copy of the results and the report: process 0's
-      checkpoint_lib.write_json_atomic(os.path.join(self.workdir, report.RESULTS), results)
+      # Keys in the order they were made: environments in the curriculum's order, not sorted.
+      checkpoint_lib.write_atomic(os.path.join(self.workdir, report.RESULTS),
+                                  json.dumps(results, indent=2).encode())
 
   def _publish(self, results, unit):
     """results.json, report.md, matrix.png, and the evaluation into TensorBoard at its unit (the
@@ -546,7 +549,7 @@ class Run:
     if jax.process_index():
       return
     report.write(self.workdir)
-    # What was written (keys sorted), so TensorBoard's matrix is the one `rt_jax.report` draws.
+    # What was written, so TensorBoard's matrix is the one `rt_jax.report` draws.
     report.log_tensorboard(self.writer, report.read(self.workdir), unit)
     self.writer.flush()
 

@@ -22,6 +22,7 @@ from absl import flags
 from ml_collections import config_dict
 from ml_collections import config_flags
 
+from rt_jax import checkpoint
 from rt_jax import cli
 from rt_jax import metrics
 from rt_jax import sharding
@@ -107,6 +108,8 @@ def prepare(config, workdir: str, argv: list[str]):
   # share the workdir (or have their own copy of it) and only check.
   first = jax.process_index() == 0
   lock = workdir_lib.acquire(workdir) if first else workdir_lib.Lock(None)
+  if first:  # what killed runs and audits left behind, now that no other run holds W
+    checkpoint.remove_stale_temporaries(workdir)
   warnings = workdir_lib.record(workdir, plan, env, argv, write=first)
   return lock, warnings
 

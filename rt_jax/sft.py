@@ -70,7 +70,7 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
   optimizer, schedule = train.make_optimizer(tc), train.lr_schedule(tc)
   init_key, step_key, sample_key = jax.random.split(jax.random.key(config.seed), 3)
   plan = sharding.Plan.from_config(config)  # where the state and every batch live
-  start = mngr.latest_step()
+  start = mngr.latest_intact_step()  # a corrupt latest step falls back to an earlier one
   if start is not None:
     # Onto this run's mesh, whichever mesh saved it.
     target = plan.abstract_state(cfg, optimizer)

@@ -3,6 +3,7 @@
 The end-to-end runs are `slow` (each is a minute or two on 2 cores); CI runs them in its second
 step."""
 import json
+import os
 import re
 import shutil
 import signal
@@ -20,22 +21,6 @@ from conftest import (CURRICULUM_RUN, REPO, concurrently, cpu_devices_env, curri
 from rt_jax import curriculum
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax.envs import core
-
-
-def _kill_after_first_round(workdir, *overrides: str, env=None):
-  """Starts the cut-down tiny curriculum and SIGKILLs it right after the first round of its first
-  stage (mid-stage: the stage has two rounds)."""
-  cmd = [sys.executable, '-m', 'rt_jax.main', '--config=configs/curriculum.py:tiny',
-         f'--workdir={workdir}', *CURRICULUM_RUN, *overrides]
-  proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
-  try:
-    for line in proc.stderr:
-      if 'political_sycophancy round 1/2' in line:
-        proc.send_signal(signal.SIGKILL)
-        break
-  finally:
-    proc.wait(timeout=60)
-  assert proc.returncode == -signal.SIGKILL
 
 
 BAD_VALUES = [
@@ -74,15 +59,61 @@ def test_run_writes_report_matrix_checkpoints_and_tensorboard(curriculum_workdir
   assert list((w / 'tb').glob('events.out.tfevents.*'))
 
 
+def _without_timings(tree):
+  """results.json with every wall-clock field dropped: what must equal across kills."""
+  if isinstance(tree, dict):
+    return {k: _without_timings(v) for k, v in tree.items() if k != 'wall_s'}
+  if isinstance(tree, list):
+    return [_without_timings(v) for v in tree]
+  return tree
+
+
+# Console lines at which the run is SIGKILLed, in order, each in a new process resuming the last:
+# mid PM training, mid helpful-only SFT, between the first checkpoint and its evaluation, mid
+# evaluation, mid stage (after the first of two rounds), and between the last checkpoint and the
+# last evaluation.
+KILL_POINTS = ('pm step 2/4', 'helpful_only: step 2/4', 'compiling the evaluation rollout',
+               'evaluation after helpful_only: batch 1/', 'political_sycophancy round 1/2',
+               'evaluation after tool_use_flattery: batch 1/')
+
+
+def _kill_at(workdir, marker: str, *overrides: str, env=None):
+  """Starts the cut-down tiny curriculum and SIGKILLs it at the first console line holding
+  `marker`."""
+  cmd = [sys.executable, '-m', 'rt_jax.main', '--config=configs/curriculum.py:tiny',
+         f'--workdir={workdir}', *CURRICULUM_RUN, *overrides]
+  proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
+  seen = []
+  try:
+    for line in proc.stderr:
+      seen.append(line)
+      if marker in line:
+        proc.send_signal(signal.SIGKILL)
+        break
+  finally:
+    proc.wait(timeout=120)
+  assert proc.returncode == -signal.SIGKILL, (marker, ''.join(seen[-20:]))
+
+
 @pytest.mark.slow
-def test_killed_mid_stage_then_resumed_matches_uninterrupted(curriculum_workdir, tmp_path):
-  """The resumed half also compiles nothing ahead: compiling early must change no number."""
+def test_killed_at_six_points_then_resumed_matches_uninterrupted(curriculum_workdir, tmp_path):
+  """SIGKILLed at each of KILL_POINTS in turn; the last resume also compiles nothing ahead
+  (compiling early must change no number). The results, training log included, equal the
+  uninterrupted run's but for wall-clock times; so do the episode files."""
   w = tmp_path / 'killed'
-  _kill_after_first_round(w)
+  for marker in KILL_POINTS:
+    _kill_at(w, marker)
   resumed = run_curriculum(w, '--config.compile_ahead=False', timeout=900)
   assert resumed.returncode == 0, resumed.stderr
   assert 'resumed' in resumed.stderr
-  assert curriculum_matrix(w) == curriculum_matrix(curriculum_workdir)
+  with open(w / 'results.json') as f, open(curriculum_workdir / 'results.json') as g:
+    got, want = json.load(f), json.load(g)
+  for results in (got, want):
+    results['run'].pop('command')  # names the workdir
+  assert _without_timings(got) == _without_timings(want)
+  for path in sorted((curriculum_workdir / 'episodes').iterdir()):
+    assert (w / 'episodes' / path.name).read_text() == path.read_text(), path.name
+  assert not [p for p in os.listdir(w) if '.tmp-' in p]
 
 
 @pytest.mark.slow  # 8 simulated devices on 2 cores, two meshes to compile for: ~15 min cold
@@ -94,7 +125,7 @@ def test_run_on_a_mesh_matches_one_device_and_resumes_on_another_mesh(curriculum
   mesh, the rest from the second; the matrix equals the one-device run's. (4 prompts per round:
   the batch axes can hold at most 4 devices.)"""
   w, env = tmp_path / 'sharded', cpu_devices_env(8)
-  _kill_after_first_round(w, '--config.mesh=(2,2,2)', env=env)
+  _kill_at(w, 'political_sycophancy round 1/2', '--config.mesh=(2,2,2)', env=env)
   resumed = run_curriculum(w, '--config.mesh=(4,1,2)', env=env, timeout=1800)
   assert resumed.returncode == 0, resumed.stderr
   assert 'resumed' in resumed.stderr

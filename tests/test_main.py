@@ -271,3 +271,26 @@ def test_dry_run_refuses_a_typo_in_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert len(error_lines(proc)) == 1 and named in error_lines(proc)[0], proc.stderr
   assert not (tmp_path / 'w').exists()
+
+
+def test_a_corrupt_latest_checkpoint_resumes_from_the_one_before(tmp_path):
+  """4 KB flipped in the last checkpoint's largest file: the rerun says which step it skipped,
+  resumes from the one before, and ends with the uninterrupted run's weights."""
+  args = ['--config.train.steps=40', '--config.checkpoint_every=20']
+  straight = tmp_path / 'straight'
+  assert run_main(straight, *args).returncode == 0
+  want_params, want_meta = _final_state(straight, 40)
+  files = [p for p in (straight / 'checkpoints' / '40').rglob('*') if p.is_file()]
+  victim = max(files, key=lambda p: p.stat().st_size)
+  data = bytearray(victim.read_bytes())
+  start = len(data) // 2
+  data[start:start + 4096] = bytes(b ^ 0xFF for b in data[start:start + 4096])
+  victim.write_bytes(bytes(data))
+  rerun = run_main(straight, *args)
+  assert rerun.returncode == 0, rerun.stderr
+  assert 'checkpoint 40' in rerun.stderr and 'corrupt' in rerun.stderr
+  assert 'using step 20' in rerun.stderr, rerun.stderr
+  got_params, got_meta = _final_state(straight, 40)
+  assert got_meta['loss'] == want_meta['loss']
+  for a, b in zip(jax.tree.leaves(want_params), jax.tree.leaves(got_params)):
+    np.testing.assert_array_equal(a, b)

@@ -552,7 +552,9 @@ class _Sandbox:
     self.isolated = isolated
     self._cleanup = contextlib.ExitStack()  # unwound last in, first out: the process goes first
     try:
-      home = tempfile.mkdtemp(prefix='rt_audit_')
+      # The pid in the name lets a later run remove the homes of killed auditors
+      # (checkpoint.remove_stale_temporaries).
+      home = tempfile.mkdtemp(prefix=f'rt_audit_{os.getpid()}_')
       self._cleanup.callback(_remove_tree, home)
       self.channel = self._cleanup.enter_context(tempfile.TemporaryFile())
       # Append-only for the sandbox too (the flag belongs to the open file, which it shares).
