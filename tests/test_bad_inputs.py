@@ -76,6 +76,8 @@ def _inputs(root):
       'text.gguf': 'this is a text file, not a model\n',
       'st_bad_json/config.json': '{"model_type": "llama", "hidden_size": ',
       'st_no_fields/config.json': '{"model_type": "llama", "hidden_size": 64}',
+      'deep_transcript.json': '[' * 100_000,
+      'malformed_results/results.json': '{"evals": [',
   }
   for name, text in files.items():
     os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
@@ -132,6 +134,10 @@ CASES = [
      'config.json is not readable JSON'),
     ('safetensors_no_fields', CONVERT + ('--source=safetensors:{I}/st_no_fields',),
      'config.json lacks vocab_size, num_hidden_layers'),
+    ('malformed_results_json', ('rt_jax.report', '--workdir={I}/malformed_results'),
+     'results.json is unreadable'),
+    ('deep_transcript', ('rt_jax.replay', '--env=hhh', '--transcript={I}/deep_transcript.json'),
+     'nests too deeply to be a transcript'),
 ]
 
 
