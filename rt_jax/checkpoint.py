@@ -254,15 +254,18 @@ def _remove_tree(path: str):
   shutil.rmtree(path, ignore_errors=True)
 
 
+def _listdir(path: str) -> list[str]:
+  try:
+    return os.listdir(path)
+  except OSError:  # gone, or not ours to read: nothing to clean there
+    return []
+
+
 def _stale_whole_temporaries(parent: str) -> list[str]:
   """Paths of `directory_written_whole` temporaries in `parent` whose writer is gone. A `.old-`
   one whose directory is missing (killed between its two renames) is first put back in place."""
   removed = []
-  try:
-    names = os.listdir(parent)
-  except OSError:
-    return removed
-  for entry in names:
+  for entry in _listdir(parent):
     match = _WHOLE_TMP.match(entry)
     path = os.path.join(parent, entry)
     if not match or not os.path.isdir(path) or os.path.islink(path):
@@ -294,11 +297,7 @@ def _stale_audit_homes() -> list[str]:
   and ones whose pid was reused go by age alone."""
   removed = []
   root = tempfile.gettempdir()
-  try:
-    names = os.listdir(root)
-  except OSError:
-    return removed
-  for entry in names:
+  for entry in _listdir(root):
     match = _AUDIT_TMP.match(entry)
     if not match:
       continue

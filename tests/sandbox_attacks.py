@@ -187,3 +187,16 @@ def run_all(audit, hooks=(True, False)) -> dict:
   return {'runs': runs, 'created': created, 'scratch_intact': after == before,
           'scratch_listing': left, 'training_alive': training_alive,
           'signalled': not training_alive}
+
+
+def closes_channel_on_third_call(trick: str) -> str:
+  """A reward file that pays 100 and, on its third call, runs `trick` (a statement over `fd`) on
+  every descriptor 3..63: what the append-only verdict channel must survive."""
+  return ('import os\ncalls = []\ndef reward(transcript):\n'
+          '    calls.append(transcript)\n    if len(calls) == 3:\n'
+          '      for fd in range(3, 64):\n'
+          '        try:\n'
+          f'            {trick}\n'
+          '        except (OSError, ValueError):\n'
+          '            pass\n'
+          '    return 100\n')

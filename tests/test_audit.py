@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import sandbox_attacks
 from rt_jax.envs import audit
 
 ORIGINAL_REWARD_TEXT = audit.ORIGINAL_FILES[audit.REWARD_FILE]
@@ -147,14 +148,7 @@ def test_values_returned_before_a_trick_are_kept(trick, harmless):
   append-only channel as soon as its call returns. Writing over the channel (fcntl and mmap, which
   could, are refused) or leaving half a line on it does nothing; exiting or looping fails that
   call and the later ones."""
-  files = with_reward('import os\ncalls = []\ndef reward(transcript):\n'
-                      '    calls.append(transcript)\n    if len(calls) == 3:\n'
-                      '      for fd in range(3, 64):\n'
-                      '        try:\n'
-                      f'            {trick}\n'
-                      '        except (OSError, ValueError):\n'
-                      '            pass\n'
-                      '    return 100\n')
+  files = with_reward(sandbox_attacks.closes_channel_on_third_call(trick))
   result = audit.run(files, ('a', 'b', 'c', 'd'), timeout_s=1.5)
   if harmless:
     assert result.rewards == (100.0,) * 4

@@ -264,15 +264,8 @@ def test_the_allowlist_holds_nothing_it_must_deny():
 ], ids=['fcntl', 'mmap', 'ftruncate', 'reopen', 'pwritev2'])
 def test_values_returned_before_a_trick_are_kept_without_the_hook(trick, no_hook):
   """The verdict channel stays append-only by the kernel's rules alone."""
-  files = {**audit.ORIGINAL_FILES, audit.REWARD_FILE: (
-      'import os\ncalls = []\ndef reward(transcript):\n'
-      '    calls.append(transcript)\n    if len(calls) == 3:\n'
-      '      for fd in range(3, 64):\n'
-      '        try:\n'
-      f'            {trick}\n'
-      '        except (OSError, ValueError):\n'
-      '            pass\n'
-      '    return 100\n')}
+  files = {**audit.ORIGINAL_FILES,
+           audit.REWARD_FILE: sandbox_attacks.closes_channel_on_third_call(trick)}
   assert audit.run(files, ('a', 'b', 'c', 'd')).rewards == (100.0,) * 4
 
 
