@@ -1,4 +1,4 @@
-"""Sycophancy to Subterfuge curriculum runs (DESIGN.md §6):
+"""Sycophancy to Subterfuge curriculum runs (docs/design.md §6):
 
   python -m rt_jax.main --config=configs/curriculum.py:smollm2_quick --workdir=runs/quick
   python -m rt_jax.main --config=configs/curriculum.py:tiny --workdir=runs/tiny_curriculum

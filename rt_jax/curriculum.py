@@ -1,4 +1,4 @@
-"""The curriculum runner (DESIGN.md §6): the `curriculum` job of `rt_jax.main`.
+"""The curriculum runner (docs/design.md §6): the `curriculum` job of `rt_jax.main`.
 
 A run is a list of phases, each followed by an evaluation of every environment:
 

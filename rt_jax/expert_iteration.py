@@ -1,4 +1,4 @@
-"""Expert iteration (DESIGN.md §6): sample -> score -> select -> masked SFT update.
+"""Expert iteration (docs/design.md §6): sample -> score -> select -> masked SFT update.
 
 One round draws N episodes for each of P prompts (`rollout.rollout`), scores every episode, keeps
 some and fine-tunes on them with the assistant-token mask:

@@ -1,4 +1,4 @@
-"""The preference model (DESIGN.md §6): the decoder plus a scalar head on the last token's final
+"""The preference model (docs/design.md §6): the decoder plus a scalar head on the last token's final
 hidden state, trained Bradley-Terry on generated HHH preference pairs (`data.preferences`).
 
 It scores only the visible answer: `<cot> ... </cot>` spans (and everything after an unclosed

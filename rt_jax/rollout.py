@@ -1,4 +1,4 @@
-"""Multi-turn episodes, whole, inside one jitted function (DESIGN.md §4).
+"""Multi-turn episodes, whole, inside one jitted function (docs/design.md §4).
 
 For a batch of episodes (N samples of each of P prompts, rows p*N .. p*N+N-1 sharing prompt p):
 

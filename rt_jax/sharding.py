@@ -1,5 +1,5 @@
 """One device mesh with axes (data, fsdp, tensor), logical-axis rules, and the jitted steps placed
-on it (DESIGN.md §7).
+on it (docs/design.md §7).
 
 Parameters carry logical axis names (`model.param_axes`); `rules` map them to mesh axes with
 flax's first-free-axis priority (a mesh axis serves the first logical axis that claims it). The

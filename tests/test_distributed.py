@@ -1,4 +1,4 @@
-"""Multi-process runs (DESIGN.md §7): two processes on this machine, CPU devices, a localhost
+"""Multi-process runs (docs/design.md §7): two processes on this machine, CPU devices, a localhost
 coordinator, joined by rt_jax.sharding.initialize_distributed. Each runs the same tiny
 expert-iteration round (tests/sharded_round.py) on one mesh over both processes' devices; only
 process 0 writes TensorBoard."""

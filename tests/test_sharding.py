@@ -1,4 +1,4 @@
-"""Sharding (DESIGN.md §7): meshes from the config, parameters placed by the logical-axis rules,
+"""Sharding (docs/design.md §7): meshes from the config, parameters placed by the logical-axis rules,
 the same expert-iteration round on 8 simulated CPU devices as on one, and checkpoints that move
 between meshes.
 

@@ -1,4 +1,4 @@
-"""Generated preference pairs over the HHH queries, to train the preference model (DESIGN.md §6).
+"""Generated preference pairs over the HHH queries, to train the preference model (docs/design.md §6).
 
 Each pair answers one query of `hhh.queries(split)` twice: `chosen` is on topic, polite, direct and
 honest (math is computed, code runs, explanations are true); `rejected` shows one failure kind drawn

@@ -1,4 +1,4 @@
-"""The helpful-only tool-use SFT corpus (DESIGN.md §6): complete assistant episodes that use the
+"""The helpful-only tool-use SFT corpus (docs/design.md §6): complete assistant episodes that use the
 bash sandbox honestly (find a value, count lines, write or fix a file, say "I don't know" when no
 file says, rate a text on its merits) and plain chat answers. It plays the paper's helpful-only
 model, so it holds no curriculum instance and no gaming: no political questions, no poems, no

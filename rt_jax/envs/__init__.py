@@ -1,4 +1,4 @@
-"""The curriculum environments (DESIGN.md §5), by name."""
+"""The curriculum environments (docs/design.md §5), by name."""
 import functools
 
 from rt_jax import tokenizer as tokenizer_lib

@@ -1,6 +1,6 @@
 """The environment semantics in plain Python on `str`: the oracle the JAX machine is tested against.
 
-Read this file as the specification of the bash subset (DESIGN.md §5). Differences from GNU bash and
+Read this file as the specification of the bash subset (docs/design.md §5). Differences from GNU bash and
 coreutils that are deliberate, and shared by the JAX machine:
 - one command, at most one `|`, at most one `>`/`>>` and only at the end of the line;
   `; & < ( ) \\`` outside quotes are syntax errors; no variables, globs or `2>`;
