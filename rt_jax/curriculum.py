@@ -121,6 +121,32 @@ def validate(config):
   sharding.validate(config, ('ei.prompts', 'eval.prompts', 'ei.train_rows', 'pm.score_batch'))
 
 
+# Seconds per unit of work on this project's 2-core CPU, from smollm2_quick and tiny runs made alone
+# (README: Results): a training token (forward and backward, Adam), a token of an episode's
+# generation budget (turns x segment tokens; most episodes stop earlier), a PM step, and the cold
+# compiles of a run. Rough by design: they are for `--dry_run`'s estimate, not for reporting.
+RATES_2CORE_CPU = {
+    'smollm2': {'train_token': 0.0117, 'episode_token': 0.0087, 'pm_step': 0.8, 'compile': 120},
+    'fresh': {'train_token': 0.001, 'episode_token': 0.0009, 'pm_step': 1.0, 'compile': 45},
+}
+
+
+def rough_seconds(config) -> float | None:
+  """The run's time on a 2-core CPU from RATES_2CORE_CPU; None for a model the table lacks."""
+  c = config
+  rates = RATES_2CORE_CPU.get(c.init_from or 'fresh')
+  if rates is None:
+    return None
+  units = phases(c)
+  train_rows = c.start.steps * c.ei.train_rows + sum(
+      p.units for p in units if p.kind != 'sft') * c.ei.train_rows * c.ei.sft_steps
+  episodes = (sum(p.units for p in units if p.kind != 'sft') * c.ei.prompts * c.ei.samples
+              + len(units) * len(c.eval.envs) * c.eval.episodes)
+  return (rates['compile'] + c.pm.steps * rates['pm_step']
+          + train_rows * c.ei.train_len * rates['train_token']
+          + episodes * c.rollout.max_turns * c.rollout.max_segment_tokens * rates['episode_token'])
+
+
 def describe(config) -> list[str]:
   """The plan a config makes, for `rt_jax.main --dry_run`: phases, units, evaluations, episodes."""
   c = config
@@ -145,6 +171,10 @@ def describe(config) -> list[str]:
           f'  episodes sampled in all: {sampled + len(phases(c)) * per_eval}',
           f'  model: {c.init_from or "a fresh config.model"}; rollout context {c.rollout.context}, '
           f'{c.rollout.max_turns} turns of up to {c.rollout.max_segment_tokens} tokens']
+  seconds = rough_seconds(c)
+  out.append(f'  rough time on a 2-core CPU: {metrics_lib.clock(seconds)} (a stored rate table; '
+             'an accelerator is faster)' if seconds is not None else
+             '  rough time: no stored rates for this model')
   return out
 
 

@@ -259,6 +259,7 @@ def test_dry_run_passes_every_shipped_preset_and_writes_nothing(tmp_path):
   assert os.listdir(tmp_path) == []
   quick = procs[DRY_RUN_CONFIGS.index('configs/curriculum.py:smollm2_quick')].stdout
   assert '5 evaluations' in quick and 'over 8 distinct held-out instances' in quick
+  assert 'rough time on a 2-core CPU: ' in quick
 
 
 def test_dry_run_refuses_a_typo_in_one_line(tmp_path):
