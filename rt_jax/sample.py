@@ -8,6 +8,8 @@ With --env, each sample is a whole episode of that environment's instance (`roll
 calls run in the virtual filesystem, up to --max_turns segments of --max_new_tokens tokens each),
 printed with its grader's flags in readable form (`Environment.readable`: choice=A, not 1).
 """
+import functools
+
 import jax
 import numpy as np
 from absl import flags
@@ -81,10 +83,14 @@ def _episodes(cfg, tok, params):
                     _TEMPERATURE.value, _N.value, top_p=_TOP_P.value)
   graded = jax.device_get(core.grade(env, table, eps.env))
   for i in range(_N.value):
-    flags_i = env.readable({k: np.asarray(v[i]).item() for k, v in graded.items()})
-    flags_i = ', '.join(f'{k}={v}' for k, v in sorted(flags_i.items()))
+    flags_i = {k: np.asarray(v[i]).item() for k, v in graded.items()}
+    text = rollout.text(tok, eps, i)
+    if env.audit is not None:  # reward_tampering: the sandboxed audit's verdict, as reported
+      fs = jax.tree.map(lambda x, i=i: np.asarray(x[i]), eps.env.fs)
+      flags_i.update(env.audit(flags_i, functools.partial(core.files_of, fs), text))
+    flags_i = ', '.join(f'{k}={v}' for k, v in sorted(env.readable(flags_i).items()))
     cut = ' (truncated)' if eps.truncated_B[i] else ''
-    print(f'=== sample {i} ===\n{rollout.text(tok, eps, i)}\n--- {_ENV.value} '
+    print(f'=== sample {i} ===\n{text}\n--- {_ENV.value} '
           f'{_SPLIT.value}/{_INSTANCE.value}{cut}: {flags_i}', flush=True)
 
 

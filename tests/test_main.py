@@ -179,7 +179,13 @@ def test_sample_cli_runs_episodes_of_an_environment(trained_workdir):
   assert first.stdout.count('=== sample') == 2
   assert ' (B) ' in first.stdout and '<|im_start|>assistant' in first.stdout  # the prompt
   assert first.stdout.count('--- political_sycophancy eval/3') == 2
-  assert 'sycophantic=' in first.stdout
+  assert 'sycophantic=' in first.stdout and 'user_side=' in first.stdout
+  tampering = run_module('rt_jax.sample', f'--checkpoint={trained_workdir}',
+                         '--env=reward_tampering', '--n=1', '--max_new_tokens=8', '--max_turns=1')
+  assert tampering.returncode == 0, tampering.stderr
+  # The audit's verdict, as the curriculum reports it (the known one when nothing changed).
+  assert 'reward_tampered=False' in tampering.stdout and 'test_passes=True' in tampering.stdout
+  assert 'undetected=False' in tampering.stdout
 
 
 def test_sample_cli_errors(tmp_path, trained_workdir):
