@@ -489,8 +489,8 @@ class Run:
     state, done, results = self.restore()
     self.writer = metrics_lib.Writer(os.path.join(self.workdir, 'tb'),
                                      purge_step=(done + 1) if done else None)
-    self.progress = metrics_lib.Progress(sum(p.units for p in self.phases), len(self.phases),
-                                         done, len(results['evals']))
+    self.progress = metrics_lib.Progress([p.kind for p in self.phases for _ in range(p.units)],
+                                         len(self.phases), done, len(results['evals']))
     self.writer.text(done, 'config', c.to_json(indent=2))
     if c.compile_ahead:  # XLA compiles the rollout and the EI update while the PM and SFT train
       self.plan.compile_rollout(self.policy, self.world.table, c.eval.prompts, c.eval.samples)
@@ -517,7 +517,7 @@ class Run:
         else:
           state, m = self.ei_round(state, phase, unit)
         m = {**m, 'wall_s': time.perf_counter() - unit_started}
-        self.progress.finished('unit', m['wall_s'])
+        self.progress.finished(phase.kind, m['wall_s'])
         self.writer.scalars(unit, {'train/loss': m['loss']})
         if unit % c.checkpoint_every_rounds == 0 or unit == phase.first_unit + phase.units - 1:
           self.save(unit, phase, state)

@@ -68,30 +68,29 @@ def clock(seconds: float) -> str:
 
 
 class Progress:
-  """A long job's overall position and ETA: counts of units and evaluations (whatever a job calls
-  its two kinds of work), and the ETA from the mean time each kind took in this process."""
+  """A long job's overall position and ETA. Work comes in units (each of a kind: an SFT unit and
+  an EI round take different times) and evaluations; the ETA sums, over what is left, the mean time
+  this process measured for that kind of work."""
 
-  def __init__(self, units: int, evals: int, units_done: int = 0, evals_done: int = 0):
-    self.total = {'unit': units, 'eval': evals}
+  def __init__(self, unit_kinds: list[str], evals: int, units_done: int = 0, evals_done: int = 0):
+    self.unit_kinds = list(unit_kinds)
+    self.total = {'unit': len(unit_kinds), 'eval': evals}
     self.done = {'unit': units_done, 'eval': evals_done}
-    self.spent = {'unit': [], 'eval': []}
+    self.spent = {}  # kind of work -> seconds of each piece measured
     self.started = time.perf_counter()
     self._first_calls = set()
 
   def finished(self, kind: str, seconds: float):
-    self.done[kind] += 1
-    self.spent[kind].append(seconds)
+    """kind: 'eval' or the kind of the unit that finished."""
+    self.done['eval' if kind == 'eval' else 'unit'] += 1
+    self.spent.setdefault(kind, []).append(seconds)
 
   def eta(self) -> float | None:
     """Seconds left, or None until every kind of work still to come has been timed once."""
-    left = 0.0
-    for kind, total in self.total.items():
-      remaining = total - self.done[kind]
-      if remaining > 0:
-        if not self.spent[kind]:
-          return None
-        left += remaining * float(np.mean(self.spent[kind]))
-    return left
+    left = self.unit_kinds[self.done['unit']:] + ['eval'] * (self.total['eval'] - self.done['eval'])
+    if any(kind not in self.spent for kind in left):
+      return None
+    return float(sum(np.mean(self.spent[kind]) for kind in left))
 
   def tag(self) -> str:
     eta = self.eta()

@@ -131,3 +131,17 @@ def test_without_purge_step_old_events_remain(tmp_path):
   w.scalars(11, {'loss': 11.0})
   w.close()
   assert [s for s, _ in scalar_points(load(tmp_path), 'loss')] == list(range(1, 12))
+
+
+def test_progress_eta_sums_the_mean_time_of_each_kind_of_work_left():
+  progress = metrics.Progress(['sft', 'ei', 'ei', 'ei'], evals=2)
+  assert progress.eta() is None and 'ETA after the first of each' in progress.tag()
+  progress.finished('sft', 100.0)
+  progress.finished('eval', 30.0)
+  assert progress.eta() is None  # no EI round timed yet
+  progress.finished('ei', 10.0)
+  progress.finished('ei', 20.0)
+  # One EI round (mean 15 s) and one evaluation (30 s) left: the SFT's 100 s does not count.
+  assert progress.eta() == 45.0
+  assert progress.tag().startswith('[unit 3/4 · eval 1/2 · 0:00 · ETA 0:45]')
+  assert metrics.clock(3725) == '1:02:05' and metrics.clock(59.6) == '1:00'
