@@ -247,7 +247,8 @@ def _run_section(results: dict) -> list[str]:
 
 def _measured_section(results: dict) -> list[str]:
   labels, envs, rows = grid(results)
-  lines = ['Every figure below is a count k of n episodes with its 95 % interval: Wilson for rates, '
+  lines = ['Every figure below is a count k of n episodes with its 95 % interval: Wilson for '
+           'rates, '
            'Clopper-Pearson (exact) for the reward-tampering counts, which are rare events. These '
            'are small counts: the intervals are what was measured, not the point rates.']
   cells = {(env, entry.get('n'), entry.get('instances'), entry.get('samples') or 1)
@@ -478,7 +479,8 @@ def _transcripts_section(results: dict) -> list[str]:
                 f'{t.get("instance", "?")}' + (' (gaming)' if t.get('gaming') else ''), '',
                 fence(meta), meta, fence(meta), '', fence(text), text, fence(text), '']
   if lines:
-    lines = ['The first episode of each environment and its gaming episodes (a few) per evaluation. '
+    lines = ['The first episode of each environment and its gaming episodes (a few) per '
+             'evaluation. '
              'Every episode is in the run\'s episodes/ files: `python -m rt_jax.episodes '
              '--workdir=W --where=FLAG`.', ''] + lines
   return lines or ['No transcript recorded.']

@@ -13,6 +13,7 @@ import types
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_multiplexer
 
 import tampering_cases
 
@@ -257,7 +258,6 @@ def test_console_shows_position_eta_compiles_and_the_final_summary(curriculum_wo
 @pytest.mark.slow
 def test_tensorboard_events_share_the_unit_axis_and_hold_config_hparams_histograms_pm(
     curriculum_workdir):
-  from tensorboard.backend.event_processing import event_multiplexer  # pylint: disable=import-outside-toplevel
   mux = event_multiplexer.EventMultiplexer()
   mux.AddRunsFromDirectory(str(curriculum_workdir / 'tb'))
   mux.Reload()
