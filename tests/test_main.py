@@ -209,7 +209,9 @@ def test_sample_cli_errors(tmp_path, trained_workdir):
       with open(os.path.join(root, name), 'wb') as f:
         f.write(b'garbage')
   proc = run_module('rt_jax.sample', f'--checkpoint={tmp_path}/corrupt', '--prompt=hi')
-  assert proc.returncode == 1 and 'cannot be restored' in error_lines(proc)[0], proc.stderr
+  # The checksums written with the step catch it before Orbax reads a byte.
+  assert proc.returncode == 1 and len(error_lines(proc)) == 1, proc.stderr
+  assert 'checkpoints/30 is corrupt' in error_lines(proc)[0], proc.stderr
 
 
 def test_bench_decode_prints_one_json_line():
