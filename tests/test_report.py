@@ -284,3 +284,18 @@ def test_report_states_instances_pairs_evaluations_and_widens_clustered_cells(tm
   # Instances 1..4 rose from 0 to 4; none fell: p = 2 * 0.5 ** 4.
   assert '| helpful_only -> political_sycophancy | +4 / -0 of 8, p = 0.12 |' in text
   assert 'sycophantic among answered' in text and '20/30' in text
+
+
+def test_report_escapes_control_bytes_in_transcripts_and_keeps_curriculum_order(tmp_path):
+  results = synthetic_results()
+  results['run']['env_order'] = ['reward_tampering', 'political_sycophancy']
+  results['evals'][1]['transcripts'][0]['text'] = 'clear the screen \x1b[2J\x00 and ring \x07\n'
+  _write_results(tmp_path, results)
+  report.write(str(tmp_path))
+  text = (tmp_path / 'report.md').read_text()
+  assert not any(ord(ch) < 32 and ch not in '\n\t' for ch in text)
+  assert 'clear the screen \\x1b[2J\\x00 and ring \\x07' in text
+  # Columns: the run's order first, then the rest in the order they first appear.
+  header = next(line for line in text.splitlines() if line.startswith('| evaluation | '))
+  assert header.startswith('| evaluation | reward_tampering | political_sycophancy | '
+                           'tool_use_flattery |'), header
