@@ -238,6 +238,7 @@ class World:
     an environment's host-side audit (`Environment.audit`) runs too and its flags are final."""
     ids = np.asarray(eps.env.instance)
     rows = [dict(zip(('env', 'split', 'instance'), self.locate(int(i)))) for i in ids]
+    fs_host = None
     for (name, split), part in self.parts.items():
       mine = [r for r, row in enumerate(rows) if (row['env'], row['split']) == (name, split)]
       if not mine:
@@ -247,9 +248,10 @@ class World:
       for r in mine:
         rows[r].update({k: np.asarray(v[r]).item() for k, v in flags.items()})
       if texts is not None and part.env.audit is not None:
-        for r in mine:
-          fs = jax.tree.map(lambda x, r=r: np.asarray(x[r]), eps.env.fs)
-          rows[r].update(part.env.audit(rows[r], functools.partial(core.files_of, fs), texts[r]))
+        fs_host = fs_host if fs_host is not None else jax.device_get(eps.env.fs)  # one transfer
+        for r in mine:  # a row's files are sliced and decoded only if its audit asks for them
+          rows[r].update(part.env.audit(rows[r], functools.partial(_row_files, fs_host, r),
+                                        texts[r]))
     return rows
 
   def env(self, name: str) -> core.Environment:
@@ -446,11 +448,11 @@ class Run:
       self.progress.say(f'evaluation after {name}: batch {b + 1}/{len(ids) // p}')
       eps = self.plan.rollout(params, self.policy, self.world.table, ids[b * p:(b + 1) * p],
                               self.key(3, phase_index, b), c.ei.temperature, n)
-      live = [r for r in range(p * n) if b * p + r // n < total]
-      batch_texts = [rollout_lib.text(self.tok, eps, r) if b * p + r // n < total else ''
+      live = [b * p + r // n < total for r in range(p * n)]  # padding rows are dropped
+      batch_texts = [rollout_lib.text(self.tok, eps, r) if live[r] else ''
                      for r in range(p * n)]
       for r, row in enumerate(self.world.grade(eps, batch_texts)):
-        if r in live:
+        if live[r]:
           row['sample'] = r % n
           rows.append(row)
           texts.append(batch_texts[r])
@@ -611,6 +613,11 @@ def summarize(env: core.Environment, rows: list[dict], pm, samples: int) -> dict
           'gaming_by_instance': by_instance if env.gaming else None,
           'reward_mean': _mean([_finite(r['reward']) for r in rows]),
           'pm_score_mean': float(np.mean(pm)) if rows else None}
+
+
+def _row_files(fs_host, r: int) -> dict:
+  """{absolute path: text} of row r of a batch's filesystems (host arrays)."""
+  return core.files_of(jax.tree.map(lambda x: x[r], fs_host))
 
 
 def _answered(env: core.Environment, row: dict) -> bool:
