@@ -7,7 +7,7 @@ transformers + PyTorch `generate` on the same GGUF and prompts; prints one JSON 
 tokens_per_s counts generated tokens over the whole call (prefill included), best of --repeats
 timed calls after one compiling call; every row generates exactly --new_tokens tokens (no stop
 token) at temperature 1 over the full vocabulary, on both sides. The FLOP limit is the measured
-f32 matmul peak divided by 2 x parameters per token (rt_jax.perf.decode_flops_per_token).
+f32 matmul peak divided by 2 x parameters per token (rt_jax.core.perf.decode_flops_per_token).
 rt_jax's peak resident memory is read before the peer is imported.
 """
 import json
@@ -18,14 +18,14 @@ import jax
 import numpy as np
 from absl import flags
 
-from rt_jax import checkpoint
-from rt_jax import cli
-from rt_jax import fetch
-from rt_jax import model as model_lib
-from rt_jax import perf
-from rt_jax import sampling
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.errors import ConfigError
+from rt_jax.core import checkpoint
+from rt_jax.core import cli
+from rt_jax.core import fetch
+from rt_jax.core import model as model_lib
+from rt_jax.core import perf
+from rt_jax.core import sampling
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core.errors import ConfigError
 
 _PRESET = flags.DEFINE_enum('preset', 'tiny', sorted(model_lib.PRESETS),
                             'Model preset with random weights (ignored with --checkpoint).')

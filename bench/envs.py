@@ -16,8 +16,9 @@ import jax
 import numpy as np
 from absl import flags
 
-from rt_jax import cli, envs
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax import envs
+from rt_jax.core import cli
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import core, reference
 
 _BATCH = flags.DEFINE_integer('batch', 1024, 'Episodes stepped together.', lower_bound=1)

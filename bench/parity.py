@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from rt_jax import checkpoint
-from rt_jax import cli
-from rt_jax import fetch
-from rt_jax import model as model_lib
-from rt_jax import sampling
+from rt_jax.core import checkpoint
+from rt_jax.core import cli
+from rt_jax.core import fetch
+from rt_jax.core import model as model_lib
+from rt_jax.core import sampling
 
 PROMPTS = ('What is the capital of France?', 'Write a haiku about autumn.',
            'def fibonacci(n):', 'Translate "good morning" into Spanish.',

@@ -7,10 +7,10 @@ against HF transformers + PyTorch training the same model shape; prints one JSON
 One step is the forward pass, the backward pass and a clipped AdamW update on `batch` rows of
 `seq_len` positions of random tokens, every target learned; weights are random (the speed does not
 depend on them). With --microbatch_rows the gradient is accumulated over row slices, on both
-sides. The FLOP formula is rt_jax.perf.train_flops_per_token: 6N + 12·L·H·Dh·T per token (the
+sides. The FLOP formula is rt_jax.core.perf.train_flops_per_token: 6N + 12·L·H·Dh·T per token (the
 matmuls forward and backward, plus attention scores and values; PaLM, arXiv 2204.02311,
 appendix B), N counting the tied embedding once. MFU = tokens/s x FLOPs per token / the measured
-f32 matmul peak (rt_jax.perf.matmul_peak_flops). tokens_per_s is the best of --repeats timed
+f32 matmul peak (rt_jax.core.perf.matmul_peak_flops). tokens_per_s is the best of --repeats timed
 steps after one compiling step. The peer is transformers' LlamaForCausalLM with the same shapes in
 f32, torch.optim.AdamW and the same gradient clipping; rt_jax's peak resident memory is read
 before the peer is imported.
@@ -24,11 +24,11 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from rt_jax import cli
-from rt_jax import model as model_lib
-from rt_jax import perf
-from rt_jax import train
-from rt_jax.errors import ConfigError
+from rt_jax.core import cli
+from rt_jax.core import model as model_lib
+from rt_jax.core import perf
+from rt_jax.core import train
+from rt_jax.core.errors import ConfigError
 
 _PRESET = flags.DEFINE_enum('preset', 'smollm2_135m', sorted(model_lib.PRESETS),
                             'Model shapes (random weights).')

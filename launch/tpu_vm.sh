@@ -361,7 +361,7 @@ do_run() {
   local main job
   main=$(render .venv/bin/python -m rt_jax.main "--config=$CONFIG" "--workdir=$WORKDIR" \
     ${OVERRIDES[@]+"${OVERRIDES[@]}"})
-  # Every host joins one run (rt_jax.sharding.initialize_distributed); JAX reads the slice.
+  # Every host joins one run (rt_jax.core.sharding.initialize_distributed); JAX reads the slice.
   job="RT_JAX_COORDINATOR=auto $main >> $LOG 2>&1; echo \"rt_jax.main exited with status \$?\" >> $LOG"
   ssh_all "$(script \
     'set -eu' \

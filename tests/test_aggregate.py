@@ -5,7 +5,7 @@ import os
 from PIL import Image
 
 from conftest import error_lines, run_module
-from rt_jax import aggregate
+from rt_jax.studies.subterfuge import aggregate
 
 
 def _results(seed: int, sycophantic: list[int], tampered: list[int], n: int = 16) -> dict:

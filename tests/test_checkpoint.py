@@ -10,10 +10,10 @@ import numpy as np
 import optax
 import pytest
 
-from rt_jax import checkpoint
-from rt_jax import model as model_lib
-from rt_jax import tokenizer
-from rt_jax.errors import CheckpointError
+from rt_jax.core import checkpoint
+from rt_jax.core import model as model_lib
+from rt_jax.core import tokenizer
+from rt_jax.core.errors import CheckpointError
 
 TOK = tokenizer.builtin()
 # Orbax (0.12.x) writes step N into 'N.orbax-checkpoint-tmp' (items inside as

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from conftest import error_lines, run_module
-from rt_jax import checkpoint
-from rt_jax import convert
-from rt_jax import model
-from rt_jax.errors import ConfigError
+from rt_jax.core import checkpoint
+from rt_jax.core import convert
+from rt_jax.core import model
+from rt_jax.core.errors import ConfigError
 
 CFG = model.preset('tiny', d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
                    mlp_dim=96, vocab_size=300)

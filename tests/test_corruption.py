@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, error_lines, run_module
-from rt_jax import checkpoint
-from rt_jax import model as model_lib
-from rt_jax import tokenizer
-from rt_jax.errors import CheckpointError, UserError
+from rt_jax.core import checkpoint
+from rt_jax.core import model as model_lib
+from rt_jax.core import tokenizer
+from rt_jax.core.errors import CheckpointError, UserError
 
 TOK = tokenizer.builtin()
 # Small enough to save in milliseconds, large enough that its biggest data file exceeds 4 KB.
@@ -303,7 +303,7 @@ def test_sample_cli_refuses_flipped_weights_with_one_line(whole_dir):
 
 _WRITER = """
 import sys, time
-from rt_jax import checkpoint
+from rt_jax.core import checkpoint
 with checkpoint.directory_written_whole(sys.argv[1], replace=True) as tmp:
   open(tmp + '/half', 'w').close()
   print(tmp, flush=True)

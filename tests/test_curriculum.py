@@ -19,8 +19,8 @@ import tampering_cases
 
 from conftest import (CURRICULUM_RUN, REPO, concurrently, cpu_devices_env, curriculum_matrix,
                       error_lines, run_curriculum, run_module)
-from rt_jax import curriculum
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.studies.subterfuge import curriculum
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import core
 
 

@@ -1,5 +1,5 @@
 """Multi-process runs (docs/design.md §7): two processes on this machine, CPU devices, a localhost
-coordinator, joined by rt_jax.sharding.initialize_distributed. Each runs the same tiny
+coordinator, joined by rt_jax.core.sharding.initialize_distributed. Each runs the same tiny
 expert-iteration round (tests/sharded_round.py) on one mesh over both processes' devices; only
 process 0 writes TensorBoard."""
 import glob
@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import CURRICULUM_RUN, curriculum_matrix, run_together
-from rt_jax import sharding
+from rt_jax.core import sharding
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

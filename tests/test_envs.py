@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import error_lines, run_module
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import make, reference, reward_tampering, rubric_modification, transcript
 
 TOK = tokenizer_lib.builtin()

@@ -2,7 +2,7 @@
 import json
 
 from conftest import concurrently, error_lines, run_module
-from rt_jax import episodes
+from rt_jax.studies.subterfuge import episodes
 
 
 def _records():

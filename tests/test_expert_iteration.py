@@ -3,9 +3,9 @@ import jax
 import numpy as np
 import pytest
 
-from rt_jax import expert_iteration as ei
-from rt_jax import rollout
-from rt_jax.errors import ConfigError
+from rt_jax.rl import expert_iteration as ei
+from rt_jax.rl import rollout
+from rt_jax.core.errors import ConfigError
 
 
 def test_hhh_keeps_the_best_episode_of_each_prompt_that_clears_the_threshold():

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from rt_jax import cli, fetch
+from rt_jax.core import fetch
+from rt_jax.core import cli
 
 
 def test_verified_cached_file_is_used_without_download(tmp_path, monkeypatch):

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.data import tool_corpus
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.studies.subterfuge import tool_corpus
 from rt_jax.envs import ENVIRONMENTS, core, grading, make, political_sycophancy, reference
 from rt_jax.envs.limits import HOME, MAX_FILE
 

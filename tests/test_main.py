@@ -13,7 +13,7 @@ import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
 from conftest import REPO, SMALL_RUN, concurrently, error_lines, run_main, run_module
-from rt_jax import checkpoint
+from rt_jax.core import checkpoint
 
 
 def _tree_digest(directory) -> str:

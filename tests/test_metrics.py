@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from rt_jax import metrics
+from rt_jax.core import metrics
 
 SIZE = {'tensors': 0, 'images': 0, 'scalars': 0}
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rt_jax import model
+from rt_jax.core import model
 
 
 @pytest.fixture(scope='module')

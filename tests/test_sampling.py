@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rt_jax import model
-from rt_jax import sampling
-from rt_jax import tokenizer
+from rt_jax.core import model
+from rt_jax.core import sampling
+from rt_jax.core import tokenizer
 
 
 @pytest.fixture(scope='module')

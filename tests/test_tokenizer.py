@@ -6,7 +6,7 @@ import gguf
 import pytest
 import regex
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 
 IM_START, IM_END, NL = 257, 258, 10
 

@@ -23,7 +23,7 @@ import random
 
 import pytest
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 
 pytestmark = pytest.mark.slow
 LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"

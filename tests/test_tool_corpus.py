@@ -4,10 +4,10 @@ import re
 import numpy as np
 import pytest
 
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.data import tool_corpus
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.studies.subterfuge import tool_corpus
 from rt_jax.envs import limits, prompts, reference
-from rt_jax.errors import ConfigError
+from rt_jax.core.errors import ConfigError
 
 # Markers of the curriculum environments (and their reward code) that the helpful-only corpus must
 # never contain.

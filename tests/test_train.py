@@ -4,9 +4,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from rt_jax import model
-from rt_jax import train
-from rt_jax.errors import ConfigError
+from rt_jax.core import model
+from rt_jax.core import train
+from rt_jax.core.errors import ConfigError
 
 CFG = model.preset('tiny', d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
                    mlp_dim=128)

@@ -7,8 +7,8 @@ uninterrupted run would have seen.
 """
 import numpy as np
 
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.errors import ConfigError
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core.errors import ConfigError
 
 SYSTEM = 'You are a concise, helpful assistant.'
 WORDS = ('river', 'garden', 'planet', 'window', 'silver', 'orange', 'candle', 'forest', 'bridge',

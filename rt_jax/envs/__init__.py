@@ -1,11 +1,11 @@
 """The curriculum environments (docs/design.md §5), by name."""
 import functools
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.data import splits
 from rt_jax.envs import (core, hhh, political_sycophancy, reference, reward_tampering,
                          rubric_modification, tool_use_flattery)
-from rt_jax.errors import ConfigError
+from rt_jax.core.errors import ConfigError
 
 ENVIRONMENTS = {env.name: env for env in (
     political_sycophancy.ENV, tool_use_flattery.ENV, rubric_modification.NUDGED,

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 from rt_jax.envs import sandbox
-from rt_jax.errors import UserError
+from rt_jax.core.errors import UserError
 
 REWARD_FILE = 'rl_environment/compute_reward.py'  # relative to the home directory
 TEST_FILE = 'rl_environment/this_file_blocks_reward_hack_attempts.py'

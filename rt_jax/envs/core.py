@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import limits, reference, shell
 from rt_jax.envs.limits import MAX_ANSWER, MAX_CALLS, MAX_COMMAND, MAX_ENTRIES, MAX_FILE, MAX_PATH
 from rt_jax.envs.text import Stream, matches_at, window

@@ -6,9 +6,9 @@ import jax
 import numpy as np
 
 from rt_jax import envs
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import core
-from rt_jax.errors import UserError
+from rt_jax.core.errors import UserError
 
 
 def read_transcript(path: str) -> list[str]:

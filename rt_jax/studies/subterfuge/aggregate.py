@@ -9,9 +9,9 @@ held-out instance set (eval.instance_seed), so their episodes pool the same inst
 """
 import os
 
-from rt_jax import checkpoint
-from rt_jax import report
-from rt_jax.errors import UserError
+from rt_jax.core import checkpoint
+from rt_jax.studies.subterfuge import report
+from rt_jax.core.errors import UserError
 
 MARKDOWN = 'aggregate.md'
 IMAGE = 'aggregate.png'

@@ -1,5 +1,5 @@
 """Supervised fine-tuning: a pure, jitted step over a masked next-token loss, its optimizers
-and the train state. The `sft` job that loops over it is rt_jax/sft.py."""
+and the train state. The `sft` job that loops over it is rt_jax/studies/sft.py."""
 from typing import Any
 
 import jax
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from rt_jax import model as model_lib
-from rt_jax.errors import ConfigError
+from rt_jax.core import model as model_lib
+from rt_jax.core.errors import ConfigError
 
 
 @struct.dataclass

@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rt_jax import memory
-from rt_jax import model as model_lib
-from rt_jax import rollout as rollout_lib
-from rt_jax import train
-from rt_jax.errors import ConfigError, NonFiniteLossError
+from rt_jax.core import memory
+from rt_jax.core import model as model_lib
+from rt_jax.rl import rollout as rollout_lib
+from rt_jax.core import train
+from rt_jax.core.errors import ConfigError, NonFiniteLossError
 
 VARIANTS = ('hhh', 'exploit_only')
 
@@ -82,29 +82,27 @@ class Scored:
 
 
 def update(state: train.TrainState, batch: dict, steps: int, key, *,
-           cfg: model_lib.ModelConfig, optimizer, microbatches: int = 1, plan=None):
-  """`steps` masked SFT steps on the kept episodes; a batch with nothing kept changes nothing.
-  With a `sharding.Plan` the steps run on its mesh."""
+           cfg: model_lib.ModelConfig, optimizer, plan, microbatches: int = 1):
+  """`steps` masked SFT steps on `plan`'s mesh on the kept episodes; a batch with nothing kept
+  changes nothing."""
   if not batch['mask'].any():
     return state, {'loss': float('nan'), 'finite': True}
-  step = train.train_step if plan is None else plan.train_step
   metrics = {}
   for i in range(steps):
-    state, metrics = step(state, batch, jax.random.fold_in(key, i), cfg=cfg,
+    state, metrics = plan.train_step(state, batch, jax.random.fold_in(key, i), cfg=cfg,
                           optimizer=optimizer, microbatches=microbatches)
   return state, jax.device_get(metrics)
 
 
 def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, instance_ids_P, key,
-               score_fn, ei_cfg, *, variant: str, optimizer, plan=None):
-  """One expert-iteration round: sample -> score -> select -> update. With a `sharding.Plan`
-  (and a state it placed) the rollout and the update run on its mesh, episodes on its batch axes.
+               score_fn, ei_cfg, *, variant: str, optimizer, plan):
+  """One expert-iteration round on `plan`'s mesh (a state it placed): sample -> score -> select
+  -> update, episodes on its batch axes.
 
   `score_fn(episodes) -> Scored`. Returns (state, episodes, Scored, (rows, weights), metrics)."""
   sample_key, update_key = jax.random.split(key)
-  run = rollout_lib.run if plan is None else plan.rollout
-  eps = run(state.params, policy, table, instance_ids_P, sample_key, ei_cfg.temperature,
-            ei_cfg.samples)
+  eps = rollout_lib.on_mesh(plan, state.params, policy, table, instance_ids_P, sample_key,
+                            ei_cfg.temperature, ei_cfg.samples)
   memory.release_free_memory()  # the rollout's freed buffers, before the update's are allocated
   scored = score_fn(eps)
   rows, weights = jax.device_get(select(scored.score, scored.gaming, ei_cfg.threshold,

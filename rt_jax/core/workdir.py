@@ -26,7 +26,7 @@ import time
 
 import jax
 
-from rt_jax.errors import ConfigError, UserError
+from rt_jax.core.errors import ConfigError, UserError
 
 LOCK = '.lock'
 PLAN = 'run.json'
@@ -272,6 +272,6 @@ def record(workdir: str, config: dict, env: dict, argv: list[str], *,
   entry['warnings'] = warnings
   plan['history'].append(entry)
   if write:
-    from rt_jax import checkpoint  # pylint: disable=import-outside-toplevel -- Orbax: ~0.5 s
+    from rt_jax.core import checkpoint  # pylint: disable=import-outside-toplevel -- Orbax: ~0.5 s
     checkpoint.write_json_atomic(os.path.join(workdir, PLAN), plan)
   return warnings

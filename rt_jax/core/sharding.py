@@ -1,5 +1,5 @@
 """One device mesh with axes (data, fsdp, tensor), logical-axis rules, and the jitted steps placed
-on it (docs/design.md §7).
+on it (docs/design.md §7). The rollout on a mesh is `rl.rollout.on_mesh`.
 
 Parameters carry logical axis names (`model.param_axes`); `rules` map them to mesh axes with
 flax's first-free-axis priority (a mesh axis serves the first logical axis that claims it). The
@@ -15,17 +15,14 @@ after `initialize_distributed()`:
   state = plan.init_state(cfg, key, optimizer)         # created sharded, never whole on a host
   target = plan.abstract_state(cfg, optimizer)         # a checkpoint restores onto this mesh
   state, m = plan.train_step(state, batch, key, cfg=cfg, optimizer=optimizer)  # donated state
-  eps = plan.rollout(state.params, policy, table, ids, key, temperature, samples)  # = rollout.run
-  plan.compile_rollout(policy, table, prompts, samples)  # XLA compiles it while the run goes on
+  plan.compile_train_step(cfg, optimizer, rows, length)  # XLA compiles it while the run goes on
 
 Host arrays (batches, instance ids, tables) are the same on every process (they derive from the
 seed), so each process builds its own shards of a global array from them
 (`jax.make_array_from_callback`), and results come back to every host whole.
 """
-import concurrent.futures
 import dataclasses
 import functools
-import itertools
 import math
 import os
 from typing import Any
@@ -35,14 +32,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
-from rt_jax import model as model_lib
-from rt_jax import rollout as rollout_lib
-from rt_jax import train
-from rt_jax.errors import ConfigError
+from rt_jax.core import compiling
+from rt_jax.core import model as model_lib
+from rt_jax.core import train
+from rt_jax.core.errors import ConfigError
 
 AXES = ('data', 'fsdp', 'tensor')
 DEFAULT_MESH = (-1, 1, 1)  # every device on the data axis
@@ -175,37 +171,6 @@ def to_one_device(tree):
   return jax.device_put(jax.tree.map(whole, tree), jax.local_devices()[0])
 
 
-_BARRIERS = itertools.count()
-_COMPILE_BARRIER_MS = 30 * 60 * 1000  # a large model's compile on a slow host
-
-
-# Programs compiling in the background (`Plan.compile_rollout`, `Plan.compile_train_step`), one
-# at a time, by jitted function: a call waits for its function's compile instead of starting a
-# second one. The thread is not a daemon: a run that fails meanwhile exits once XLA is done.
-_COMPILER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix='rt_jax_xla')
-_COMPILING: dict[Any, concurrent.futures.Future] = {}
-
-
-def _compile_ahead(jitted, *args, **kwargs):
-  """Starts `jitted.lower(*args, **kwargs).compile()` in the background (arguments abstract or
-  placed, shardings as the later call's); that call then finds the program in jit's cache."""
-  _COMPILING[jitted] = _COMPILER.submit(lambda: jitted.lower(*args, **kwargs).compile())
-
-
-def _run(jitted, *args, **kwargs):
-  """`jitted(*args, **kwargs)`, compiled first and, across processes, behind a barrier: one
-  process still compiling must not hold the others in the program's first collective, which Gloo
-  (CPU) abandons after 30 s. The call then finds the compiled program in jit's cache."""
-  pending = _COMPILING.pop(jitted, None)
-  if pending is not None:
-    pending.result()  # its errors surface here, at the first call
-  if jax.process_count() > 1:
-    jitted.lower(*args, **kwargs).compile()
-    ocp.multihost.get_barrier_sync_fn()(key=f'rt_jax_compiled_{next(_BARRIERS)}',
-                                        timeout_ms=_COMPILE_BARRIER_MS)
-  return jitted(*args, **kwargs)
-
-
 def _path(key_path) -> str:
   return '/'.join(str(getattr(k, 'key', k)) for k in key_path)
 
@@ -304,8 +269,8 @@ class Plan:
     fresh = lambda p: train.TrainState(jnp.int32(0), p, optimizer.init(p))
     if params is None:
       init = lambda k: fresh(model_lib.init_params(cfg, k))
-      return _run(jax.jit(init, out_shardings=shardings), self.put_key(key))
-    return _run(jax.jit(fresh, out_shardings=shardings), self.put(params, shardings.params))
+      return compiling.call(jax.jit(init, out_shardings=shardings), self.put_key(key))
+    return compiling.call(jax.jit(fresh, out_shardings=shardings), self.put(params, shardings.params))
 
   def train_state(self, step: int, params, opt_state) -> train.TrainState:
     """A TrainState of placed (e.g. restored) parameters and optimizer state and a host step."""
@@ -316,7 +281,7 @@ class Plan:
     """The state's step and parameters with `optimizer`'s initial state, in its shardings; the
     old state is donated, so the parameters are not copied."""
     fresh = lambda s: train.TrainState(s.step, s.params, optimizer.init(s.params))
-    return _run(jax.jit(fresh, out_shardings=self.state(cfg, optimizer), donate_argnums=(0,)),
+    return compiling.call(jax.jit(fresh, out_shardings=self.state(cfg, optimizer), donate_argnums=(0,)),
                 state)
 
   # -- jitted steps ------------------------------------------------------------------------------
@@ -326,49 +291,20 @@ class Plan:
     in its shardings; takes a host batch (as train.train_step) and returns metrics on device."""
     step = _jitted_step(self, cfg, optimizer, microbatches)
     batch, key = self.put_rows(batch, 'training batch'), self.put_key(key)
-    return _run(step, state, batch, key)
+    return compiling.call(step, state, batch, key)
 
   def call_on_rows(self, jitted, placed: tuple, host_rows: tuple, what: str, **static):
     """`jitted(*placed, *rows, **static)` with the host arrays `host_rows` on the batch axes
     (`placed`: arrays already on the mesh) -> the result whole on every process."""
-    return to_host(_run(jitted, *placed, *self.put_rows(host_rows, what), **static))
-
-  def rollout(self, params, policy: rollout_lib.Policy, table, instance_ids_P, key,
-              temperature: float, samples: int, top_p: float = 1.0):
-    """rollout.run on the mesh: episodes on the batch axes (prompts split there; each prompt's
-    N samples stay with it, and so does its part of the KV cache), tables and the key
-    replicated; -> Episodes as host arrays on every process."""
-    eps = _run(rollout_lib.rollout, *self._rollout_args(params, policy, table, instance_ids_P,
-                                                        key, temperature, samples, top_p),
-               samples=samples)
-    return to_host(eps)
-
-  def compile_rollout(self, policy: rollout_lib.Policy, table, prompts: int, samples: int):
-    """Starts compiling `rollout` for `prompts` x `samples` episodes in the background, so that
-    XLA's compile (~40 s on CPU, most of it the environment machine) overlaps what a run does
-    before its first rollout (the PM, the helpful-only SFT)."""
-    args = self._rollout_args(self.abstract_params(policy.cfg), policy, table,
-                              np.zeros(prompts, np.int32), jax.random.key(0), 1.0, samples)
-    _compile_ahead(rollout_lib.rollout, *args, samples=samples)
+    return to_host(compiling.call(jitted, *placed, *self.put_rows(host_rows, what), **static))
 
   def compile_train_step(self, cfg: model_lib.ModelConfig, optimizer, rows: int, length: int,
                          microbatches: int = 1):
     """Starts compiling `train_step` for [rows, length] batches in the background."""
     batch = jax.ShapeDtypeStruct((rows, length), jnp.int32, sharding=self.rows(2))
-    _compile_ahead(_jitted_step(self, cfg, optimizer, microbatches),
+    compiling.ahead(_jitted_step(self, cfg, optimizer, microbatches),
                    self.abstract_state(cfg, optimizer), {'tokens': batch, 'mask': batch},
                    self.put_key(jax.random.key(0)))
-
-  def _rollout_args(self, params, policy, table, instance_ids_P, key, temperature, samples,
-                    top_p=1.0) -> tuple:
-    ids_P = np.asarray(instance_ids_P, np.int32)
-    b = len(ids_P) * samples
-    # Prompts are what is split: a prompt's samples are made on its devices (B = P * samples).
-    rows = lambda x: self.put(x, self.rows(1, 'rollout prompts (ei.prompts)', len(ids_P)))
-    return (params, policy.cfg, policy.rc, self.put(table, self.replicated), rows(ids_P),
-            self.put_key(key), rows(np.full(b, temperature, np.float32)),
-            rows(np.full(b, top_p, np.float32)), self.put(policy.allowed_V, self.replicated),
-            policy.tok.im_end_id)
 
 
 @functools.cache

@@ -7,16 +7,16 @@ import time
 import jax
 import jax.numpy as jnp
 
-from rt_jax import checkpoint as checkpoint_lib
-from rt_jax import metrics as metrics_lib
-from rt_jax import model as model_lib
-from rt_jax import perf
-from rt_jax import sampling
-from rt_jax import sharding
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax import train
+from rt_jax.core import checkpoint as checkpoint_lib
+from rt_jax.core import metrics as metrics_lib
+from rt_jax.core import model as model_lib
+from rt_jax.core import perf
+from rt_jax.core import sampling
+from rt_jax.core import sharding
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core import train
 from rt_jax.data import chat_corpus
-from rt_jax.errors import ConfigError, NonFiniteLossError
+from rt_jax.core.errors import ConfigError, NonFiniteLossError
 
 
 def validate(config):

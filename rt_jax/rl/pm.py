@@ -25,13 +25,13 @@ import optax
 from flax import struct
 from jax.experimental import multihost_utils
 
-from rt_jax import checkpoint as checkpoint_lib
-from rt_jax import model as model_lib
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax import train as train_lib
+from rt_jax.core import checkpoint as checkpoint_lib
+from rt_jax.core import model as model_lib
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core import train as train_lib
 from rt_jax.data import preferences
 from rt_jax.envs import reference
-from rt_jax.errors import CheckpointError, ConfigError, NonFiniteLossError
+from rt_jax.core.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 PM_FILE = 'pm.json'
 NUM_BUCKETS = 4  # score() pads to seq_len / 8, / 4, / 2 or seq_len: at most 4 compiled shapes
@@ -266,7 +266,7 @@ def save(pm: PreferenceModel, directory: str, metrics: dict | None = None):
 def load(directory: str) -> PreferenceModel:
   info_path = os.path.join(directory, PM_FILE)
   if not os.path.isfile(info_path):
-    raise CheckpointError(f'{info_path} not found: not a preference model written by rt_jax.pm')
+    raise CheckpointError(f'{info_path} not found: not a preference model written by rt_jax.rl.pm')
   with open(info_path) as f:
     info = json.load(f)
   cfg, tok = checkpoint_lib.read_model_files(directory)

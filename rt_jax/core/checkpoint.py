@@ -34,10 +34,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 from PIL import Image
 
-from rt_jax import metrics as metrics_lib
-from rt_jax import model as model_lib
-from rt_jax import tokenizer as tokenizer_lib
-from rt_jax.errors import CheckpointError
+from rt_jax.core import metrics as metrics_lib
+from rt_jax.core import model as model_lib
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core.errors import CheckpointError
 
 CHECKSUMS = 'rt_checksums.json'
 _CHECKSUM_FORMAT = 'rt_jax sha256 v1'

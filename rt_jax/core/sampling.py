@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from rt_jax import model as model_lib
-from rt_jax.tokenizer import Tokenizer
+from rt_jax.core import model as model_lib
+from rt_jax.core.tokenizer import Tokenizer
 
 MIN_PROMPT_BUCKET = 16  # prompt buffers are padded to a power of two at least this wide
 

@@ -17,8 +17,8 @@ from absl import logging
 from ml_collections import config_dict
 from ml_collections.config_flags import config_flags
 
-from rt_jax import memory
-from rt_jax.errors import UserError
+from rt_jax.core import memory
+from rt_jax.core.errors import UserError
 
 
 def _fail(message: str, code: int):

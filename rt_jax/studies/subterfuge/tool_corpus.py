@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from rt_jax import tokenizer as tokenizer_lib
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.data import chat_corpus
 from rt_jax.data.splits import pick, sample
 from rt_jax.envs import prompts, reference
