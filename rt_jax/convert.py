@@ -18,5 +18,9 @@ def main(argv):
     convert.convert(flags.FLAGS.source, flags.FLAGS.out)
 
 
-if __name__ == '__main__':
+def entry():
   cli.run(main)
+
+
+if __name__ == '__main__':
+  entry()

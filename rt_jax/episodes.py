@@ -41,5 +41,9 @@ def _main(f):
     print(f'no episode matches (files: {len(names)})')
 
 
-if __name__ == '__main__':
+def entry():
   cli.run(main)
+
+
+if __name__ == '__main__':
+  entry()

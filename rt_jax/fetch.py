@@ -8,5 +8,9 @@ def main(argv):
   print(fetch.fetch())
 
 
-if __name__ == '__main__':
+def entry():
   cli.run(main)
+
+
+if __name__ == '__main__':
+  entry()

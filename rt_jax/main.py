@@ -137,5 +137,9 @@ def main(argv):
   metrics.console(f'done: {result}')
 
 
-if __name__ == '__main__':
+def entry():
   cli.run(main)
+
+
+if __name__ == '__main__':
+  entry()

@@ -38,5 +38,9 @@ def main(argv):
     print(json.dumps(transcript.run(_ENV.value, segments, _INSTANCE.value, _SPLIT.value, tok)))
 
 
-if __name__ == '__main__':
+def entry():
   cli.run(main)
+
+
+if __name__ == '__main__':
+  entry()

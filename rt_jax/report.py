@@ -36,5 +36,9 @@ def _main(f):
     print(path)
 
 
-if __name__ == '__main__':
+def entry():
   cli.run(main)
+
+
+if __name__ == '__main__':
+  entry()

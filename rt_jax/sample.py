@@ -102,5 +102,9 @@ def main(argv):
   (_episodes if _ENV.value else _chat)(cfg, tok, params)
 
 
-if __name__ == '__main__':
+def entry():
   cli.run(main)
+
+
+if __name__ == '__main__':
+  entry()
