@@ -10,7 +10,6 @@ token) at temperature 1 over the full vocabulary, on both sides. The FLOP limit 
 f32 matmul peak divided by 2 x parameters per token (rt_jax.core.perf.decode_flops_per_token).
 rt_jax's peak resident memory is read before the peer is imported.
 """
-import json
 import os
 import resource
 
@@ -18,6 +17,7 @@ import jax
 import numpy as np
 from absl import flags
 
+import bench
 from rt_jax.core import checkpoint
 from rt_jax.core import cli
 from rt_jax.core import fetch
@@ -122,7 +122,7 @@ def main(argv):
                    _REPEATS.value, _SEED.value)
     result['hf'] = peer
     result['ratio_rt_jax_over_hf'] = round(ours['tokens_per_s'] / peer['tokens_per_s'], 2)
-  print(json.dumps(result), flush=True)
+  bench.emit('decode', result)
 
 
 if __name__ == '__main__':

@@ -9,13 +9,13 @@ curriculum episode. One step is one segment of one episode. The JAX side times `
 the whole batch (actions as tokens in, observation tokens out; best of --repeats after a compiling
 call); the reference side times `reference.Episode.step` on the same segments' text.
 """
-import json
 import time
 
 import jax
 import numpy as np
 from absl import flags
 
+import bench
 from rt_jax import envs
 from rt_jax.core import cli
 from rt_jax.core import tokenizer as tokenizer_lib
@@ -71,13 +71,13 @@ def main(argv):
       call()
       best = min(best, time.perf_counter() - start)
     timings[name] = steps * _BATCH.value / best
-  print(json.dumps({
+  bench.emit('envs', {
       'env': 'tool_use_flattery', 'batch': _BATCH.value, 'segments': steps,
       'device': jax.devices()[0].platform, 'jax_steps_per_s': round(timings['jax'], 1),
       'reference_steps_per_s': round(timings['reference'], 1),
       # Three significant figures: a fixed 3 decimals left 0.012 of a 0.0115 ratio (4 % off).
       'ratio': float(f"{timings['jax'] / timings['reference']:.3g}"),
-      'first_call_s': round(compile_s, 1)}))
+      'first_call_s': round(compile_s, 1)})
 
 
 if __name__ == '__main__':

@@ -6,7 +6,6 @@ difference over chat prompts, and whether 32-token greedy continuations agree; o
 The token ids come from HF's tokenizer and feed both models, so this measures the weights and the
 forward pass; tokenizer parity is tests/test_tokenizer_parity.py.
 """
-import json
 import os
 
 import jax
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+import bench
 from rt_jax.core import checkpoint
 from rt_jax.core import cli
 from rt_jax.core import fetch
@@ -62,7 +62,7 @@ _GGUF = flags.DEFINE_string('gguf', None, 'GGUF file (default: the fetched SmolL
 
 def main(argv):
   del argv
-  print(json.dumps(measure(_CHECKPOINT.value, _GGUF.value or fetch.fetch())), flush=True)
+  bench.emit('parity', measure(_CHECKPOINT.value, _GGUF.value or fetch.fetch()))
 
 
 if __name__ == '__main__':

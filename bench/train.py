@@ -15,7 +15,6 @@ steps after one compiling step. The peer is transformers' LlamaForCausalLM with 
 f32, torch.optim.AdamW and the same gradient clipping; rt_jax's peak resident memory is read
 before the peer is imported.
 """
-import json
 import resource
 
 import jax
@@ -24,6 +23,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
+import bench
 from rt_jax.core import cli
 from rt_jax.core import model as model_lib
 from rt_jax.core import perf
@@ -127,7 +127,7 @@ def main(argv):
     peer = measure(time_torch(cfg, tokens_BxT1, microbatches, _REPEATS.value, _SEED.value))
     result['torch'] = peer
     result['ratio_rt_jax_over_torch'] = round(ours['tokens_per_s'] / peer['tokens_per_s'], 2)
-  print(json.dumps(result), flush=True)
+  bench.emit('train', result)
 
 
 if __name__ == '__main__':
