@@ -22,7 +22,7 @@ from absl import flags
 from ml_collections import config_dict
 from ml_collections import config_flags
 
-from rt_jax.core import checkpoint
+from rt_jax.core import staging
 from rt_jax.core import cli
 from rt_jax.core import metrics
 from rt_jax.core import sharding
@@ -109,7 +109,7 @@ def prepare(config, workdir: str, argv: list[str]):
   first = jax.process_index() == 0
   lock = workdir_lib.acquire(workdir) if first else workdir_lib.Lock(None)
   if first:  # what killed runs and audits left behind, now that no other run holds W
-    checkpoint.remove_stale_temporaries(workdir)
+    staging.remove_stale_temporaries(workdir)
   warnings = workdir_lib.record(workdir, plan, env, argv, write=first)
   return lock, warnings
 

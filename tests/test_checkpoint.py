@@ -12,6 +12,7 @@ import pytest
 
 from rt_jax.core import checkpoint
 from rt_jax.core import model as model_lib
+from rt_jax.core import staging
 from rt_jax.core import tokenizer
 from rt_jax.core.errors import CheckpointError
 
@@ -330,19 +331,19 @@ def test_numpy_saved_tree_with_other_shapes_is_refused(tmp_path):
 def test_directory_written_whole_or_not_at_all(tmp_path):
   target = tmp_path / 'model'
   with pytest.raises(KeyboardInterrupt):  # killed mid-way: nothing left, not even the temporary
-    with checkpoint.directory_written_whole(str(target), replace=False) as tmp:
+    with staging.directory_written_whole(str(target), replace=False) as tmp:
       (pathlib.Path(tmp) / 'half').write_text('x')
       raise KeyboardInterrupt
   assert os.listdir(tmp_path) == []
   target.mkdir()  # an empty directory is taken over
-  with checkpoint.directory_written_whole(str(target), replace=False) as tmp:
+  with staging.directory_written_whole(str(target), replace=False) as tmp:
     (pathlib.Path(tmp) / 'mine').write_text('first')
   # Another writer that finishes second keeps the first one's directory and is told so.
   with pytest.raises(CheckpointError, match='another process'):
-    with checkpoint.directory_written_whole(str(target), replace=False) as tmp:
+    with staging.directory_written_whole(str(target), replace=False) as tmp:
       (pathlib.Path(tmp) / 'mine').write_text('second')
   assert (target / 'mine').read_text() == 'first' and os.listdir(tmp_path) == ['model']
-  with checkpoint.directory_written_whole(str(target), replace=True) as tmp:
+  with staging.directory_written_whole(str(target), replace=True) as tmp:
     (pathlib.Path(tmp) / 'mine').write_text('third')
   assert (target / 'mine').read_text() == 'third' and os.listdir(tmp_path) == ['model']
 

@@ -19,6 +19,7 @@ import pytest
 from conftest import REPO, error_lines, run_module
 from rt_jax.core import checkpoint
 from rt_jax.core import model as model_lib
+from rt_jax.core import staging
 from rt_jax.core import tokenizer
 from rt_jax.core.errors import CheckpointError, UserError
 
@@ -264,7 +265,7 @@ def whole_dir(tmp_path):
   """A model directory as rt_jax.convert writes one: written whole, with checksums of its model
   files beside those of its step."""
   out = str(tmp_path / 'model')
-  with checkpoint.directory_written_whole(out, replace=False) as tmp:
+  with staging.directory_written_whole(out, replace=False) as tmp:
     mngr = checkpoint.Manager(tmp, this_process_only=True)
     try:
       mngr.save(0, params_at(0), None, {'step': 0})
@@ -303,8 +304,8 @@ def test_sample_cli_refuses_flipped_weights_with_one_line(whole_dir):
 
 _WRITER = """
 import sys, time
-from rt_jax.core import checkpoint
-with checkpoint.directory_written_whole(sys.argv[1], replace=True) as tmp:
+from rt_jax.core import staging
+with staging.directory_written_whole(sys.argv[1], replace=True) as tmp:
   open(tmp + '/half', 'w').close()
   print(tmp, flush=True)
   time.sleep(600)
@@ -323,11 +324,11 @@ def test_a_killed_writers_temporary_goes_and_a_live_ones_stays(tmp_path):
   live, live_tmp = start_writer(str(tmp_path / 'other'))
   try:
     assert os.path.isdir(killed_tmp) and os.path.isdir(live_tmp)
-    assert checkpoint.remove_stale_temporaries(str(tmp_path), audit_homes=False) == []
+    assert staging.remove_stale_temporaries(str(tmp_path), audit_homes=False) == []
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert os.path.isdir(killed_tmp)  # a kill leaves it ...
-    removed = checkpoint.remove_stale_temporaries(str(tmp_path), audit_homes=False)
+    removed = staging.remove_stale_temporaries(str(tmp_path), audit_homes=False)
     assert removed == [killed_tmp]  # ... and the next run removes it
     assert not os.path.exists(killed_tmp) and os.path.isdir(live_tmp)
   finally:
@@ -337,16 +338,16 @@ def test_a_killed_writers_temporary_goes_and_a_live_ones_stays(tmp_path):
 
 
 def test_directory_written_whole_removes_killed_siblings(tmp_path):
-  name = f'.pm.tmp-{checkpoint._host_tag()}'
+  name = f'.pm.tmp-{staging._host_tag()}'
   reused = tmp_path / f'{name}.{os.getpid()}.1-abcd1234'  # this pid, another start: reused
   unmarked_old, unmarked_new = tmp_path / '.pm.tmp-x1y2z3w4', tmp_path / '.cache.tmp-q1w2e3r4'
-  mine = tmp_path / f'.pm.tmp-{checkpoint._owner_tag()}-abcd1234'  # this live process's
+  mine = tmp_path / f'.pm.tmp-{staging._owner_tag()}-abcd1234'  # this live process's
   unrelated = tmp_path / '.pm.tmp-notmine'  # not a name mkdtemp makes
   for path in (reused, unmarked_old, unmarked_new, mine, unrelated):
     path.mkdir()
   old = time.time() - 2 * 3600
   os.utime(unmarked_old, (old, old))
-  with checkpoint.directory_written_whole(str(tmp_path / 'pm'), replace=False) as tmp:
+  with staging.directory_written_whole(str(tmp_path / 'pm'), replace=False) as tmp:
     assert not reused.exists() and not unmarked_old.exists()
     assert unmarked_new.exists() and mine.exists() and unrelated.exists()
     open(os.path.join(tmp, 'done'), 'w').close()
@@ -356,10 +357,10 @@ def test_directory_written_whole_removes_killed_siblings(tmp_path):
 def test_a_killed_replace_is_put_back(tmp_path):
   """Killed between moving the old directory aside and moving the new one in: the old one is
   complete and nothing stands in its place, so it is restored rather than deleted."""
-  aside = tmp_path / f'.pm.old-{checkpoint._host_tag()}.{_a_gone_pid()}.1-abcd1234'
+  aside = tmp_path / f'.pm.old-{staging._host_tag()}.{_a_gone_pid()}.1-abcd1234'
   (aside / 'pm').mkdir(parents=True)
   (aside / 'pm' / 'pm.json').write_text('{}')
-  checkpoint.remove_stale_temporaries(str(tmp_path), audit_homes=False)
+  staging.remove_stale_temporaries(str(tmp_path), audit_homes=False)
   assert (tmp_path / 'pm' / 'pm.json').read_text() == '{}' and not aside.exists()
 
 
@@ -382,7 +383,7 @@ def test_audit_homes_of_gone_processes_are_removed(tmp_path, monkeypatch):
     if key != 'gone_fresh':
       then = old - 3600 if key == 'unmarked_old' else old
       os.utime(path, (then, then))
-  removed = checkpoint.remove_stale_temporaries(str(tmp_path / 'workdir'))
+  removed = staging.remove_stale_temporaries(str(tmp_path / 'workdir'))
   assert sorted(removed) == sorted(str(tmp_path / homes[k]) for k in ('gone_old', 'unmarked_old'))
   assert sorted(os.listdir(tmp_path)) == sorted(
       homes[k] for k in ('gone_fresh', 'live_old', 'test_fixture'))

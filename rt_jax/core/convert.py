@@ -22,6 +22,7 @@ from rt_jax.core import cli
 from rt_jax.core import fetch
 from rt_jax.core import metrics
 from rt_jax.core import model as model_lib
+from rt_jax.core import staging
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core import validation
 from rt_jax.core.errors import CheckpointError, ConfigError
@@ -317,7 +318,7 @@ def convert(source: str, out: str, log: Callable[[str], None] = metrics.console)
   cfg, tok, params = converted(source, log)
   # Renamed into place when complete: a killed conversion leaves no model behind, and processes
   # sharing one cache may convert at once (the first to finish wins).
-  with checkpoint.directory_written_whole(out, replace=False) as tmp:
+  with staging.directory_written_whole(out, replace=False) as tmp:
     mngr = checkpoint.Manager(tmp, this_process_only=True)
     try:
       mngr.save(0, params, None, {'step': 0, 'source': source})

@@ -553,7 +553,7 @@ class _Sandbox:
     self._cleanup = contextlib.ExitStack()  # unwound last in, first out: the process goes first
     try:
       # The pid in the name lets a later run remove the homes of killed auditors
-      # (checkpoint.remove_stale_temporaries).
+      # (staging.remove_stale_temporaries).
       home = tempfile.mkdtemp(prefix=f'rt_audit_{os.getpid()}_')
       self._cleanup.callback(_remove_tree, home)
       self.channel = self._cleanup.enter_context(tempfile.TemporaryFile())

@@ -27,6 +27,7 @@ from jax.experimental import multihost_utils
 
 from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import model as model_lib
+from rt_jax.core import staging
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core import train as train_lib
 from rt_jax.data import preferences
@@ -252,7 +253,7 @@ def _abstract_params(cfg: model_lib.ModelConfig) -> dict:
 def save(pm: PreferenceModel, directory: str, metrics: dict | None = None):
   """Writes (or replaces) a PM directory whole: the model files, checkpoints/0 (params) and
   pm.json, by this process alone."""
-  with checkpoint_lib.directory_written_whole(directory, replace=True) as tmp:
+  with staging.directory_written_whole(directory, replace=True) as tmp:
     checkpoint_lib.write_model_files(tmp, pm.cfg, pm.tok)
     mngr = checkpoint_lib.Manager(tmp, max_to_keep=None, this_process_only=True)
     try:
