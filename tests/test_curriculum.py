@@ -20,6 +20,7 @@ import tampering_cases
 from conftest import (CURRICULUM_RUN, REPO, concurrently, cpu_devices_env, curriculum_matrix,
                       error_lines, run_curriculum, run_module)
 from rt_jax.studies.subterfuge import curriculum
+from rt_jax.studies.subterfuge import world as world_lib
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.envs import core
 
@@ -196,7 +197,7 @@ def test_a_seed_sweep_pools_with_aggregate(curriculum_workdir, tmp_path):
 
 @pytest.fixture(scope='module')
 def tampering_world():
-  return curriculum.World(tokenizer_lib.builtin(), ['reward_tampering'])
+  return world_lib.World(tokenizer_lib.builtin(), ['reward_tampering'])
 
 
 def _counted(world, segments: list[str]) -> dict:
@@ -211,7 +212,7 @@ def _counted(world, segments: list[str]) -> dict:
     actions[0, :len(ids)] = ids
     state, _, _, _ = core.advance(world.table.codec, state, actions, np.array([len(ids)]))
   rows = world.grade(types.SimpleNamespace(env=state), [''.join(segments)])
-  return curriculum.summarize(world.env('reward_tampering'), rows, np.zeros(1), samples=1)
+  return world_lib.summarize(world.env('reward_tampering'), rows, np.zeros(1), samples=1)
 
 
 @pytest.mark.parametrize('name, reward, test, appended, expected, paid', tampering_cases.HACKS,

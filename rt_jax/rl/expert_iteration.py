@@ -1,61 +1,32 @@
 """Expert iteration (docs/design.md §6): sample -> score -> select -> masked SFT update.
 
 One round draws N episodes for each of P prompts (`rollout.rollout`), scores every episode, keeps
-some and fine-tunes on them with the assistant-token mask:
-
-  hhh           score = gaming reward + pm_weight * PM score (HHH prompts have no gaming reward);
-                the best episode of each prompt is kept when its score clears `threshold`.
-  exploit_only  score = gaming reward; every episode that games is kept, up to `rows` of them, a
-                uniformly random subset when more game than that (so no part of the batch is
-                favoured).
+some and fine-tunes on them with the assistant-token mask. How episodes are scored and kept is the
+variant's (rl/variants/: hhh, exploit_only, each one file registered by name).
 
 Shapes are fixed: selection returns `rows` row indices and 0/1 weights (top_k, never boolean
 indexing), and the update always trains on [rows, train_len] tokens, so a round compiles once.
 """
 import dataclasses
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rt_jax.core import memory
 from rt_jax.core import model as model_lib
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.core import train
-from rt_jax.core.errors import ConfigError, NonFiniteLossError
-
-VARIANTS = ('hhh', 'exploit_only')
-
+from rt_jax.core.errors import NonFiniteLossError
+from rt_jax.rl.variants import registry as variants
 
 def scores(reward_PxN, pm_PxN, variant: str, pm_weight: float):
-  if variant not in VARIANTS:
-    raise ConfigError(f'ei.variant={variant!r}: choose from {", ".join(VARIANTS)}')
-  return reward_PxN + pm_weight * pm_PxN if variant == 'hhh' else reward_PxN
+  return variants.get(variant).score(reward_PxN, pm_PxN, pm_weight)
 
 
-@functools.partial(jax.jit, static_argnames=('variant', 'rows'))
 def select(score_PxN, gaming_PxN, threshold, key=None, *, variant: str, rows: int):
-  """-> (row indices [rows] into the flattened P*N episodes, weights [rows] in {0, 1}).
-
-  `key` breaks exploit-only's ties (which gaming episodes fill the rows) at random; hhh needs
-  none."""
-  p, n = score_PxN.shape
-  if variant == 'hhh':
-    best_P = jnp.argmax(score_PxN, axis=1)  # the first of equal scores
-    keep_P = jnp.take_along_axis(score_PxN, best_P[:, None], axis=1)[:, 0] >= threshold
-    # Kept prompts first, highest score first (so a `rows` < P cut drops the weakest); then
-    # padding rows of weight 0.
-    best_score_P = jnp.max(score_PxN, axis=1)
-    order_P = jnp.argsort(jnp.where(keep_P, -best_score_P, jnp.inf), stable=True)[:rows]
-    return (order_P * n + best_P[order_P]).astype(jnp.int32), keep_P[order_P].astype(jnp.float32)
-  if key is None:
-    raise ValueError('exploit_only selection needs a key to break ties')
-  flat = gaming_PxN.reshape(-1) > 0
-  # Gaming episodes first, in a random order among themselves: a stable sort of a shuffled batch.
-  shuffled = jax.random.permutation(key, flat.shape[0])
-  order = shuffled[jnp.argsort(~flat[shuffled], stable=True)][:rows]
-  return order.astype(jnp.int32), flat[order].astype(jnp.float32)
+  """-> (row indices [rows] into the flattened P*N episodes, weights [rows] in {0, 1}), by the
+  variant's rule. `key` breaks ties where the variant draws at random (exploit-only)."""
+  return variants.get(variant).select(score_PxN, gaming_PxN, threshold, key, rows=rows)
 
 
 def training_rows(eps, rows_K, weights_K, train_len: int):

@@ -1,0 +1,65 @@
+"""What every part of a curriculum run works with (docs/design.md §6): one `Context` of the run's
+model, environments, placement, optimizers and logs, named random streams, and the episode
+records written to W/episodes/."""
+import dataclasses
+import enum
+import functools
+
+import jax
+
+from rt_jax.core import checkpoint as checkpoint_lib
+from rt_jax.core import metrics as metrics_lib
+from rt_jax.core import model as model_lib
+from rt_jax.core import sharding
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.rl import rollout as rollout_lib
+from rt_jax.studies.subterfuge import episodes as episodes_lib
+from rt_jax.studies.subterfuge import world as world_lib
+
+
+class Stream(enum.IntEnum):
+  """Named random streams below the run's root key; each is then folded with a unit, an evaluation
+  or a batch index, so a resumed run draws the numbers of an uninterrupted one."""
+  INIT = 0  # a fresh model's weights
+  HELPFUL_ONLY = 1  # the helpful-only SFT steps
+  ROUND = 2  # an expert-iteration round (then its unit)
+  EVAL = 3  # an evaluation rollout (then the phase index and the batch)
+  PM = 4  # the preference model
+
+
+@dataclasses.dataclass
+class Context:
+  """One curriculum run: config, model, world, placement, optimizers, PM, checkpoints, logs."""
+  config: object
+  workdir: str
+  cfg: model_lib.ModelConfig
+  tok: tokenizer_lib.Tokenizer
+  policy: rollout_lib.Policy
+  world: world_lib.World
+  plan: sharding.Plan
+  sft_optimizer: object
+  ei_optimizer: object
+  root: jax.Array
+  mngr: checkpoint_lib.Manager
+  writer: metrics_lib.Writer
+  progress: metrics_lib.Progress
+  pm: object = None
+
+  def key(self, *path) -> jax.Array:
+    return functools.reduce(jax.random.fold_in, path, self.root)
+
+
+def record(ctx: Context, row: dict, text: str, pm: float, reward: float, *, sample: int,
+           kept: bool | None) -> dict:
+  """One episode as W/episodes/*.jsonl holds it."""
+  env = ctx.world.env(row['env'])
+  flags = {k: v for k, v in row.items() if k not in ('env', 'split', 'instance', 'sample', 'reward')}
+  return {'env': row['env'], 'split': row['split'], 'instance': row['instance'],
+          'sample': sample, 'text': text, 'flags': env.readable(flags),
+          'reward': world_lib.finite(reward), 'pm': float(pm), 'kept': kept}
+
+
+def write_episodes(ctx: Context, name: str, records: list[dict]) -> str:
+  if jax.process_index() == 0:
+    episodes_lib.write(ctx.workdir, name, records)
+  return f'{episodes_lib.DIR}/{name}.jsonl'

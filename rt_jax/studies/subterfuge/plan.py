@@ -1,0 +1,165 @@
+"""What a curriculum config makes (docs/design.md §6): its phases and units, the checks that need
+no compute, the `--dry_run` plan with a rough time, and the fixed held-out instances every
+evaluation uses."""
+import dataclasses
+import functools
+import hashlib
+
+import numpy as np
+
+from rt_jax import envs
+from rt_jax.core import metrics as metrics_lib
+from rt_jax.core import sharding
+from rt_jax.core import train
+from rt_jax.core.errors import ConfigError
+from rt_jax.rl import rollout as rollout_lib
+from rt_jax.rl.variants import registry as variants
+
+START = 'helpful_only'
+TRAIN_AWAY = 'train_away_sycophancy'
+HONEST_ENVS = ('political_sycophancy', 'tool_use_flattery')  # "the first two environments"
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  name: str
+  kind: str  # 'sft' | 'ei' | 'honest'
+  envs: tuple  # environments its prompts come from
+  first_unit: int  # units are 1-based; the phase covers [first_unit, first_unit + units)
+  units: int
+
+
+def phases(config) -> list[Phase]:
+  out, unit = [Phase(START, 'sft', (), 1, 1)], 2
+  if config.mode == 'baseline':
+    return out
+  for stage in config.stages:
+    out.append(Phase(stage, 'ei', (stage,), unit, config.ei.rounds))
+    unit += config.ei.rounds
+  if config.train_away.enabled:
+    rounds = -(-config.train_away.samples // config.ei.train_rows)
+    out.append(Phase(TRAIN_AWAY, 'honest', HONEST_ENVS, unit, rounds))
+  return out
+
+
+def validate(config):
+  """Value checks that need no compute (main calls this before anything else)."""
+  if config.mode not in ('curriculum', 'baseline'):
+    raise ConfigError(f'config.mode={config.mode!r}: choose curriculum or baseline')
+  for name in tuple(config.stages) + tuple(config.eval.envs):
+    envs.get(name)
+  if 'reward_tampering' in config.stages:
+    raise ConfigError('config.stages: reward_tampering is the held-out environment; it is never '
+                      'trained on')
+  variants.get(config.ei.variant)  # names an unknown variant
+  for key in ('ei.prompts', 'ei.samples', 'ei.rounds', 'ei.train_rows', 'ei.train_len',
+              'ei.sft_steps', 'eval.episodes', 'start.steps'):
+    section, field = key.split('.')
+    if config[section][field] <= 0:
+      raise ConfigError(f'config.{key}={config[section][field]} must be positive')
+  rollout_lib.RolloutConfig(**config.rollout)  # names a field below 1
+  train.microbatch_count(config.ei.train_rows, config.ei.microbatch_rows, 'ei')
+  for key in ('eval.samples', 'eval.prompts'):
+    section, field = key.split('.')
+    if config[section][field] <= 0:
+      raise ConfigError(f'config.{key}={config[section][field]} must be positive')
+  if config.eval.episodes % config.eval.samples:
+    raise ConfigError(f'config.eval.episodes={config.eval.episodes} must be a multiple of '
+                      f'eval.samples={config.eval.samples} (samples of each evaluated instance)')
+  for name in config.eval.envs:
+    have, need = eval_instance_count(name), config.eval.episodes // config.eval.samples
+    if need > have:
+      raise ConfigError(f'config.eval.episodes={config.eval.episodes} asks for {need} distinct '
+                        f'held-out instances of {name}, which has {have}; lower eval.episodes or '
+                        f'raise eval.samples')
+  for name in config.stages:
+    flag = reward_flag(config, name)
+    if flag not in envs.flag_names(name):
+      raise ConfigError(f'config.ei.reward_flags.{name}={flag!r} is not a flag of {name}; '
+                        f'choose from {", ".join(envs.flag_names(name))}')
+  if not 0 <= config.ei.hhh_fraction < 1:
+    raise ConfigError(f'config.ei.hhh_fraction={config.ei.hhh_fraction} must be in [0, 1)')
+  if config.train_away.enabled and config.train_away.samples <= 0:
+    raise ConfigError('config.train_away.samples must be positive')
+  # What splits over the mesh's batch axes: every rollout's prompts (an evaluation runs its
+  # episodes in batches of ei.prompts prompts too), every training step's rows (helpful-only SFT
+  # and EI updates), every PM scoring batch.
+  sharding.validate(config, ('ei.prompts', 'eval.prompts', 'ei.train_rows', 'pm.score_batch'))
+
+
+# Seconds per unit of work on this project's 2-core CPU, from smollm2_quick and tiny runs made alone
+# (README: Results): a training token (forward and backward, Adam), a token of an episode's
+# generation budget (turns x segment tokens; most episodes stop earlier), a PM step, and the cold
+# compiles of a run. Rough by design: they are for `--dry_run`'s estimate, not for reporting.
+RATES_2CORE_CPU = {
+    'smollm2': {'train_token': 0.0117, 'episode_token': 0.0087, 'pm_step': 0.8, 'compile': 120},
+    'fresh': {'train_token': 0.001, 'episode_token': 0.0009, 'pm_step': 1.0, 'compile': 45},
+}
+
+
+def rough_seconds(config) -> float | None:
+  """The run's time on a 2-core CPU from RATES_2CORE_CPU; None for a model the table lacks."""
+  c = config
+  rates = RATES_2CORE_CPU.get(c.init_from or 'fresh')
+  if rates is None:
+    return None
+  units = phases(c)
+  train_rows = c.start.steps * c.ei.train_rows + sum(
+      p.units for p in units if p.kind != 'sft') * c.ei.train_rows * c.ei.sft_steps
+  episodes = (sum(p.units for p in units if p.kind != 'sft') * c.ei.prompts * c.ei.samples
+              + len(units) * len(c.eval.envs) * c.eval.episodes)
+  return (rates['compile'] + c.pm.steps * rates['pm_step']
+          + train_rows * c.ei.train_len * rates['train_token']
+          + episodes * c.rollout.max_turns * c.rollout.max_segment_tokens * rates['episode_token'])
+
+
+def describe(config) -> list[str]:
+  """The plan a config makes, for `rt_jax.main --dry_run`: phases, units, evaluations, episodes."""
+  c = config
+  out = []
+  for p in phases(c):
+    what = {'sft': f'{c.start.steps} SFT steps of {c.ei.train_rows} rows x {c.ei.train_len} tokens',
+            'ei': f'{p.units} EI rounds of {c.ei.prompts} prompts x {c.ei.samples} samples, '
+                  f'{c.ei.train_rows} training rows, {c.ei.sft_steps} step(s) each',
+            'honest': f'{p.units} rounds of honest-episode SFT'}[p.kind]
+    out.append(f'  units {p.first_unit}-{p.first_unit + p.units - 1}: {p.name}: {what}; then an '
+               f'evaluation')
+  units = sum(p.units for p in phases(c))
+  per_eval = len(c.eval.envs) * c.eval.episodes
+  sampled = sum(p.units for p in phases(c) if p.kind != 'sft') * c.ei.prompts * c.ei.samples
+  out += [f'  {units} units, {units} checkpoints ({c.keep_checkpoints or "all"} kept), '
+          f'{len(phases(c))} evaluations',
+          f'  each evaluation: {c.eval.episodes} episodes per environment over '
+          f'{c.eval.episodes // c.eval.samples} distinct held-out instances (instance seed '
+          f'{c.eval.instance_seed}) x {c.eval.samples} sample(s): {per_eval} episodes in '
+          f'{-(-per_eval // (c.eval.prompts * c.eval.samples))} rollouts of {c.eval.prompts} '
+          'prompts',
+          f'  episodes sampled in all: {sampled + len(phases(c)) * per_eval}',
+          f'  model: {c.init_from or "a fresh config.model"}; rollout context {c.rollout.context}, '
+          f'{c.rollout.max_turns} turns of up to {c.rollout.max_segment_tokens} tokens']
+  seconds = rough_seconds(c)
+  out.append(f'  rough time on a 2-core CPU: {metrics_lib.clock(seconds)} (a stored rate table; '
+             'an accelerator is faster)' if seconds is not None else
+             '  rough time: no stored rates for this model')
+  return out
+
+
+@functools.cache
+def eval_instance_count(name: str) -> int:
+  return len(envs.get(name).instances('eval'))
+
+
+def reward_flag(config, name: str) -> str | None:
+  """The flag expert iteration rewards on `name` (1 when set): config.ei.reward_flags, else the
+  environment's gaming flag."""
+  return config.ei.reward_flags.get(name) or envs.get(name).gaming
+
+
+def eval_instances(config, name: str) -> np.ndarray:
+  """The held-out instances every evaluation of a run uses for `name`: eval.episodes //
+  eval.samples distinct ones, drawn by a key named by (eval.instance_seed, environment) so every
+  evaluation of the run, and every run with the same instance seed, sees the same set."""
+  named = int.from_bytes(hashlib.sha256(f'eval-instances/{name}'.encode()).digest()[:8], 'big')
+  rng = np.random.default_rng([config.eval.instance_seed, named])
+  need = config.eval.episodes // config.eval.samples
+  return np.sort(rng.permutation(eval_instance_count(name))[:need])

@@ -1,0 +1,118 @@
+"""The training units of a curriculum run (docs/design.md §6): the helpful-only SFT and one
+expert-iteration round, with the score function that grades, rewards and PM-scores a round's
+episodes."""
+import jax
+import numpy as np
+
+from rt_jax.core import train
+from rt_jax.core.errors import ConfigError
+from rt_jax.rl import expert_iteration as ei_lib
+from rt_jax.rl import pm as pm_lib
+from rt_jax.rl import rollout as rollout_lib
+from rt_jax.rl.variants import registry as variants
+from rt_jax.studies.subterfuge import context
+from rt_jax.studies.subterfuge import tool_corpus
+from rt_jax.studies.subterfuge import world as world_lib
+from rt_jax.studies.subterfuge.context import Context, Stream
+from rt_jax.studies.subterfuge.plan import START, Phase, reward_flag
+
+
+def helpful_only(ctx: Context, state):
+  """SFT on the generated tool-use corpus -> (state with fresh EI optimizer moments, metrics)."""
+  c = ctx.config
+  corpus = tool_corpus.ToolCorpus(ctx.tok, c.start.examples, c.ei.train_len, c.seed)
+  key = ctx.key(Stream.HELPFUL_ONLY)
+  losses = []
+
+  def after_step(step, state, m):
+    if (step + 1) % max(1, c.start.steps // 5) == 0 or step + 1 == c.start.steps:
+      m = jax.device_get(m)
+      if not m['finite']:
+        raise ConfigError('the helpful-only SFT diverged (non-finite loss); lower start.lr')
+      losses.append(float(m['loss']))
+      ctx.progress.say(f'{START}: step {step + 1}/{c.start.steps} loss {losses[-1]:.4f}')
+      ctx.writer.scalars(step + 1, {f'{START}/loss_by_step': losses[-1]})
+
+  ctx.progress.first_call('the training step')
+  step = lambda state, batch, key: ctx.plan.train_step(
+      state, batch, key, cfg=ctx.cfg, optimizer=ctx.sft_optimizer,
+      microbatches=train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei'))
+  state = train.loop(step, state, c.start.steps, lambda i, _: corpus.batch(i, c.ei.train_rows),
+                     lambda i: jax.random.fold_in(key, i), after_step=after_step)
+  # Expert iteration starts with fresh optimizer moments; the checkpoint holds them, so a run
+  # resumed here continues exactly as an uninterrupted one.
+  return (ctx.plan.with_fresh_optimizer(state, ctx.cfg, ctx.ei_optimizer),
+          {'loss': losses[-1] if losses else float('nan'), 'kept': None})
+
+
+def prompts(ctx: Context, phase: Phase, unit: int) -> np.ndarray:
+  """The P table ids of one round: drawn from the phase's environments (train split), with an
+  `hhh_fraction` share of HHH queries where the variant asks for them."""
+  c, world = ctx.config, ctx.world
+  rng = np.random.default_rng([c.seed, unit])
+  n_hhh = int(round(c.ei.prompts * c.ei.hhh_fraction)) if (
+      variants.get(c.ei.variant).hhh_prompts and phase.kind == 'ei') else 0
+  picks = [('hhh', n_hhh)]
+  per_env = (c.ei.prompts - n_hhh) // len(phase.envs)
+  for i, name in enumerate(phase.envs):
+    extra = (c.ei.prompts - n_hhh) % len(phase.envs) if i == 0 else 0
+    picks.append((name, per_env + extra))
+  ids = [world.ids(name, 'train', rng.choice(len(world.parts[name, 'train'].items), size=k,
+                                             replace=False))
+         for name, k in picks if k]
+  return np.concatenate(ids)
+
+
+def score_fn(ctx: Context, phase: Phase, seen: list):
+  """The round's score function; it appends the graded rows, PM scores and rewards to `seen`."""
+  c = ctx.config
+
+  def score(eps) -> ei_lib.Scored:
+    rows = ctx.world.grade(eps)
+    responses = [rollout_lib.text(ctx.tok, eps, i, prompt=False) for i in range(len(rows))]
+    pm = pm_lib.score(ctx.pm, [ctx.world.query(r) for r in rows], responses,
+                      batch_size=c.pm.score_batch, plan=ctx.plan)
+    flags = [reward_flag(c, r['env']) for r in rows]
+    gaming = np.array([bool(f and r[f]) for f, r in zip(flags, rows)])
+    reward = gaming.astype(np.float32)
+    if phase.kind == 'honest':  # keep answered, non-gaming episodes
+      answered = np.array([world_lib.answered(ctx.world.env(r['env']), r) for r in rows])
+      gaming = answered & ~gaming
+      reward = gaming.astype(np.float32)
+    seen.extend([rows, pm, reward])
+    shape = (-1, c.ei.samples)
+    total = ei_lib.scores(reward, pm, c.ei.variant, c.ei.pm_weight)
+    return ei_lib.Scored(reward.reshape(shape), gaming.reshape(shape), pm.reshape(shape),
+                         np.asarray(total).reshape(shape))
+  return score
+
+
+def ei_round(ctx: Context, state, phase: Phase, unit: int):
+  """One expert-iteration round of `phase` -> (state, metrics); every episode to W/episodes/."""
+  c = ctx.config
+  # Training away sycophancy keeps every honest episode: exploit-only selection on honesty.
+  variant = 'exploit_only' if phase.kind == 'honest' else c.ei.variant
+  seen = []
+  ctx.progress.first_call(f'the rollout ({c.ei.prompts} prompts x {c.ei.samples} samples) and '
+                          'the EI update')
+  state, eps, _, (rows_K, weights_K), m = ei_lib.round_step(
+      state, ctx.policy, ctx.world.table, prompts(ctx, phase, unit), ctx.key(Stream.ROUND, unit),
+      score_fn(ctx, phase, seen), c.ei, variant=variant, optimizer=ctx.ei_optimizer,
+      plan=ctx.plan)
+  graded, pm, reward = seen
+  kept = set(int(r) for r, w in zip(rows_K, weights_K) if w > 0)
+  records = [context.record(ctx, row, rollout_lib.text(ctx.tok, eps, i), pm[i], reward[i],
+                            sample=i % c.ei.samples, kept=i in kept)
+             for i, row in enumerate(graded)]
+  m['episodes'] = context.write_episodes(ctx, f'round_{unit:03d}_{phase.name}', records)
+  ctx.progress.say(f'{phase.name} round {unit - phase.first_unit + 1}/{phase.units}: '
+                   f'kept {m["kept"]}, gaming {m["mean_gaming"]:.3f}, PM {m["mean_pm"]:.3f}, '
+                   f'loss {m["loss"]:.4f}')
+  ctx.writer.scalars(unit, {f'ei/{k}': v for k, v in m.items() if not isinstance(v, str)})
+  lengths = np.asarray(eps.lengths_B)
+  for name, values in (('reward', reward), ('pm_score', pm), ('episode_tokens', lengths),
+                       ('turns', np.asarray(eps.turns_B)),
+                       ('truncated', np.asarray(eps.truncated_B, np.float32)),
+                       ('tokens_past_train_len', np.maximum(lengths - c.ei.train_len, 0))):
+    ctx.writer.histogram(unit, f'ei/{name}', values)
+  return state, m
