@@ -92,7 +92,7 @@ def test_reproductions_are_contained_for_an_unprivileged_auditor(tmp_path):
   copy = tempfile.mkdtemp(prefix='rt_sandbox_copy_')
   try:
     for name in ('rt_jax/core/errors.py', 'rt_jax/envs/audit.py', 'rt_jax/envs/sandbox.py',
-                 'tests/sandbox_attacks.py'):
+                 'rt_jax/envs/audit_runner.py', 'tests/sandbox_attacks.py'):
       target = os.path.join(copy, name.replace('tests/', ''))
       os.makedirs(os.path.dirname(target), exist_ok=True)
       shutil.copy(os.path.join(REPO, name), target)

@@ -1,0 +1,158 @@
+"""grep in the JAX machine: every text it reads (stdin, one file, or a directory's files in byte
+order of their paths) laid side by side in one flat buffer, lines matched by rolling hashes, and
+the matching lines written out with their prefixes in one gather (`reference.Shell.grep`)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rt_jax.envs.limits import MAX_COMMAND, MAX_ENTRIES, MAX_FILE, MAX_PATH, MAX_STREAM
+from rt_jax.envs.shell_args import (arg, find, msg, no_result, operands, option_error, options,
+                                    reason_text)
+from rt_jax.envs.shell_paths import NO_SUCH, lookup, rank, under
+from rt_jax.envs.text import const, join, number_text, window
+
+I32 = jnp.int32
+
+HASH_BASES = np.array([0x01000193, 0x5BD1E995], np.uint32)
+
+
+def _powers(size: int):
+  """u32[2, size]: powers of the two hash bases."""
+  return jnp.asarray(np.stack([np.cumprod(np.concatenate([[1], np.full(size - 1, b)]),
+                                          dtype=np.uint32) for b in HASH_BASES]))
+
+
+def _prefix_hash(text, powers):
+  """u32[2, len + 1]: polynomial hashes of every prefix (two bases, arithmetic mod 2**32)."""
+  terms = (text.astype(jnp.uint32) + 1)[None] * powers[:, :text.shape[0]]
+  return jnp.concatenate([jnp.zeros((2, 1), jnp.uint32), jnp.cumsum(terms, -1)], -1)
+
+
+def grep_units(units, valid, source, first, pattern, pattern_len, prefixes, prefix_lens,
+               numbered):
+  """grep over texts laid side by side in one flat buffer -> (u8[MAX_STREAM], full length).
+
+  units: u8[U], valid: bool[U] (padding between texts is invalid), source: i32[U] (which text),
+  first: bool[U] (a text starts here); each text's matching lines are shown after its prefix
+  (prefixes: u8[S, P], prefix_lens: i32[S])."""
+  size = units.shape[0]
+  idx = jnp.arange(size)
+  newline = valid & (units == ord('\n'))
+  after_newline = jnp.concatenate([jnp.zeros(1, bool), newline[:-1]])
+  starts = valid & (first | after_newline)
+  line = jnp.cumsum(starts)  # global line id, from 1
+  number = line - jax.lax.cummax(jnp.where(first, line - 1, 0))
+  keep = _matching_lines(units, valid, newline, starts, idx, pattern, pattern_len)
+  num_len = 1 + sum((number >= 10**d).astype(I32) for d in range(1, 5))
+  extra = jnp.where(starts, prefix_lens[source] + jnp.where(numbered, num_len + 1, 0), 0)
+  next_open = jnp.concatenate([valid[1:] & ~first[1:], jnp.zeros(1, bool)])
+  close = keep & ~next_open & ~newline
+  count = jnp.where(keep, extra + 1 + close, 0)
+  return _write_lines(units, source, (number, num_len), extra, count, prefixes, prefix_lens)
+
+
+def _matching_lines(units, valid, newline, starts, idx, pattern, pattern_len):
+  """bool[U]: the units of the lines that hold the pattern. A line matches when the pattern's
+  pair of 32-bit polynomial hashes equals that of a window inside the line."""
+  size = units.shape[0]
+  powers = _powers(max(size, MAX_COMMAND) + 1)
+  h = _prefix_hash(units, powers)
+  ph = _prefix_hash(pattern, powers)[:, pattern_len]
+  line_end = jax.lax.cummin(jnp.where(newline | ~valid, idx, size)[::-1])[::-1]
+  ends = jnp.clip(idx + pattern_len, 0, size)
+  hit = valid & (idx + pattern_len <= line_end) & jnp.all(
+      h[:, ends] - h[:, :size] == ph[:, None] * powers[:, :size], 0)
+  # A line matches if a hit lies in it: hit counts at its end and start (gathers, no scatter).
+  hits = jnp.concatenate([jnp.zeros(1, I32), jnp.cumsum(hit)])
+  line_start = jax.lax.cummax(jnp.where(starts, idx, 0))
+  return valid & (hits[jnp.minimum(line_end, size - 1) + 1] > hits[line_start])
+
+
+def _write_lines(units, source, numbers, extra, count, prefixes, prefix_lens):
+  """(u8[MAX_STREAM], full length): unit u written as count[u] bytes, the first extra[u] of
+  them its line's prefix and number, then the unit, then a newline that closes an open line."""
+  number, num_len = numbers
+  size = units.shape[0]
+  end = jnp.cumsum(count)
+  pos = jnp.arange(MAX_STREAM)
+  u = jnp.clip(jnp.searchsorted(end, pos, side='right'), 0, size - 1)
+  r = pos - (end[u] - count[u])
+  src = source[u]
+  digits, _ = jax.vmap(number_text)(number[u])
+  k = jnp.clip(r - prefix_lens[src], 0, 9)
+  prefix_byte = prefixes[src, jnp.clip(r, 0, prefixes.shape[1] - 1)]
+  digit = jnp.take_along_axis(digits, k[:, None], 1)[:, 0]
+  extra_byte = jnp.where(r < prefix_lens[src], prefix_byte,
+                         jnp.where(k < num_len[u], digit, ord(':')))
+  byte = jnp.where(r < extra[u], extra_byte, jnp.where(r == extra[u], units[u], ord('\n')))
+  return jnp.where(pos < end[-1], byte, 0).astype(jnp.uint8), end[-1]
+
+
+def grep(fs, args, name, stdin, alone):
+  res = no_result(fs)
+  code, j, pos, letters, operand, _ = options(args, 'rn')
+  recursive, numbered = letters[0], letters[1]
+  err = option_error(res.err, name, code, args, j, pos)
+  count, order = operands(operand)
+  err = msg(err, (code == 0) & (count == 0), 'Usage: grep [OPTION]... PATTERNS [FILE]...\n'
+            "Try 'grep --help' for more information.\n")
+  err = msg(err, (code == 0) & (count > 2), 'grep: only one PATH is supported\n')
+  go = (code == 0) & (count >= 1) & (count <= 2)
+  pattern, pattern_len = arg(args, order[0])
+  k = order[1]
+  given = count == 2
+  found, slot, reason = find(fs, args, k)
+  cwd_found, cwd_slot = lookup(fs, fs.cwd, fs.cwd_len)
+  found, slot = jnp.where(given, found, cwd_found), jnp.where(given, slot, cwd_slot)
+  reason = jnp.where(given, reason, jnp.where(cwd_found, -1, NO_SUCH))
+  shown = jax.tree.map(lambda a, b: jnp.where(given, a, b), arg(args, k),
+                       (jnp.zeros(MAX_COMMAND, jnp.uint8).at[0].set(ord('.')), jnp.int32(1)))
+  from_stdin = go & ~given & ~recursive
+  on_path = go & ~from_stdin
+  missing = on_path & (reason >= 0)
+  err = reason_text(msg(err, missing, 'grep: ', shown, ': '), reason, missing)
+  err = msg(err, missing, '\n')
+  is_dir = on_path & found & fs.is_dir[slot]
+  err = msg(err, is_dir & ~recursive, 'grep: ', shown, ': Is a directory\n')
+  walk = is_dir & recursive
+  files = jnp.where(walk, under(fs, fs.path[slot], fs.path_len[slot], children_only=False)
+                    & ~fs.is_dir, jnp.arange(MAX_ENTRIES) == slot) & (walk | (on_path & found))
+  units, valid, source, first, by_rank = _texts(fs, stdin, files, from_stdin)
+  prefixes, prefix_lens = _prefixes(fs, shown, slot, by_rank, walk)
+  text, text_len = grep_units(units, valid & (from_stdin | on_path), source, first, pattern,
+                              pattern_len, prefixes, prefix_lens, numbered)
+  out = msg(res.out, go & (from_stdin | jnp.any(files)), (text, text_len))
+  return res.replace(out=out, err=err, read=files & on_path)
+
+
+def _texts(fs, stdin, files, from_stdin):
+  """The texts side by side, as grep_units takes them: stdin alone, or the files in byte order
+  of their paths (-> units, valid, source, first, the files' slots in that order)."""
+  order_of = rank(fs.path, fs.path_len, files)
+  by_rank = jnp.argsort(jnp.where(files, order_of, MAX_ENTRIES))
+  col = jnp.arange(MAX_FILE)
+  file_valid = files[by_rank][:, None] & (col < fs.data_len[by_rank][:, None])
+  stdin_units = jnp.pad(stdin.buf[:MAX_STREAM], (0, MAX_ENTRIES * MAX_FILE - MAX_STREAM))
+  units = jnp.where(from_stdin, stdin_units, fs.data[by_rank].reshape(-1))
+  flat = jnp.arange(MAX_ENTRIES * MAX_FILE)
+  valid = jnp.where(from_stdin, flat < jnp.minimum(stdin.n, MAX_STREAM), file_valid.reshape(-1))
+  source = jnp.where(from_stdin, 0, flat // MAX_FILE)
+  first = jnp.where(from_stdin, flat == 0, flat % MAX_FILE == 0)
+  return units, valid, source, first, by_rank
+
+
+def _prefixes(fs, shown, slot, by_rank, walk):
+  """Each file's prefix on a walk, BASE/RELATIVE: (BASE is the argument without trailing
+  slashes); none otherwise."""
+  idx = jnp.arange(MAX_COMMAND)
+  last = jnp.max(jnp.where((idx < shown[1]) & (shown[0] != ord('/')), idx, -1))
+  base = (shown[0][:MAX_PATH], jnp.where(last >= 0, last + 1, 1))
+  slash = (const('/'), jnp.where(last < 0, 0, 1))
+  dir_len = jnp.where(fs.path_len[slot] == 1, 0, fs.path_len[slot])
+
+  def prefix(path, path_len):
+    rel = (window(path, dir_len + 1, MAX_PATH), path_len - dir_len - 1)
+    return join([base, slash, rel, (const(':'), 1)], 2 * MAX_PATH + 2)
+
+  prefixes, prefix_lens = jax.vmap(prefix)(fs.path[by_rank], fs.path_len[by_rank])
+  return prefixes, jnp.where(walk, prefix_lens, 0)
