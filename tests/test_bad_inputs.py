@@ -208,7 +208,7 @@ def test_a_loaded_model_skips_the_model_section():
 # --- the lock ------------------------------------------------------------------------------------
 
 HOLDER = ('import sys, time\n'
-          'from rt_jax import workdir\n'
+          'from rt_jax.core import workdir\n'
           'workdir.acquire(sys.argv[1])\n'
           'print("held", flush=True)\n'
           'time.sleep(600)\n')

@@ -8,6 +8,7 @@ Shapes are fixed: selection returns `rows` row indices and 0/1 weights (top_k, n
 indexing), and the update always trains on [rows, train_len] tokens, so a round compiles once.
 """
 import dataclasses
+import functools
 
 import jax
 import numpy as np
@@ -58,11 +59,12 @@ def update(state: train.TrainState, batch: dict, steps: int, key, *,
   changes nothing."""
   if not batch['mask'].any():
     return state, {'loss': float('nan'), 'finite': True}
-  metrics = {}
-  for i in range(steps):
-    state, metrics = plan.train_step(state, batch, jax.random.fold_in(key, i), cfg=cfg,
-                          optimizer=optimizer, microbatches=microbatches)
-  return state, jax.device_get(metrics)
+  last = {}
+  state = train.loop(
+      functools.partial(plan.train_step, cfg=cfg, optimizer=optimizer, microbatches=microbatches),
+      state, steps, lambda i, _: batch, lambda i: jax.random.fold_in(key, i),
+      after_step=lambda i, state, m: last.update(m))
+  return state, jax.device_get(last)
 
 
 def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, instance_ids_P, key,

@@ -209,14 +209,17 @@ def train(pm_cfg, tok, key, log: Callable[[str], Any] = print, pairs=preferences
   optimizer = _optimizer(pm_cfg)
   state = train_lib.TrainState(jnp.array(0, jnp.int32), pm.params, optimizer.init(pm.params))
   log_every = max(1, pm_cfg.steps // 10)
-  window, loss, curve = [], float('nan'), []
+  window, curve = [], []
   log(f'pm: {cfg.num_params() / 1e6:.2f}M parameters, {len(train_pairs)} train pairs, '
       f'{pm_cfg.steps} steps of {b} pairs, seq_len {pm.seq_len}')
-  for step in range(pm_cfg.steps):
+
+  def batch_at(step, _):
     idx = order[step * b:(step + 1) * b]
-    tokens = np.concatenate([chosen[idx], rejected[idx]])
-    lengths = np.concatenate([chosen_len[idx], rejected_len[idx]])
-    state, m = train_step(state, tokens, lengths, cfg=cfg, optimizer=optimizer)
+    return (np.concatenate([chosen[idx], rejected[idx]]),
+            np.concatenate([chosen_len[idx], rejected_len[idx]]))
+
+  def after_step(step, state, m):
+    nonlocal window
     window.append(m)
     done = step + 1
     if done % log_every == 0 or done == pm_cfg.steps:
@@ -228,6 +231,11 @@ def train(pm_cfg, tok, key, log: Callable[[str], Any] = print, pairs=preferences
       curve.append([done, loss, accuracy])  # the training curve, kept with the PM's metrics
       log(f'pm step {done}/{pm_cfg.steps}  loss {loss:.4f}  train accuracy {accuracy:.2f}  '
           f'{time.perf_counter() - t0:.0f}s')
+
+  # The loss passed in is Bradley-Terry on (chosen, rejected) pairs; the PM has no batch key.
+  step = lambda state, batch, key: train_step(state, *batch, cfg=cfg, optimizer=optimizer)
+  state = train_lib.loop(step, state, pm_cfg.steps, batch_at, lambda i: None,
+                         after_step=after_step)
   pm = pm.replace(params=state.params)
 
   heldout = pairs('eval', pm_cfg.heldout_pairs, pm_cfg.seed)
@@ -238,7 +246,7 @@ def train(pm_cfg, tok, key, log: Callable[[str], Any] = print, pairs=preferences
              for kind in sorted({p.kind for p in heldout})}
   metrics = {'train_pairs': len(train_pairs), 'heldout_pairs': len(heldout),
              'heldout_accuracy': float(np.mean(wins)), 'heldout_accuracy_by_kind': by_kind,
-             'final_loss': loss, 'steps': pm_cfg.steps, 'wall_s': time.perf_counter() - t0,
+             'final_loss': curve[-1][1] if curve else float('nan'), 'steps': pm_cfg.steps, 'wall_s': time.perf_counter() - t0,
              'curve': curve}
   log(f'pm held-out accuracy {metrics["heldout_accuracy"]:.3f} on {len(heldout)} pairs '
       f'({", ".join(f"{k} {v:.2f}" for k, v in by_kind.items())}); {metrics["wall_s"]:.0f}s')

