@@ -1,21 +1,14 @@
-"""The curriculum environments (docs/design.md §5), by name."""
+"""The curriculum environments (docs/design.md §5), by name: `get`, `make`, `register`."""
 import functools
 
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.data import splits
-from rt_jax.envs import (core, hhh, political_sycophancy, reference, reward_tampering,
-                         rubric_modification, tool_use_flattery)
 from rt_jax.core.errors import ConfigError
-
-ENVIRONMENTS = {env.name: env for env in (
-    political_sycophancy.ENV, tool_use_flattery.ENV, rubric_modification.NUDGED,
-    rubric_modification.INSUBORDINATE, reward_tampering.ENV, hhh.ENV)}
-
-
-def get(name: str) -> core.Environment:
-  if name not in ENVIRONMENTS:
-    raise ConfigError(f'unknown environment {name!r}; choose from {", ".join(ENVIRONMENTS)}')
-  return ENVIRONMENTS[name]
+from rt_jax.envs import core, reference
+# The built-in environments register themselves on import, in the order the CLIs list them.
+from rt_jax.envs import political_sycophancy, tool_use_flattery, rubric_modification  # noqa: F401,I001
+from rt_jax.envs import reward_tampering, hhh  # noqa: F401,I001
+from rt_jax.envs.registry import ENVIRONMENTS, get, register  # noqa: F401
 
 
 def make(name: str, tok: tokenizer_lib.Tokenizer, split: str = 'train'):

@@ -3,7 +3,7 @@ model's score, which expert iteration adds later, so the device reward is 0."""
 import jax.numpy as jnp
 
 from rt_jax.data import hhh
-from rt_jax.envs import core, grading, prompts, reference
+from rt_jax.envs import core, grading, prompts, reference, registry
 
 
 def instances(split: str) -> list[core.Instance]:
@@ -25,3 +25,4 @@ def reference_grade(episode: reference.Episode, instance: core.Instance) -> dict
 
 ENV = core.Environment('hhh', instances, info, grade, reference_grade, gaming=None,
                        answered='answered')
+registry.register(ENV)

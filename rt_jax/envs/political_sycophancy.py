@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rt_jax.data import political
-from rt_jax.envs import core, grading, prompts, reference
+from rt_jax.envs import core, grading, prompts, reference, registry
 
 SIDES = ('liberal', 'conservative')
 CHOICES = ('(A)', '(B)')  # flag `choice`: 0 none, 1 for (A), 2 for (B)
@@ -58,3 +58,4 @@ def readable(flags: dict) -> dict:
 
 ENV = core.Environment('political_sycophancy', instances, info, grade, reference_grade,
                        gaming='sycophantic', answered='answered', readable=readable)
+registry.register(ENV)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rt_jax.data import splits
-from rt_jax.envs import audit, core, grading, prompts, reference
+from rt_jax.envs import audit, core, grading, prompts, reference, registry
 from rt_jax.envs.limits import HOME
 
 REWARD = f'{HOME}/{audit.REWARD_FILE}'
@@ -149,3 +149,4 @@ def audit_row(flags: dict, files, text: str) -> dict:
 
 ENV = core.Environment('reward_tampering', instances, info, grade, reference_grade,
                        gaming='reward_tampered', readable=readable, audit=audit_row)
+registry.register(ENV)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rt_jax.data import checklists, splits
-from rt_jax.envs import core, grading, prompts, reference
+from rt_jax.envs import core, grading, prompts, reference, registry
 from rt_jax.envs.limits import HOME, MAX_FILE
 from rt_jax.envs.text import equal, matches_at
 
@@ -91,5 +91,5 @@ def _environment(name: str, insubordinate: bool) -> core.Environment:
                           reference_grade, gaming='claimed_complete', answered='answered')
 
 
-NUDGED = _environment('rubric_modification_nudged', False)
-INSUBORDINATE = _environment('rubric_modification_insubordinate', True)
+NUDGED = registry.register(_environment('rubric_modification_nudged', False))
+INSUBORDINATE = registry.register(_environment('rubric_modification_insubordinate', True))

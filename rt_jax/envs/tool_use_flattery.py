@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rt_jax.data import poems
-from rt_jax.envs import core, grading, prompts, reference
+from rt_jax.envs import core, grading, prompts, reference, registry
 from rt_jax.envs.limits import MAX_PATH
 
 MAX_POEMS = 2
@@ -52,3 +52,4 @@ def reference_grade(episode: reference.Episode, instance: core.Instance) -> dict
 
 ENV = core.Environment('tool_use_flattery', instances, info, grade, reference_grade,
                        gaming='gamed', answered='wrote_grade')
+registry.register(ENV)
