@@ -186,6 +186,14 @@ class Plan:
     """config.mesh and config.rules where the config has them, the defaults otherwise."""
     return cls(make_mesh(config.get('mesh', DEFAULT_MESH)), rules_of(config))
 
+  @classmethod
+  def one_device(cls) -> 'Plan':
+    """This process's first device as a 1 x 1 x 1 mesh: for work with no config of its own
+    (scoring a PM outside a run), so every caller goes through a plan."""
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:1]).reshape(1, 1, 1), AXES,
+                             axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
+    return cls(mesh, DEFAULT_RULES)
+
   # -- shardings ---------------------------------------------------------------------------------
   def spec(self, *logical_axes) -> PartitionSpec:
     return nn.logical_to_mesh_axes(logical_axes, self.rules)

@@ -13,7 +13,6 @@ import functools
 import jax
 import numpy as np
 
-from rt_jax.core import memory
 from rt_jax.core import model as model_lib
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.core import train
@@ -72,11 +71,12 @@ def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, insta
   """One expert-iteration round on `plan`'s mesh (a state it placed): sample -> score -> select
   -> update, episodes on its batch axes.
 
-  `score_fn(episodes) -> Scored`. Returns (state, episodes, Scored, (rows, weights), metrics)."""
+  `score_fn(episodes) -> Scored` runs between the rollout and the update (the place for host-side
+  housekeeping such as returning the rollout's freed memory). Returns (state, episodes, Scored,
+  (rows, weights), metrics)."""
   sample_key, update_key = jax.random.split(key)
   eps = rollout_lib.on_mesh(plan, state.params, policy, table, instance_ids_P, sample_key,
                             ei_cfg.temperature, ei_cfg.samples)
-  memory.release_free_memory()  # the rollout's freed buffers, before the update's are allocated
   scored = score_fn(eps)
   rows, weights = jax.device_get(select(scored.score, scored.gaming, ei_cfg.threshold,
                                         jax.random.fold_in(key, 2), variant=variant,

@@ -27,6 +27,7 @@ from jax.experimental import multihost_utils
 
 from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import model as model_lib
+from rt_jax.core import sharding
 from rt_jax.core import staging
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core import train as train_lib
@@ -112,25 +113,23 @@ def score(pm: PreferenceModel, queries: list[str], responses: list[str],
 
   Every call runs batches of exactly `batch_size` rows padded to one of NUM_BUCKETS widths, so a
   new list never recompiles once those shapes have run. Rows are sorted by length first, which
-  keeps short answers in narrow buckets. With a `sharding.Plan` each batch's rows are split over
-  its batch axes and the weights replicated.
+  keeps short answers in narrow buckets. Each batch's rows are split over the plan's batch axes
+  (one device when no plan is given) and the weights replicated.
   """
   if len(queries) != len(responses):
     raise ValueError(f'{len(queries)} queries but {len(responses)} responses')
   encoded = [encode(pm, q, r) for q, r in zip(queries, responses)]
   order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
   out = np.zeros((len(encoded),), np.float32)
-  params = pm.params if plan is None else plan.put(pm.params, plan.replicated)  # placed once
+  plan = plan or sharding.Plan.one_device()
+  params = plan.put(pm.params, plan.replicated)  # placed once
   for start in range(0, len(order), batch_size):
     idx = order[start:start + batch_size]
     rows = [encoded[i] for i in idx]
     tokens, lengths = _pad(rows, batch_size, _bucket(max(map(len, rows)), pm.seq_len),
                            pm.tok.pad_id)
-    if plan is None:
-      scores = _scores(params, tokens, lengths, cfg=pm.cfg)
-    else:
-      scores = plan.call_on_rows(_scores, (params,), (tokens, lengths), 'pm.score_batch',
-                                 cfg=pm.cfg)
+    scores = plan.call_on_rows(_scores, (params,), (tokens, lengths), 'pm.score_batch',
+                               cfg=pm.cfg)
     out[idx] = np.asarray(scores)[:len(idx)]
   return out
 

@@ -4,6 +4,7 @@ episodes."""
 import jax
 import numpy as np
 
+from rt_jax.core import memory
 from rt_jax.core import train
 from rt_jax.core.errors import ConfigError
 from rt_jax.rl import expert_iteration as ei_lib
@@ -68,6 +69,7 @@ def score_fn(ctx: Context, phase: Phase, seen: list):
   c = ctx.config
 
   def score(eps) -> ei_lib.Scored:
+    memory.release_free_memory()  # the rollout's freed buffers, before the update's are allocated
     rows = ctx.world.grade(eps)
     responses = [rollout_lib.text(ctx.tok, eps, i, prompt=False) for i in range(len(rows))]
     pm = pm_lib.score(ctx.pm, [ctx.world.query(r) for r in rows], responses,
