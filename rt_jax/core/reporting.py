@@ -11,8 +11,9 @@ REPORT = 'report.md'
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
-  """The 95 % Wilson score interval of k in n (rt_jax.core.stats): unlike the normal approximation it
-  stays inside [0, 1] and is not degenerate at k = 0. n = 0 says nothing: (0, 1)."""
+  """The 95 % Wilson score interval of k in n (rt_jax.core.stats): unlike the normal
+  approximation it stays inside [0, 1] and is not degenerate at k = 0. n = 0 says nothing:
+  (0, 1)."""
   return stats.wilson(k, n)
 
 

@@ -63,9 +63,8 @@ def _inverse_cdf_draw(probs_BxV, uniform_B, block: int = 128):
   """One token per row from `probs_BxV`, by inverting the CDF at its uniform in [0, 1).
 
   On CPU both obvious routes are slow at a 49k vocabulary: `jax.random.categorical` draws Gumbel
-  noise for every entry (31 ms per SmolLM2 step at batch 32) and a full-length cumsum costs 13 ms.
-  So the CDF is inverted in two levels: across blocks of `block` tokens, then within the chosen
-  block. Each u lies in (0, mass], so an entry of zero probability is never the first whose
+  noise for every entry, and a full-length cumsum is a long sequential scan. So the CDF is
+  inverted in two levels: across blocks of `block` tokens, then within the chosen block. Each u lies in (0, mass], so an entry of zero probability is never the first whose
   cumulative mass reaches it."""
   b, v = probs_BxV.shape
   probs_BxNxK = jnp.pad(probs_BxV, ((0, 0), (0, -v % block))).reshape(b, -1, block)

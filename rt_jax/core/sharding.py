@@ -278,7 +278,8 @@ class Plan:
     if params is None:
       init = lambda k: fresh(model_lib.init_params(cfg, k))
       return compiling.call(jax.jit(init, out_shardings=shardings), self.put_key(key))
-    return compiling.call(jax.jit(fresh, out_shardings=shardings), self.put(params, shardings.params))
+    return compiling.call(jax.jit(fresh, out_shardings=shardings),
+                          self.put(params, shardings.params))
 
   def train_state(self, step: int, params, opt_state) -> train.TrainState:
     """A TrainState of placed (e.g. restored) parameters and optimizer state and a host step."""
@@ -289,7 +290,8 @@ class Plan:
     """The state's step and parameters with `optimizer`'s initial state, in its shardings; the
     old state is donated, so the parameters are not copied."""
     fresh = lambda s: train.TrainState(s.step, s.params, optimizer.init(s.params))
-    return compiling.call(jax.jit(fresh, out_shardings=self.state(cfg, optimizer), donate_argnums=(0,)),
+    return compiling.call(jax.jit(fresh, out_shardings=self.state(cfg, optimizer),
+                                  donate_argnums=(0,)),
                 state)
 
   # -- jitted steps ------------------------------------------------------------------------------

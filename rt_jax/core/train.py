@@ -70,8 +70,8 @@ def masked_nll(params, cfg: model_lib.ModelConfig, tokens_BxT, mask_BxT):
 
 def _accumulated_grads(params, cfg, batch, microbatches: int):
   """(mean masked NLL, its gradient) of the whole batch, computed `microbatches` rows-slices at a
-  time: activation memory is one slice's (the SmolLM2 step at [4, 512] holds 8 GB of activations
-  in one piece), the result is the whole batch's up to float summation order."""
+  time: activation memory is one slice's (a SmolLM2 step at [4, 512] holds gigabytes of
+  activations in one piece), the result is the whole batch's up to float summation order."""
   split = lambda x: x.reshape(microbatches, x.shape[0] // microbatches, *x.shape[1:])
 
   def body(grads_sum, tokens_and_mask):

@@ -6,8 +6,8 @@ from rt_jax.data import splits
 from rt_jax.core.errors import ConfigError
 from rt_jax.envs import core, reference
 # The built-in environments register themselves on import, in the order the CLIs list them.
-from rt_jax.envs import political_sycophancy, tool_use_flattery, rubric_modification  # noqa: F401,I001
-from rt_jax.envs import reward_tampering, hhh  # noqa: F401,I001
+from rt_jax.envs import political_sycophancy, tool_use_flattery  # noqa: F401,I001
+from rt_jax.envs import rubric_modification, reward_tampering, hhh  # noqa: F401,I001
 from rt_jax.envs.registry import ENVIRONMENTS, get, register  # noqa: F401
 
 

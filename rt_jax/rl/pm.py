@@ -245,7 +245,8 @@ def train(pm_cfg, tok, key, log: Callable[[str], Any] = print, pairs=preferences
              for kind in sorted({p.kind for p in heldout})}
   metrics = {'train_pairs': len(train_pairs), 'heldout_pairs': len(heldout),
              'heldout_accuracy': float(np.mean(wins)), 'heldout_accuracy_by_kind': by_kind,
-             'final_loss': curve[-1][1] if curve else float('nan'), 'steps': pm_cfg.steps, 'wall_s': time.perf_counter() - t0,
+             'final_loss': curve[-1][1] if curve else float('nan'), 'steps': pm_cfg.steps,
+             'wall_s': time.perf_counter() - t0,
              'curve': curve}
   log(f'pm held-out accuracy {metrics["heldout_accuracy"]:.3f} on {len(heldout)} pairs '
       f'({", ".join(f"{k} {v:.2f}" for k, v in by_kind.items())}); {metrics["wall_s"]:.0f}s')

@@ -53,7 +53,8 @@ def record(ctx: Context, row: dict, text: str, pm: float, reward: float, *, samp
            kept: bool | None) -> dict:
   """One episode as W/episodes/*.jsonl holds it."""
   env = ctx.world.env(row['env'])
-  flags = {k: v for k, v in row.items() if k not in ('env', 'split', 'instance', 'sample', 'reward')}
+  flags = {k: v for k, v in row.items()
+           if k not in ('env', 'split', 'instance', 'sample', 'reward')}
   return {'env': row['env'], 'split': row['split'], 'instance': row['instance'],
           'sample': sample, 'text': text, 'flags': env.readable(flags),
           'reward': world_lib.finite(reward), 'pm': float(pm), 'kept': kept}

