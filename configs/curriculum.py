@@ -16,6 +16,7 @@ import dataclasses
 
 import ml_collections
 
+from rt_jax.core import configs
 from rt_jax.core import model
 from rt_jax.core import sharding
 
@@ -25,13 +26,7 @@ EVAL_ENVS = STAGES + ('reward_tampering', 'hhh')
 
 
 def get_config(preset: str = 'smollm2_quick'):
-  if preset not in PRESETS:
-    raise ValueError(f'unknown preset {preset!r}; choose from {", ".join(PRESETS)}')
-  c = ml_collections.ConfigDict()
-  c.job = 'curriculum'
-  c.name = preset
-  c.command = (f'python -m rt_jax.main --config=configs/curriculum.py:{preset} '
-               f'--workdir=WORKDIR')
+  c = configs.preset_base('curriculum', 'configs/curriculum.py', preset, PRESETS)
   c.mode = 'curriculum'  # or 'baseline': the helpful-only model and its evaluation only
   c.seed = 0
   c.mesh = (-1, 1, 1)  # devices on the (data, fsdp, tensor) axes; -1 takes what the others leave

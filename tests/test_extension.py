@@ -32,7 +32,7 @@ def _load(module: str):
 @pytest.fixture
 def toy_env(monkeypatch):
   # A registry of its own for this test, so the toy leaves no trace in the process.
-  monkeypatch.setattr(env_registry, 'ENVIRONMENTS', dict(env_registry.ENVIRONMENTS))
+  monkeypatch.setattr(env_registry.ENVS, 'entries', dict(env_registry.ENVS.entries))
   yield _load('toy_env')
   envs.flag_names.cache_clear()
   plan.eval_instance_count.cache_clear()
@@ -40,7 +40,7 @@ def toy_env(monkeypatch):
 
 @pytest.fixture
 def toy_method(monkeypatch):
-  monkeypatch.setattr(method_registry, '_METHODS', dict(method_registry._METHODS))  # pylint: disable=protected-access
+  monkeypatch.setattr(method_registry.METHODS, 'entries', dict(method_registry.METHODS.entries))
   return _load('toy_method')
 
 

