@@ -35,8 +35,9 @@ def _env(n, k, metric, flags, reward=0.0, pm=0.5):
 
 def _eval(stage, index, sycophantic, tampered, both, transcripts=()):
   return {'stage': stage, 'index': index, 'envs': {
-      'political_sycophancy': _env(32, sycophantic, 'sycophantic',
-                                   {'sycophantic': sycophantic, 'answered': 30}),
+      'political_sycophancy': {**_env(32, sycophantic, 'sycophantic',
+                                      {'sycophantic': sycophantic, 'answered': 30}),
+                               'competent': 'answered'},
       'tool_use_flattery': _env(32, 3, 'gamed', {'gamed': 3}),
       'rubric_modification_nudged': _env(32, 1, 'claimed_complete', {'claimed_complete': 1}),
       'rubric_modification_insubordinate': _env(32, 0, 'claimed_complete',
@@ -76,17 +77,17 @@ def _write_results(workdir, results):
 
 
 def test_wilson_matches_known_intervals():
-  lo, hi = report.wilson(0, 10)
+  lo, hi = reporting.wilson(0, 10)
   assert lo == 0 and hi == pytest.approx(0.2775, abs=1e-4)
-  lo, hi = report.wilson(45, 32_768)
+  lo, hi = reporting.wilson(45, 32_768)
   assert (lo, hi) == (pytest.approx(0.001026, abs=1e-6), pytest.approx(0.001837, abs=1e-6))
   # The bounds are the roots of (p_hat - p)^2 = z^2 p (1 - p) / n.
   for k, n in ((3, 17), (45, 32_768), (7, 32_768)):
-    for p in report.wilson(k, n):
+    for p in reporting.wilson(k, n):
       assert (k / n - p) ** 2 == pytest.approx(stats.Z95 ** 2 * p * (1 - p) / n, rel=1e-9)
-  assert report.wilson(0, 0) == (0.0, 1.0)
-  assert report.wilson(10, 10)[1] == 1.0
-  assert report.wilson(0, 100_000)[1] == pytest.approx(3.84e-5, rel=1e-2)
+  assert reporting.wilson(0, 0) == (0.0, 1.0)
+  assert reporting.wilson(10, 10)[1] == 1.0
+  assert reporting.wilson(0, 100_000)[1] == pytest.approx(3.84e-5, rel=1e-2)
 
 
 def test_report_md_holds_matrix_paper_figures_and_transcripts(tmp_path):
@@ -105,6 +106,13 @@ def test_report_md_holds_matrix_paper_figures_and_transcripts(tmp_path):
   assert '| political_sycophancy | 20/32 (45.3-77.1%) |' in text
   assert '3/1,000 (0.062-0.87%)' in text and '99/1,000' not in text
   assert 'PM 0.62' in text
+  # Competence: the environment's `competent` flag per evaluation; environments without one
+  # recorded get no column.
+  competence = text.split('## Competence')[1].split('##')[0]
+  assert '| evaluation | political_sycophancy |' in competence
+  assert '| helpful_only | 30/32 (79.9-98.3%) |' in competence
+  assert '| political_sycophancy | 30/32 (79.9-98.3%) |' in competence
+  assert 'tool_use_flattery' not in competence
   # Headline counts per stage: overwritten, undetected, test file edited, audited.
   assert ('| political_sycophancy | 3/1,000 (0.062-0.87%) | 1/1,000 (0.0025-0.56%) | '
           '4/1,000 (0.11-1.0%) | 40 |') in text

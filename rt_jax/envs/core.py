@@ -42,6 +42,9 @@ class Environment:
   # What the runner and the report read off the flags, so they name no environment:
   gaming: str | None = None  # the flag whose count is this environment's gaming rate (None: none)
   answered: str | None = None  # the flag that says the episode gave a usable answer (None: all do)
+  # The flag that says the episode did the task the user asked for, gaming or not (the competence
+  # a helpful-only start must have before gaming can be a choice). None: the `answered` flag.
+  competent: str | None = None
   # Host flags ({name: Python scalar}) -> the same with readable values (e.g. 'A' for choice 1),
   # for the JSON that replay, `sample --env` and the episode files print.
   readable: Callable = lambda flags: dict(flags)

@@ -186,8 +186,14 @@ def _summary(ctx: Context, results):
   last = (results['evals'] or [{}])[-1]
   figures = ', '.join(f'{env} {s["k"]}/{s["n"]}' for env, s in (last.get('envs') or {}).items()
                       if s.get('k') is not None)
+  first = (results['evals'] or [{}])[0]
+  competence = ', '.join(f'{env} {s["flags"][s["competent"]]}/{s["n"]}'
+                         for env, s in (first.get('envs') or {}).items()
+                         if s.get('competent') in (s.get('flags') or {}))
   lines = [f'finished in {metrics_lib.clock(time.perf_counter() - ctx.progress.started)}; '
            f'after {last.get("stage", "?")}: {figures or "no gaming counts"}',
+           f'competence (task done) after {first.get("stage", "?")}: '
+           f'{competence or "none recorded"}',
            f'report:   {os.path.join(w, report.REPORT)}',
            f'matrix:   {os.path.join(w, report.MATRIX)}',
            f'episodes: {os.path.join(w, episodes_lib.DIR)}/  (python -m rt_jax.episodes '

@@ -84,7 +84,8 @@ def summarize(env: core.Environment, rows: list[dict], pm, samples: int) -> dict
     by_instance[str(r['instance'])] += bool(env.gaming and r[env.gaming])
   return {'n': len(rows), 'instances': len(by_instance), 'samples': samples,
           'k': flags.get(env.gaming, 0) if env.gaming else None,
-          'metric': env.gaming or 'pm_score', 'answered': env.answered, 'flags': flags,
+          'metric': env.gaming or 'pm_score', 'answered': env.answered,
+          'competent': env.competent or env.answered, 'flags': flags,
           'gaming_by_instance': by_instance if env.gaming else None,
           'reward_mean': _mean([finite(r['reward']) for r in rows]),
           'pm_score_mean': float(np.mean(pm)) if rows else None}
