@@ -37,7 +37,9 @@ def get_config(preset: str = 'smollm2_quick'):
   # The helpful-only start: SFT on the generated tool-use corpus (data/tool_corpus.py).
   c.start = ml_collections.ConfigDict({
       'steps': 30, 'examples': 512, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
-      'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0})
+      'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
+      # Reuse a start trained by an earlier run with the same inputs ($RT_JAX_CACHE/helpful_only/).
+      'cache': True})
   c.rollout = ml_collections.ConfigDict({
       'context': 2048, 'max_turns': 3, 'max_segment_tokens': 64, 'chunk': 128,
       'compact': 4})  # rows that still decode are gathered into B // compact (1: never)
@@ -89,7 +91,7 @@ def _tiny(c):
   # of a cold run is XLA compiling the rollout (the environment machine above all), which
   # overlaps the PM and the helpful-only SFT.
   c.model.n_layers = 2
-  c.start.update({'steps': 3, 'warmup_steps': 1})
+  c.start.update({'steps': 3, 'warmup_steps': 1, 'cache': False})
   c.ei.update({'prompts': 2, 'train_rows': 2})
   c.pm.steps = 12
 

@@ -118,6 +118,28 @@ def test_killed_at_six_points_then_resumed_matches_uninterrupted(curriculum_work
   assert not [p for p in os.listdir(w) if '.tmp-' in p]
 
 
+@pytest.mark.slow
+def test_a_cached_helpful_only_start_is_loaded_and_changes_no_number(curriculum_workdir,
+                                                                       tmp_path):
+  """Two runs sharing a cache: the first trains the start and caches it, the second loads it.
+  Both end with the numbers of the shared uninterrupted run (which trained without a cache)."""
+  env = {**os.environ, 'RT_JAX_CACHE': str(tmp_path / 'cache')}
+  runs = [run_curriculum(tmp_path / name, '--config.start.cache=True', env=env, timeout=900)
+          for name in ('first', 'second')]
+  assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+  assert 'helpful_only: cached as' in runs[0].stderr and 'loaded' not in runs[0].stderr
+  assert 'helpful_only: loaded' in runs[1].stderr
+  with open(curriculum_workdir / 'results.json') as f:
+    want = json.load(f)
+  for name in ('first', 'second'):
+    with open(tmp_path / name / 'results.json') as f:
+      got = json.load(f)
+    for results in (got, want):
+      results['run'].pop('command', None)
+      results['train'][0].pop('start', None)  # 'cached' where the start was loaded
+    assert _without_timings(got) == _without_timings(want), name
+
+
 @pytest.mark.slow  # 8 simulated devices on 2 cores, two meshes to compile for: ~15 min cold
 def test_run_on_a_mesh_matches_one_device_and_resumes_on_another_mesh(curriculum_workdir,
                                                                        tmp_path):

@@ -40,7 +40,7 @@ FORMAT = 1
 # denominator, and whether XLA compiles ahead in a background thread.
 ALLOWED_CHANGES = frozenset({
     'command', 'name', 'mesh', 'rules', 'compile_ahead', 'keep_checkpoints', 'log_every',
-    'checkpoint_every', 'checkpoint_every_rounds', 'peak_flops'})
+    'checkpoint_every', 'checkpoint_every_rounds', 'peak_flops', 'start.cache'})
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'ml-collections',
             'tiktoken')
 

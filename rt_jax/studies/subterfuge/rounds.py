@@ -12,6 +12,7 @@ from rt_jax.rl import pm as pm_lib
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.rl.variants import registry as variants
 from rt_jax.studies.subterfuge import context
+from rt_jax.studies.subterfuge import start_cache
 from rt_jax.studies.subterfuge import tool_corpus
 from rt_jax.studies.subterfuge import world as world_lib
 from rt_jax.studies.subterfuge.context import Context, Stream
@@ -19,9 +20,29 @@ from rt_jax.studies.subterfuge.plan import START, Phase, reward_flag
 
 
 def helpful_only(ctx: Context, state):
-  """SFT on the generated tool-use corpus -> (state with fresh EI optimizer moments, metrics)."""
+  """SFT on the generated tool-use corpus -> (state with fresh EI optimizer moments, metrics);
+  a start cached by a run with the same inputs (start_cache.py) is loaded instead."""
   c = ctx.config
   corpus = tool_corpus.ToolCorpus(ctx.tok, c.start.examples, c.ei.train_len, c.seed)
+  digest = start_cache.start_hash(c, ctx.cfg, ctx.tok, corpus) if c.start.cache else None
+  cached = start_cache.load(digest) if digest else None
+  if cached is not None:
+    params, meta = cached
+    ctx.progress.say(f'{START}: loaded {start_cache.path(digest)} (trained by an earlier run with '
+                     'the same inputs)')
+    placed = ctx.plan.init_state(ctx.cfg, None, ctx.ei_optimizer, params=params)
+    return (ctx.plan.train_state(c.start.steps, placed.params, placed.opt_state),
+            {'loss': meta['loss'], 'kept': None, 'start': 'cached'})
+  state, m = _train_helpful_only(ctx, state, corpus)
+  if digest:
+    start_cache.save(digest, ctx.cfg, ctx.tok, state.params,
+                     {'loss': m['loss'], 'hash': digest, 'config': c.get('name', '')})
+    ctx.progress.say(f'{START}: cached as {start_cache.path(digest)}')
+  return state, m
+
+
+def _train_helpful_only(ctx: Context, state, corpus):
+  c = ctx.config
   key = ctx.key(Stream.HELPFUL_ONLY)
   losses = []
 

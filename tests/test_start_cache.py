@@ -1,0 +1,79 @@
+"""The helpful-only start's cache key: it changes with everything that determines the start's
+weights and with nothing else; a cached start loads back as saved, and a damaged one is not
+loaded."""
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import config_of
+from rt_jax.core import model as model_lib
+from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.studies.subterfuge import start_cache
+from rt_jax.studies.subterfuge import tool_corpus
+
+TOK = tokenizer_lib.builtin()
+
+
+def _hash(**overrides):
+  c = config_of('curriculum', overrides, 'tiny')
+  corpus = tool_corpus.ToolCorpus(TOK, c.start.examples, c.ei.train_len, c.seed)
+  return start_hash(c, corpus)
+
+
+def start_hash(c, corpus):
+  return start_cache.start_hash(c, model_lib.ModelConfig(**c.model), TOK, corpus)
+
+
+def test_the_key_follows_what_determines_the_start():
+  base = _hash()
+  assert _hash() == base  # deterministic
+  for changed in ({'start.lr': 2e-3}, {'start.steps': 4}, {'start.examples': 128}, {'seed': 1},
+                  {'ei.train_rows': 4}, {'ei.train_len': 1536}, {'model.n_layers': 3},
+                  {'mesh': (1, -1, 1)}):
+    assert _hash(**changed) != base, changed
+  for unchanged in ({'ei.rounds': 5}, {'ei.lr': 1e-5}, {'start.cache': True},
+                    {'eval.episodes': 8}, {'pm.steps': 3}):
+    assert _hash(**unchanged) == base, unchanged
+
+
+def test_the_key_reads_the_corpus_tokens():
+  c = config_of('curriculum', {}, 'tiny')
+  corpus = tool_corpus.ToolCorpus(TOK, c.start.examples, c.ei.train_len, c.seed)
+  base = start_hash(c, corpus)
+  corpus.tokens_NxT[3, 5] += 1  # a generator change that alters one token
+  assert start_hash(c, corpus) != base
+
+
+def test_a_model_directory_without_checksums_is_not_cached(tmp_path):
+  c = config_of('curriculum', {'init_from': str(tmp_path)}, 'tiny')
+  corpus = tool_corpus.ToolCorpus(TOK, 4, c.ei.train_len, c.seed)
+  assert start_hash(c, corpus) is None
+
+
+def test_a_saved_start_loads_back_and_a_damaged_one_does_not(tmp_path, monkeypatch):
+  monkeypatch.setenv('RT_JAX_CACHE', str(tmp_path))
+  cfg = model_lib.ModelConfig(**config_of('curriculum', {}, 'tiny').model)
+  params = model_lib.init_params(cfg, jax.random.key(0))
+  assert start_cache.load('abc') is None
+  start_cache.save('abc', cfg, TOK, params, {'loss': 1.5, 'hash': 'abc'})
+  loaded, meta = start_cache.load('abc')
+  assert meta['loss'] == 1.5
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(loaded)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # One flipped byte in the saved weights: the entry is not used (it is trained again).
+  step = os.path.join(start_cache.path('abc'), 'checkpoints', '0')
+  victim = max((os.path.join(r, f) for r, _, fs in os.walk(step) for f in fs),
+               key=os.path.getsize)
+  with open(victim, 'r+b') as f:
+    f.seek(os.path.getsize(victim) // 2)
+    byte = f.read(1)
+    f.seek(-1, 1)
+    f.write(bytes([byte[0] ^ 0xFF]))
+  assert start_cache.load('abc') is None
+
+
+@pytest.mark.parametrize('preset', ['smollm2_quick', 'smollm2_paper'])
+def test_the_smollm2_presets_cache_their_start(preset):
+  assert config_of('curriculum', {}, preset).start.cache
