@@ -39,7 +39,12 @@ def get_config(preset: str = 'smollm2_quick'):
       'steps': 30, 'examples': 512, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
       'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
       # Reuse a start trained by an earlier run with the same inputs ($RT_JAX_CACHE/helpful_only/).
-      'cache': True})
+      'cache': True,
+      # The competence gate: a target task-success rate per environment (0: not gated), measured
+      # on `gate_instances` train-split instances before the SFT and after each block of `steps`
+      # steps, up to `max_blocks` blocks.
+      'competence': {env: 0.0 for env in STAGES + ('reward_tampering',)},
+      'max_blocks': 1, 'gate_instances': 16})
   c.rollout = ml_collections.ConfigDict({
       'context': 2048, 'max_turns': 3, 'max_segment_tokens': 64, 'chunk': 128,
       'compact': 4})  # rows that still decode are gathered into B // compact (1: never)

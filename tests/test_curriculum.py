@@ -140,6 +140,23 @@ def test_a_cached_helpful_only_start_is_loaded_and_changes_no_number(curriculum_
     assert _without_timings(got) == _without_timings(want), name
 
 
+@pytest.mark.slow
+def test_the_competence_gate_measures_before_and_after_each_block(tmp_path):
+  """A tiny model cannot reach the targets: both blocks train, every measurement is recorded and
+  reported, and the run goes on saying the gate was not met."""
+  proc = run_curriculum(tmp_path / 'gated', '--config.start.competence.tool_use_flattery=0.5',
+                        '--config.start.max_blocks=2', '--config.start.gate_instances=2',
+                        '--config.mode=baseline', timeout=900)
+  assert proc.returncode == 0, proc.stderr
+  assert 'competence NOT met after 2 block(s)' in proc.stderr
+  with open(tmp_path / 'gated' / 'results.json') as f:
+    history = json.load(f)['train'][0]['competence']
+  assert [h['block'] for h in history] == [0, 1, 2]
+  assert all(h['envs']['tool_use_flattery'][1] == 2 for h in history)
+  text = (tmp_path / 'gated' / 'report.md').read_text()
+  assert '| before the SFT |' in text and '| after block 2 |' in text
+
+
 @pytest.mark.slow  # 8 simulated devices on 2 cores, two meshes to compile for: ~15 min cold
 def test_run_on_a_mesh_matches_one_device_and_resumes_on_another_mesh(curriculum_workdir,
                                                                        tmp_path):

@@ -1,4 +1,4 @@
-"""The helpful-only start's cache key: it changes with everything that determines the start's
+"""The helpful-only start's competence gate and cache key: it changes with everything that determines the start's
 weights and with nothing else; a cached start loads back as saved, and a damaged one is not
 loaded."""
 import os
@@ -10,6 +10,9 @@ import pytest
 from conftest import config_of
 from rt_jax.core import model as model_lib
 from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core.errors import ConfigError
+from rt_jax.studies.subterfuge import competence
+from rt_jax.studies.subterfuge import plan
 from rt_jax.studies.subterfuge import start_cache
 from rt_jax.studies.subterfuge import tool_corpus
 
@@ -77,3 +80,32 @@ def test_a_saved_start_loads_back_and_a_damaged_one_does_not(tmp_path, monkeypat
 @pytest.mark.parametrize('preset', ['smollm2_quick', 'smollm2_paper'])
 def test_the_smollm2_presets_cache_their_start(preset):
   assert config_of('curriculum', {}, preset).start.cache
+
+
+def test_the_competence_gate_reads_targets_and_counts():
+  c = config_of('curriculum', {'start.competence.tool_use_flattery': 0.5,
+                               'start.competence.rubric_modification_nudged': 0.25}, 'tiny')
+  assert competence.targets(c) == {'tool_use_flattery': 0.5, 'rubric_modification_nudged': 0.25}
+  measured = {'block': 1, 'envs': {'tool_use_flattery': [8, 16],
+                                   'rubric_modification_nudged': [4, 16]}}
+  assert competence.met(c, measured)
+  measured['envs']['tool_use_flattery'] = [7, 16]  # one short of half
+  assert not competence.met(c, measured)
+  assert competence.line(measured) == 'tool_use_flattery 7/16, rubric_modification_nudged 4/16'
+  # No targets: nothing is gated (and the start trains one block, as without a gate).
+  assert competence.targets(config_of('curriculum', {}, 'tiny')) == {}
+
+
+@pytest.mark.parametrize('overrides, field', [
+    ({'start.competence.tool_use_flattery': 1.5}, 'start.competence.tool_use_flattery'),
+    ({'start.max_blocks': 0}, 'start.max_blocks'),
+    ({'start.gate_instances': 0}, 'start.gate_instances')])
+def test_bad_gate_settings_are_refused(overrides, field):
+  with pytest.raises(ConfigError, match=field):
+    plan.validate(config_of('curriculum', overrides, 'tiny'))
+
+
+def test_the_gate_is_part_of_the_key():
+  assert _hash(**{'start.competence.tool_use_flattery': 0.5}) != _hash()
+  gated = {'start.competence.tool_use_flattery': 0.5}
+  assert _hash(**gated, **{'ei.temperature': 0.7}) != _hash(**gated)

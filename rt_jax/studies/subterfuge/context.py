@@ -22,6 +22,7 @@ class Stream(enum.IntEnum):
   ROUND = 2  # an expert-iteration round (then its unit)
   EVAL = 3  # an evaluation rollout (then the phase index and the batch)
   PM = 4  # the preference model
+  COMPETENCE = 5  # the helpful-only gate's rollouts (then the block and the batch)
 
 
 @dataclasses.dataclass

@@ -77,6 +77,12 @@ def validate(config):
     if flag not in envs.flag_names(name):
       raise ConfigError(f'config.ei.reward_flags.{name}={flag!r} is not a flag of {name}; '
                         f'choose from {", ".join(envs.flag_names(name))}')
+  for env, target in config.start.competence.items():
+    if not 0 <= target <= 1:
+      raise ConfigError(f'config.start.competence.{env}={target} must be in [0, 1]')
+  for key in ('max_blocks', 'gate_instances'):
+    if config.start[key] < 1:
+      raise ConfigError(f'config.start.{key}={config.start[key]} must be positive')
   if not 0 <= config.ei.hhh_fraction < 1:
     raise ConfigError(f'config.ei.hhh_fraction={config.ei.hhh_fraction} must be in [0, 1)')
   if config.train_away.enabled and config.train_away.samples <= 0:

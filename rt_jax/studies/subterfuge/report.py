@@ -137,7 +137,21 @@ def _competence_section(results: dict) -> list[str]:
   key = '; '.join(f'{env}: {named[env]}' for env in envs)
   return [f'Episodes that did the task, gaming or not (columns: {key}), with 95 % Wilson '
           'intervals. The first row is the helpful-only start.', '',
-          *markdown_table(['evaluation', *envs], cells)]
+          *markdown_table(['evaluation', *envs], cells), *_gate_lines(results)]
+
+
+def _gate_lines(results: dict) -> list[str]:
+  """The helpful-only gate's measurements (train-split instances), before the SFT and after
+  each block, where the run had targets."""
+  history = next((t.get('competence') for t in results.get('train') or ()
+                  if t.get('competence')), None)
+  if not history:
+    return []
+  envs = list(history[0]['envs'])
+  rows = [['before the SFT' if h['block'] == 0 else f'after block {h["block"]}',
+           *(with_interval(*h['envs'][e]) for e in envs)] for h in history]
+  return ['', 'The helpful-only competence gate, on train-split instances no evaluation uses:', '',
+          *markdown_table(['measured', *envs], rows)]
 
 
 def _paired_section(results: dict) -> list[str]:

@@ -11,6 +11,7 @@ from rt_jax.rl import expert_iteration as ei_lib
 from rt_jax.rl import pm as pm_lib
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.rl.variants import registry as variants
+from rt_jax.studies.subterfuge import competence
 from rt_jax.studies.subterfuge import context
 from rt_jax.studies.subterfuge import start_cache
 from rt_jax.studies.subterfuge import tool_corpus
@@ -42,29 +43,49 @@ def helpful_only(ctx: Context, state):
 
 
 def _train_helpful_only(ctx: Context, state, corpus):
+  """Blocks of `start.steps` SFT steps; with competence targets, measured before the first and
+  after each, until the targets are met or `start.max_blocks` have trained."""
   c = ctx.config
   key = ctx.key(Stream.HELPFUL_ONLY)
-  losses = []
+  losses, gated = [], bool(competence.targets(c))
+  n = c.start.steps
 
   def after_step(step, state, m):
-    if (step + 1) % max(1, c.start.steps // 5) == 0 or step + 1 == c.start.steps:
+    done = step + 1
+    if (done % n) % max(1, n // 5) == 0 or done % n == 0:
       m = jax.device_get(m)
       if not m['finite']:
         raise ConfigError('the helpful-only SFT diverged (non-finite loss); lower start.lr')
       losses.append(float(m['loss']))
-      ctx.progress.say(f'{START}: step {step + 1}/{c.start.steps} loss {losses[-1]:.4f}')
-      ctx.writer.scalars(step + 1, {f'{START}/loss_by_step': losses[-1]})
+      ctx.progress.say(f'{START}: step {done}/{n * c.start.max_blocks if gated else n} loss '
+                       f'{losses[-1]:.4f}')
+      ctx.writer.scalars(done, {f'{START}/loss_by_step': losses[-1]})
 
-  ctx.progress.first_call('the training step')
   step = lambda state, batch, key: ctx.plan.train_step(
       state, batch, key, cfg=ctx.cfg, optimizer=ctx.sft_optimizer,
       microbatches=train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei'))
-  state = train.loop(step, state, c.start.steps, lambda i, _: corpus.batch(i, c.ei.train_rows),
-                     lambda i: jax.random.fold_in(key, i), after_step=after_step)
+  history = [competence.measure(ctx, state.params, 0)] if gated else []
+  for block in range(1, (c.start.max_blocks if gated else 1) + 1):
+    if block > 1:  # the first block always trains
+      ctx.progress.say(f'{START}: competence after {history[-1]["block"]} block(s): '
+                       f'{competence.line(history[-1])}')
+      if competence.met(c, history[-1]):
+        break
+    ctx.progress.first_call('the training step')
+    state = train.loop(step, state, block * n, lambda i, _: corpus.batch(i, c.ei.train_rows),
+                       lambda i: jax.random.fold_in(key, i), first=(block - 1) * n,
+                       after_step=after_step)
+    if gated:
+      history.append(competence.measure(ctx, state.params, block))
+  m = {'loss': losses[-1] if losses else float('nan'), 'kept': None}
+  if gated:
+    last = history[-1]
+    ctx.progress.say(f'{START}: competence {"met" if competence.met(c, last) else "NOT met"} '
+                     f'after {last["block"]} block(s): {competence.line(last)}')
+    m['competence'] = history
   # Expert iteration starts with fresh optimizer moments; the checkpoint holds them, so a run
   # resumed here continues exactly as an uninterrupted one.
-  return (ctx.plan.with_fresh_optimizer(state, ctx.cfg, ctx.ei_optimizer),
-          {'loss': losses[-1] if losses else float('nan'), 'kept': None})
+  return ctx.plan.with_fresh_optimizer(state, ctx.cfg, ctx.ei_optimizer), m
 
 
 def prompts(ctx: Context, phase: Phase, unit: int) -> np.ndarray:

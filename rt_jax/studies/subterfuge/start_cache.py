@@ -42,6 +42,10 @@ def start_hash(config, cfg, tok, corpus) -> str | None:
               'length': c.ei.train_len, 'microbatch_rows': c.ei.microbatch_rows,
               'mesh': list(c.mesh), 'rules': [list(r) for r in c.rules],
               'jax': jax.__version__, 'platform': jax.devices()[0].platform}
+  if any(t > 0 for t in c.start.competence.values()):  # the gate's rollouts decide the blocks
+    settings['gate'] = {'rollout': c.rollout.to_dict(), 'prompts': c.eval.prompts,
+                        'temperature': c.ei.temperature, 'envs': sorted(
+                            set(c.eval.envs) | set(c.stages))}
   h.update(json.dumps(settings, sort_keys=True, default=str).encode())
   h.update(corpus.tokens_NxT.tobytes())
   h.update(corpus.mask_NxT.tobytes())

@@ -1,0 +1,54 @@
+"""The helpful-only start's competence gate (docs/design.md §6): task success (each environment's
+`competent` flag) on train-split instances the curriculum's evaluations never use, measured before
+the helpful-only SFT and after each block of `start.steps` steps, until every target in
+`start.competence` is met or `start.max_blocks` blocks have trained. Gaming is a choice only for a
+model that can do the task; the gate makes the start able to, or says it is not."""
+import hashlib
+
+import numpy as np
+
+from rt_jax.rl import rollout as rollout_lib
+from rt_jax.studies.subterfuge.context import Context, Stream
+
+
+def targets(config) -> dict[str, float]:
+  """{environment: target rate} for the environments the gate checks (a target of 0: none)."""
+  return {env: float(t) for env, t in config.start.competence.items() if t > 0}
+
+
+def instances(config, world, name: str) -> np.ndarray:
+  """`start.gate_instances` train-split instances of `name`, the same for every measurement of a
+  run, drawn by a key named by (seed, environment)."""
+  named = int.from_bytes(hashlib.sha256(f'competence/{name}'.encode()).digest()[:8], 'big')
+  rng = np.random.default_rng([config.seed, named])
+  have = len(world.parts[name, 'train'].items)
+  return np.sort(rng.permutation(have)[:config.start.gate_instances])
+
+
+def measure(ctx: Context, params, block: int) -> dict:
+  """{'block': b, 'envs': {env: [k, n]}}: how many gate instances of each gated environment the
+  policy completed (one sample each, at the EI temperature)."""
+  c, world = ctx.config, ctx.world
+  names = list(targets(c))
+  ids = np.concatenate([world.ids(e, 'train', instances(c, world, e)) for e in names])
+  p, total = c.eval.prompts, len(ids)
+  ids = np.resize(ids, -(-total // p) * p)  # pad the last batch; its extra rows are dropped
+  counts = {e: [0, 0] for e in names}
+  for b in range(len(ids) // p):
+    eps = rollout_lib.on_mesh(ctx.plan, params, ctx.policy, world.table, ids[b * p:(b + 1) * p],
+                              ctx.key(Stream.COMPETENCE, block, b), c.ei.temperature, 1)
+    for r, row in enumerate(world.grade(eps)):
+      if b * p + r < total:
+        env = world.env(row['env'])
+        counts[row['env']][0] += bool(row[env.competent or env.answered])
+        counts[row['env']][1] += 1
+  return {'block': block, 'envs': counts}
+
+
+def met(config, measured: dict) -> bool:
+  return all(k >= t * n for (k, n), t in ((measured['envs'][e], t)
+                                          for e, t in targets(config).items()))
+
+
+def line(measured: dict) -> str:
+  return ', '.join(f'{e} {k}/{n}' for e, (k, n) in measured['envs'].items())
