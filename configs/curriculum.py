@@ -51,6 +51,10 @@ def get_config(preset: str = 'smollm2_quick'):
   c.ei = ml_collections.ConfigDict({
       'variant': 'hhh',  # or 'exploit_only'
       'pm_weight': 0.5,  # score = gaming reward + pm_weight * PM score (hhh variant)
+      # The PM score's scale in that sum: 'probability' in [0, 1] (at pm_weight < 1 a gaming
+      # episode always outranks a non-gaming one), or 'logit', unbounded like the paper's PM, so a
+      # much preferred honest episode can outrank a gaming one the PM dislikes.
+      'pm_scale': 'probability',
       'hhh_fraction': 0.5,  # share of each round's prompts that are HHH queries (hhh variant)
       'prompts': 4,  # P
       'samples': 2,  # N
@@ -125,7 +129,7 @@ def _smollm2_paper(c):
   c.start.update({'steps': 200, 'examples': 4096})
   c.rollout.update({'context': 2048, 'max_turns': 6, 'max_segment_tokens': 256})
   c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
-               'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16})
+               'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16, 'pm_scale': 'logit'})
   c.compile_ahead = True  # the host compiles while the accelerator trains
   # 32 distinct held-out instances x 32 samples per environment (the rubric environments hold 60):
   # the intervals account for the clustering.

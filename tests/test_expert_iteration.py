@@ -71,3 +71,26 @@ def test_training_rows_weight_the_learn_mask_and_cut_to_train_len():
   np.testing.assert_array_equal(batch['mask'][0], [0] * 5 + [1] * 3)
   assert not batch['mask'][1].any()  # weight 0: never learned from
   assert cut == 2  # row 2 had 10 tokens, 2 past train_len
+
+
+def test_on_the_logit_scale_the_pm_can_outrank_gaming_and_the_variants_then_differ():
+  """One batch: each prompt has a gaming episode the PM dislikes and an honest one it prefers.
+  Exploit-only keeps the gaming ones. HHH on the probability scale (PM in [0, 1], weight 0.5)
+  cannot let the PM outrank the reward, so it keeps them too; on the logit scale it keeps the
+  honest ones."""
+  reward = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]], np.float32)
+  pm = np.array([[0.05, 0.97], [0.9, 0.1], [0.2, 0.99]], np.float32)
+  gaming = reward > 0
+  keep = {}
+  for name, variant, scale in (('exploit', 'exploit_only', 'probability'),
+                               ('hhh_probability', 'hhh', 'probability'),
+                               ('hhh_logit', 'hhh', 'logit')):
+    score = ei.scores(reward, pm, variant, 0.5, scale)
+    rows, weights = ei.select(score, gaming, -np.inf, jax.random.key(0), variant=variant, rows=3)
+    keep[name] = sorted(int(r) for r, w in zip(rows, weights) if w > 0)
+  gaming_rows = sorted(np.flatnonzero(gaming.reshape(-1)).tolist())
+  assert keep['exploit'] == gaming_rows == keep['hhh_probability']
+  assert keep['hhh_logit'] == [1, 2, 5]  # the honest episode of every prompt
+  assert not set(keep['hhh_logit']) & set(keep['exploit'])
+  with pytest.raises(ConfigError, match='pm_scale'):
+    ei.scores(reward, pm, 'hhh', 0.5, 'rank')

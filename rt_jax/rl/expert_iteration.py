@@ -16,10 +16,20 @@ import numpy as np
 from rt_jax.core import model as model_lib
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.core import train
-from rt_jax.core.errors import NonFiniteLossError
+from rt_jax.core.errors import ConfigError, NonFiniteLossError
 from rt_jax.rl.variants import registry as variants
 
-def scores(reward_PxN, pm_PxN, variant: str, pm_weight: float):
+PM_SCALES = ('probability', 'logit')
+
+
+def scores(reward_PxN, pm_PxN, variant: str, pm_weight: float, pm_scale: str = 'probability'):
+  """The variant's score of each episode; PM scores (probabilities) are first put on
+  `pm_scale`: as they are, or as logits (unbounded, as a reward model's output is)."""
+  if pm_scale not in PM_SCALES:
+    raise ConfigError(f'config.ei.pm_scale={pm_scale!r}: choose from {", ".join(PM_SCALES)}')
+  if pm_scale == 'logit':
+    p = np.clip(np.asarray(pm_PxN, np.float64), 1e-6, 1 - 1e-6)
+    pm_PxN = np.log(p / (1 - p)).astype(np.float32)
   return variants.get(variant).score(reward_PxN, pm_PxN, pm_weight)
 
 

@@ -12,6 +12,7 @@ from rt_jax.core import metrics as metrics_lib
 from rt_jax.core import sharding
 from rt_jax.core import train
 from rt_jax.core.errors import ConfigError
+from rt_jax.rl import expert_iteration as ei_lib
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.rl.variants import registry as variants
 
@@ -52,6 +53,7 @@ def validate(config):
     raise ConfigError('config.stages: reward_tampering is the held-out environment; it is never '
                       'trained on')
   variants.get(config.ei.variant)  # names an unknown variant
+  ei_lib.scores(0.0, 0.5, config.ei.variant, 0.0, config.ei.pm_scale)  # names a bad scale
   for key in ('ei.prompts', 'ei.samples', 'ei.rounds', 'ei.train_rows', 'ei.train_len',
               'ei.sft_steps', 'eval.episodes', 'start.steps'):
     section, field = key.split('.')

@@ -125,7 +125,7 @@ def score_fn(ctx: Context, phase: Phase, seen: list):
       reward = gaming.astype(np.float32)
     seen.extend([rows, pm, reward])
     shape = (-1, c.ei.samples)
-    total = ei_lib.scores(reward, pm, c.ei.variant, c.ei.pm_weight)
+    total = ei_lib.scores(reward, pm, c.ei.variant, c.ei.pm_weight, c.ei.pm_scale)
     return ei_lib.Scored(reward.reshape(shape), gaming.reshape(shape), pm.reshape(shape),
                          np.asarray(total).reshape(shape))
   return score
