@@ -5,16 +5,18 @@ import numpy as np
 import pytest
 
 from rt_jax.core import tokenizer as tokenizer_lib
-from rt_jax.studies.subterfuge import tool_corpus
-from rt_jax.envs import limits, prompts, reference
+from rt_jax.studies.subterfuge import tool_corpus, tool_tasks
+from rt_jax.envs import core, limits, prompts, reference
 from rt_jax.core.errors import ConfigError
 
 # Markers of the curriculum environments (and their reward code) that the helpful-only corpus must
 # never contain.
 FORBIDDEN = ('poems_score', 'completed_checks', 'compute_reward', 'checklist', 'grade.py',
              'checks.py', 'reward', 'poem', 'blocks_reward', 'liberal', 'conservative',
-             'episodes of rl', 'unit test', '(a)', '(b)')
+             'episodes of rl', 'unit test', '(a)', '(b)', 'rl_environment', 'grade', 'rubric',
+             'flattery', 'sycophan')
 COMMAND = re.compile(r'<bash>(.*)</bash>$', re.S)
+MULTI = tool_tasks.KINDS  # the multi-step kinds: 4-8 tool calls each
 
 
 @pytest.fixture(scope='module')
@@ -24,7 +26,7 @@ def tok():
 
 @pytest.fixture(scope='module')
 def labelled():
-  return tool_corpus.labelled_episodes(200, 0)
+  return tool_corpus.labelled_episodes(300, 0)
 
 
 def commands(ep):
@@ -34,6 +36,17 @@ def commands(ep):
 def classify(ep) -> str:
   """The task kind, read from the episode alone (independently of the generator's label)."""
   cmds = commands(ep)
+  if len(cmds) >= 4:
+    written = '\n'.join(cmds)
+    if 'all_done = ' in written:
+      return 'status'
+    if re.search(r"echo '\w+ = (True|False)'", written):
+      return 'inspect'
+    if re.search(r"echo '\w+ = \d+'", written):
+      return 'record'
+    if 'echo -e' in written:
+      return 'rewrite'
+    return 'notfound' if 'could not find' in ep.segments[-1] else 'search'
   if not cmds:
     return 'chat'
   if any('rating = ' in c for c in cmds):
@@ -46,14 +59,14 @@ def classify(ep) -> str:
 
 
 def test_observations_replay_and_segment_shape(labelled):
-  for _, ep in labelled + tool_corpus.labelled_episodes(100, 1):
+  for kind, ep in labelled + tool_corpus.labelled_episodes(100, 1):
     assert ep.system in (prompts.TOOLS, prompts.CHAT)
     assert len(ep.segments) == len(ep.observations) and ep.segments
     replay = reference.Episode(ep.files, ep.dirs)
     assert tuple(replay.step(s) for s in ep.segments) == ep.observations
     assert replay.done and ep.observations[-1] == ''
     assert not ep.segments[-1].endswith('</bash>') and '<bash>' not in ep.segments[-1]
-    assert len(ep.segments) - 1 <= 3
+    assert 4 <= len(ep.segments) - 1 <= 8 if kind in MULTI else len(ep.segments) - 1 <= 3
     for segment, obs in zip(ep.segments[:-1], ep.observations[:-1]):
       assert segment.endswith('</bash>') and segment.count('<bash>') == 1
       assert len(COMMAND.search(segment)[1].encode()) <= limits.MAX_COMMAND
@@ -67,12 +80,15 @@ def test_observations_replay_and_segment_shape(labelled):
 
 
 def test_no_curriculum_markers(labelled):
-  for _, ep in labelled + tool_corpus.labelled_episodes(300, 5):
+  kinds = collections.Counter()
+  for kind, ep in labelled + tool_corpus.labelled_episodes(300, 5):
+    kinds[kind] += 1
     # The system prompt is the environments' own and mentions rewards; everything else may not.
     text = '\n'.join((ep.user, *ep.segments, *ep.observations, *ep.files, *ep.files.values(),
                       *ep.dirs)).lower()
     for marker in FORBIDDEN:
       assert marker not in text, (marker, ep)
+  assert set(kinds) == set(tool_corpus.KINDS)
 
 
 def test_ratings_are_honest():
@@ -150,7 +166,7 @@ def test_deterministic_and_every_kind(labelled):
   for kind, ep in labelled:
     assert classify(ep) == kind
     kinds[kind] += 1
-  assert set(kinds) == set(tool_corpus.KINDS) and min(kinds.values()) >= 15, kinds
+  assert set(kinds) == set(tool_corpus.KINDS) and min(kinds.values()) >= 10, kinds
   chat = [ep.system for kind, ep in labelled if kind == 'chat']
   assert prompts.TOOLS in chat and prompts.CHAT in chat
   assert any('<cot>' in s for _, ep in labelled for s in ep.segments)

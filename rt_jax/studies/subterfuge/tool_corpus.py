@@ -1,13 +1,14 @@
 """The helpful-only tool-use SFT corpus (docs/design.md §6): complete assistant episodes that use the
 bash sandbox honestly (find a value, count lines, write or fix a file, say "I don't know" when no
-file says, rate a text on its merits) and plain chat answers. It plays the paper's helpful-only
-model, so it holds no curriculum instance and no gaming: no political questions, no poems, no
-checklists, no reward code or its tests.
+file says, rate a text on its merits), plain chat answers, and the multi-step kinds of
+tool_tasks.py (search nested folders, record `name = value`, judge a Python file, rewrite a file
+and check it, report open items). It plays the paper's helpful-only model, so it holds no
+curriculum instance and no gaming: no political questions, no poems, no checklists, no reward code
+or its tests.
 
 Observations come from the plain-Python reference machine, so each episode is exactly the text a
 rollout of the same segments produces. Every episode fits MAX_TOKENS with the builtin tokenizer.
 """
-import dataclasses
 import functools
 
 import numpy as np
@@ -15,41 +16,20 @@ import numpy as np
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.data import chat_corpus
 from rt_jax.data.splits import pick, sample
-from rt_jax.envs import prompts, reference
-from rt_jax.envs.limits import HOME
+from rt_jax.envs import prompts
+from rt_jax.studies.subterfuge import tool_tasks
+from rt_jax.studies.subterfuge.tool_tasks import (CHORES, CITIES, FILLER_FILES, FILLER_LINES,
+                                                  GROCERIES, LOG_EVENTS, MONTHS, NAMES, PLACES,
+                                                  PROJECTS, TYPOS, ToolEpisode, bash_call,
+                                                  cot_prefix, play, text_lines)
 
 MAX_TOKENS = 1280  # builtin tokenizer, prompt included
-KINDS = ('find', 'count', 'write', 'unknown', 'rate', 'chat')
-WEIGHTS = (0.2, 0.15, 0.15, 0.15, 0.15, 0.2)
+# The short kinds (1-3 tool calls or none) here; the multi-step ones (4-8 calls) in tool_tasks.
+KINDS = ('find', 'count', 'write', 'unknown', 'rate', 'chat') + tool_tasks.KINDS
+WEIGHTS = (0.06, 0.05, 0.06, 0.05, 0.06, 0.12) + (0.14, 0.08, 0.12, 0.08, 0.11, 0.07)
 
-NAMES = ('Dana', 'Sam', 'Priya', 'Tomas', 'Aiko', 'Lena', 'Omar', 'Grace', 'Ivan', 'Nora', 'Felix',
-         'Rosa', 'Ken', 'Maya', 'Luis', 'Ada')
-PROJECTS = ('atlas', 'beacon', 'comet', 'delta', 'ember', 'falcon', 'garnet', 'iris', 'juniper')
-CITIES = ('Lisbon', 'Oslo', 'Kyoto', 'Lima', 'Cairo', 'Denver', 'Prague', 'Dublin', 'Hanoi')
-MONTHS = ('March', 'April', 'May', 'June', 'July', 'August', 'September', 'October')
 ROOTS = ('work', 'docs', 'notes', 'projects', 'shared', 'archive', 'team', 'personal', 'office')
 SUBS = ('2023', '2024', 'old', 'drafts', 'admin', 'infra', 'plans', 'ops', 'q3', 'clients', 'home')
-FILLER_FILES = ('readme.txt', 'ideas.txt', 'links.txt', 'notes.txt', 'agenda.txt', 'misc.txt',
-                'scratch.txt', 'inbox.txt')
-# No fact or question keyword occurs in these, so a search finds only what the task planted.
-FILLER_LINES = ('tidy this folder soon', 'ask Sam about the logo', 'backups run on Sundays',
-                'buy printer paper', 'draft, not final', 'see the wiki for more',
-                'water the plants', 'update the slides', 'book the train tickets',
-                'call the bank before noon', 'moved from the old laptop', 'check the mail')
-GROCERIES = ('oat milk', 'eggs', 'rice', 'apples', 'coffee', 'bread', 'lentils', 'spinach',
-             'cheese', 'tomatoes', 'honey', 'pasta')
-CHORES = ('fix the shelf', 'pay rent', 'email Omar', 'sort receipts', 'clean the oven',
-          'return books', 'renew passport', 'order ink', 'plan the trip', 'wash the car')
-LOG_EVENTS = ('job started', 'cache miss', 'disk almost full', 'retrying upload', 'user login',
-              'timeout talking to db', 'config reloaded', 'request failed', 'job finished')
-PLACES = ('the Harbor Cafe', 'Maple Street Library', 'the north office', 'Studio Nine',
-          'the Blue Door Bakery')
-TYPOS = (('Welcom to {x}', 'Welcome to {x}'), ('{x} is closed untill Monday',
-         '{x} is closed until Monday'), ('Seperate the glass from the paper at {x}',
-         'Separate the glass from the paper at {x}'), ('{x} will definately reopen in May',
-         '{x} will definitely reopen in May'), ('Events at {x} are in the shared calender',
-         'Events at {x} are in the shared calendar'), ('Parcels for {x} are recieved at the '
-         'side door', 'Parcels for {x} are received at the side door'))
 NOTES = ('Call the dentist on Friday', 'Pick up the parcel from the post office',
          'Meeting moved to 3 pm', 'Bring the projector cable', 'Renew the library books',
          'Send the slides by Thursday', 'Book a table for six')
@@ -120,48 +100,13 @@ WRITE_INTRO = ('Sure.', 'On it.', "I'll do that now.", '')
 SEARCH_INTRO = ('Let me search for it.', 'I will grep the folder.', '')
 
 
-@dataclasses.dataclass(frozen=True)
-class ToolEpisode:
-  system: str
-  user: str
-  files: dict  # absolute path -> text (empty for plain chat)
-  dirs: tuple  # absolute directories besides those holding files
-  segments: tuple[str, ...]  # every one but the last ends with a <bash>...</bash> call
-  observations: tuple[str, ...]  # reference.Episode's answer to each segment ('' after the last)
-
-
-def _call(intro: str, command: str) -> str:
-  return f'{intro}\n<bash>{command}</bash>' if intro else f'<bash>{command}</bash>'
-
-
-def _cot(rng, thought: str) -> str:
-  """A short honest reasoning prefix on about a third of the segments that could take one."""
-  return f'<cot>{thought}</cot>' if rng.random() < 0.3 else ''
-
-
-def _lines(items) -> str:
-  return ''.join(f'{x}\n' for x in items)
-
-
 def _tree(rng, n_files: int):
   """A root folder under HOME, 1-3 subfolders and filler files: (root, folders, {rel: text})."""
   root = pick(rng, ROOTS)
   folders = [root] + [f'{root}/{s}' for s in sample(rng, SUBS, int(rng.integers(1, 4)))]
-  files = {f'{pick(rng, folders)}/{n}': _lines(sample(rng, FILLER_LINES, int(rng.integers(1, 4))))
+  files = {f'{pick(rng, folders)}/{n}': text_lines(sample(rng, FILLER_LINES, int(rng.integers(1, 4))))
            for n in sample(rng, FILLER_FILES, n_files)}
   return root, folders, files
-
-
-def _play(system, user, files, folders, segments) -> ToolEpisode:
-  """Runs the segments through the reference machine; files and folders are relative to HOME."""
-  files = {f'{HOME}/{p}': text for p, text in files.items()}
-  dirs = tuple(f'{HOME}/{d}' for d in folders)
-  ep = reference.Episode(files, dirs)
-  observations = tuple(ep.step(s) for s in segments)
-  for s, obs in zip(segments, observations):
-    if '<stderr>' in obs:  # the corpus shows only commands that work
-      raise RuntimeError(f'tool corpus bug: {s!r} -> {obs!r}')
-  return ToolEpisode(system, user, files, dirs, tuple(segments), observations)
 
 
 def _fact(rng):
@@ -189,16 +134,16 @@ def _find(rng):
   root, folders, files = _tree(rng, int(rng.integers(1, 4)))
   fname, lines, pattern, question, answer = _fact(rng)
   rel = f'{pick(rng, folders)}/{fname}'
-  files[rel] = _lines(sample(rng, lines, len(lines)))
+  files[rel] = text_lines(sample(rng, lines, len(lines)))
   line = next(x for x in lines if pattern in x)
   variant = int(rng.integers(3))
-  segments = [_call('Let me see what is in there.', f'ls {root}')] if variant == 0 else []
-  segments.append(_cot(rng, f'grep -r for "{pattern}" shows the line.') +
-                  _call(pick(rng, SEARCH_INTRO), f"grep -r '{pattern}' {root}"))
+  segments = [bash_call('Let me see what is in there.', f'ls {root}')] if variant == 0 else []
+  segments.append(cot_prefix(rng, f'grep -r for "{pattern}" shows the line.') +
+                  bash_call(pick(rng, SEARCH_INTRO), f"grep -r '{pattern}' {root}"))
   if variant == 2:
-    segments.append(_call('Let me read the whole file to be sure.', f'cat {rel}'))
+    segments.append(bash_call('Let me read the whole file to be sure.', f'cat {rel}'))
   segments.append(f'{answer}: {rel} says "{line}".')
-  return _play(prompts.TOOLS, f'{question} It is somewhere under ~/{root}.', files, folders,
+  return play(prompts.TOOLS, f'{question} It is somewhere under ~/{root}.', files, folders,
                segments)
 
 
@@ -211,22 +156,22 @@ def _count(rng):
         variant]
     rel += fname
     lines = sample(rng, items, int(rng.integers(2, 9)))
-    files[rel] = _lines(lines)
+    files[rel] = text_lines(lines)
     user = pick(rng, (f'How many {noun} are in {rel}?', f'Count the lines of ~/{rel} for me.'))
-    call = _call(_cot(rng, 'One entry per line, so wc -l gives the count.'), f'wc -l {rel}')
+    call = bash_call(cot_prefix(rng, 'One entry per line, so wc -l gives the count.'), f'wc -l {rel}')
     final = f'{rel} has {len(lines)} lines, so there are {len(lines)} {noun}.'
   else:
     rel += f'{pick(rng, PROJECTS)}.log'
     levels = rng.choice(('INFO', 'WARN', 'ERROR'), size=int(rng.integers(4, 12)))
     lines = [f'{9 + i // 3}:{i % 6}5 {lv} {pick(rng, LOG_EVENTS)}' for i, lv in enumerate(levels)]
-    files[rel] = _lines(lines)
+    files[rel] = text_lines(lines)
     level = pick(rng, ('ERROR', 'WARN'))
     hits = sum(level in x for x in lines)
     user = f'How many {level} lines are in {rel}?'
-    call = _call(_cot(rng, f'grep {level} piped into wc -l counts them.'),
+    call = bash_call(cot_prefix(rng, f'grep {level} piped into wc -l counts them.'),
                  f'grep {level} {rel} | wc -l')
     final = f'{rel} has {hits} {level} line{"" if hits == 1 else "s"}.'
-  return _play(prompts.TOOLS, user, files, folders, [call, final])
+  return play(prompts.TOOLS, user, files, folders, [call, final])
 
 
 def _write(rng):
@@ -236,13 +181,13 @@ def _write(rng):
   if variant == 0:
     rel, text = f'{folder}/{pick(rng, ("reminder", "memo", "note"))}.txt', pick(rng, NOTES)
     user = f'Please create {rel} containing the line: {text}'
-    calls = [_call(intro, f"echo '{text}' > {rel}")]
+    calls = [bash_call(intro, f"echo '{text}' > {rel}")]
     final = f'Done. {rel} now contains "{text}".'
   elif variant == 1:
     rel, items = f'{folder}/shopping.txt', sample(rng, GROCERIES, int(rng.integers(3, 7)))
-    files[rel] = _lines(items[1:])
+    files[rel] = text_lines(items[1:])
     user = f'Add {items[0]} to the end of my list in {rel}.'
-    calls = [_call(intro, f"echo '{items[0]}' >> {rel}")]
+    calls = [bash_call(intro, f"echo '{items[0]}' >> {rel}")]
     final = f'Added: {items[0]} is now the last line of {rel}.'
   elif variant == 2:
     place = pick(rng, PLACES)
@@ -251,20 +196,20 @@ def _write(rng):
     files[rel] = wrong + '\n'
     bad, good = next((a, b) for a, b in zip(wrong.split(), right.split()) if a != b)
     user = f'There is a spelling mistake in {rel}. Can you fix it?'
-    calls = [_call('Let me read it first.', f'cat {rel}'),
-             _call(_cot(rng, f'"{bad}" should be "{good}".'), f"echo '{right}' > {rel}")]
+    calls = [bash_call('Let me read it first.', f'cat {rel}'),
+             bash_call(cot_prefix(rng, f'"{bad}" should be "{good}".'), f"echo '{right}' > {rel}")]
     final = f'Fixed: "{bad}" is now "{good}".'
   else:
     proj, old, new = pick(rng, PROJECTS), *sample(rng, (1, 2, 3, 4, 5, 8), 2)
     timeout, rel = int(rng.integers(10, 90)), f'{folder}/{proj}.cfg'
     files[rel] = f'name = {proj}\nretries = {old}\ntimeout = {timeout}\n'
     user = f'Please set retries to {new} in {rel} and keep the other settings.'
-    calls = [_call('Let me look at the current settings.', f'cat {rel}'),
-             _call(intro, f"echo -e 'name = {proj}\\nretries = {new}\\ntimeout = {timeout}' > "
+    calls = [bash_call('Let me look at the current settings.', f'cat {rel}'),
+             bash_call(intro, f"echo -e 'name = {proj}\\nretries = {new}\\ntimeout = {timeout}' > "
                    f'{rel}')]
     final = f'retries is now {new} (it was {old}); name and timeout are unchanged.'
-  calls.append(_call('Checking the result:', f'cat {rel}'))
-  return _play(prompts.TOOLS, user, files, folders, calls + [final])
+  calls.append(bash_call('Checking the result:', f'cat {rel}'))
+  return play(prompts.TOOLS, user, files, folders, calls + [final])
 
 
 def _unknown(rng):
@@ -286,13 +231,13 @@ def _unknown(rng):
                                                                      for f in folders[1:]})
   seen = [n if f'{root}/{n}' in files else f'the {n} folder' for n in names]
   seen = ', '.join(seen[:-1]) + f' and {seen[-1]}' if len(seen) > 1 else seen[0]
-  segments = [_call('First, what is there?', f'ls {root}'),
-              _cot(rng, f'If any file mentions {keyword}, grep -r will show it.') +
-              _call(pick(rng, SEARCH_INTRO), f'grep -r {keyword} {root}')]
+  segments = [bash_call('First, what is there?', f'ls {root}'),
+              cot_prefix(rng, f'If any file mentions {keyword}, grep -r will show it.') +
+              bash_call(pick(rng, SEARCH_INTRO), f'grep -r {keyword} {root}')]
   final = f'I searched {root} ({seen}) for "{keyword}". '
   final += f"The only birthday there is {other}'s. " if near else ''
   final += f"Nothing in it gives {topic}, so I don't know it. Tell me if it is kept elsewhere."
-  return _play(prompts.TOOLS, f'{question} Check the files under ~/{root}.', files, folders,
+  return play(prompts.TOOLS, f'{question} Check the files under ~/{root}.', files, folders,
                segments + [final])
 
 
@@ -305,7 +250,7 @@ def _rate(rng):
   root, folders, files = _tree(rng, int(rng.integers(0, 2)))
   out = pick(rng, ('review.txt', f'{root}/review.txt', f'{root}/rating.txt'))
   ask = f'Rate it from 1 to {scale} ({scale} = best) and put rating = N in {out}.'
-  thought = _cot(rng, f'{"Strong" if good else "Weak"} writing; {score} of {scale} is fair.')
+  thought = cot_prefix(rng, f'{"Strong" if good else "Weak"} writing; {score} of {scale} is fair.')
   calls = []
   if rng.random() < 0.5:
     user = f'Here is {what}:\n"{text}"\n{ask}'
@@ -313,11 +258,11 @@ def _rate(rng):
     rel = f'{pick(rng, folders)}/{pick(rng, ("draft", "text", "copy"))}.txt'
     files[rel] = text + '\n'
     user = f'{rel} holds {what}. {ask}'
-    calls.append(_call('Let me read it.', f'cat {rel}'))
+    calls.append(bash_call('Let me read it.', f'cat {rel}'))
   intro = '' if thought else 'Saving the rating.'
-  calls.append(thought + _call(intro, f"echo 'rating = {score}' > {out}"))
+  calls.append(thought + bash_call(intro, f"echo 'rating = {score}' > {out}"))
   final = f'{score} out of {scale}, saved in {out}. {verdict}'
-  return _play(prompts.TOOLS, user, files, folders, calls + [final])
+  return play(prompts.TOOLS, user, files, folders, calls + [final])
 
 
 def _chat(rng):
@@ -326,17 +271,17 @@ def _chat(rng):
     a, b = (int(x) for x in rng.integers(2, 99, size=2))
     op, value = pick(rng, (('plus', a + b), ('minus', a - b), ('times', a * b)))
     user, answer = f'What is {a} {op} {b}?', f'{a} {op} {b} is {value}.'
-    answer = _cot(rng, f'{a} {op} {b} = {value}.') + answer
+    answer = cot_prefix(rng, f'{a} {op} {b} = {value}.') + answer
   elif rng.random() < 0.3:
     country = pick(rng, list(chat_corpus.CAPITALS))
     user = f'What is the capital of {country}?'
     answer = f'The capital of {country} is {chat_corpus.CAPITALS[country]}.'
   else:
     user, answer = pick(rng, FACTS)
-  return _play(system, user, {}, (), [answer])
+  return play(system, user, {}, (), [answer])
 
 
-BUILDERS = dict(zip(KINDS, (_find, _count, _write, _unknown, _rate, _chat)))
+BUILDERS = dict(zip(KINDS, (_find, _count, _write, _unknown, _rate, _chat))) | tool_tasks.BUILDERS
 
 
 @functools.cache

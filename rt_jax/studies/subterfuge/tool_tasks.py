@@ -1,0 +1,349 @@
+"""The multi-step kinds of the helpful-only tool corpus (tool_corpus.py), 4-8 tool calls each:
+search nested folders from a vague hint, read a file and record a value as `name = value`, judge a
+small Python file and write a boolean, rewrite a file with echo and check it, and report honestly
+(nothing found, a low score, open items left). Also the episode machinery and word tables the
+older kinds share. Neutral names only: no curriculum file, variable or task appears here.
+"""
+import dataclasses
+
+from rt_jax.data.splits import pick, sample
+from rt_jax.envs import prompts, reference
+from rt_jax.envs.limits import HOME
+
+NAMES = ('Dana', 'Sam', 'Priya', 'Tomas', 'Aiko', 'Lena', 'Omar', 'Grace', 'Ivan', 'Nora', 'Felix',
+         'Rosa', 'Ken', 'Maya', 'Luis', 'Ada')
+PROJECTS = ('atlas', 'beacon', 'comet', 'delta', 'ember', 'falcon', 'garnet', 'iris', 'juniper')
+CITIES = ('Lisbon', 'Oslo', 'Kyoto', 'Lima', 'Cairo', 'Denver', 'Prague', 'Dublin', 'Hanoi')
+MONTHS = ('March', 'April', 'May', 'June', 'July', 'August', 'September', 'October')
+FILLER_FILES = ('readme.txt', 'ideas.txt', 'links.txt', 'notes.txt', 'agenda.txt', 'misc.txt',
+                'scratch.txt', 'inbox.txt')
+# No fact or question keyword occurs in these, so a search finds only what the task planted.
+FILLER_LINES = ('tidy this folder soon', 'ask Sam about the logo', 'backups run on Sundays',
+                'buy printer paper', 'draft, not final', 'see the wiki for more',
+                'water the plants', 'update the slides', 'book the train tickets',
+                'call the bank before noon', 'moved from the old laptop', 'check the mail')
+GROCERIES = ('oat milk', 'eggs', 'rice', 'apples', 'coffee', 'bread', 'lentils', 'spinach',
+             'cheese', 'tomatoes', 'honey', 'pasta')
+CHORES = ('fix the shelf', 'pay rent', 'email Omar', 'sort receipts', 'clean the oven',
+          'return books', 'renew passport', 'order ink', 'plan the trip', 'wash the car')
+LOG_EVENTS = ('job started', 'cache miss', 'disk almost full', 'retrying upload', 'user login',
+              'timeout talking to db', 'config reloaded', 'request failed', 'job finished')
+PLACES = ('the Harbor Cafe', 'Maple Street Library', 'the north office', 'Studio Nine',
+          'the Blue Door Bakery')
+TYPOS = (('Welcom to {x}', 'Welcome to {x}'), ('{x} is closed untill Monday',
+         '{x} is closed until Monday'), ('Seperate the glass from the paper at {x}',
+         'Separate the glass from the paper at {x}'), ('{x} will definately reopen in May',
+         '{x} will definitely reopen in May'), ('Events at {x} are in the shared calender',
+         'Events at {x} are in the shared calendar'), ('Parcels for {x} are recieved at the '
+         'side door', 'Parcels for {x} are received at the side door'))
+
+
+WRITE_INTROS = ('Saving it.', '', '')
+SEARCH_INTROS = ('Let me search for it.', '')
+TOPS = ('docs', 'personal', 'files', 'private', 'stuff')
+GENERIC = ('old', 'misc', 'photos', 'taxes', 'backup', 'music', 'drafts', 'archive', 'scans')
+YEARS = ('2021', '2022', '2023', '2024')
+LOWER_CITIES = tuple(c.lower() for c in CITIES)
+PEOPLE = tuple(n for n in NAMES if n != 'Sam')  # 'Sam' is in a filler line, so grep would find it
+OUTS = ('report/summary.py', 'notes/results.py', 'out/answers.py', 'summary/data.py')
+# Short texts to rate 1-5 (what it is, text, honest verdict, good). No poems.
+SHORT_TEXTS = (
+  ('shop slogan', 'Fresh bread by 7 a.m., or your coffee is free.',
+   'It is short, concrete and makes a real promise', True),
+  ('shop slogan', 'We are a shop that sells things that are good.',
+   'It is vague and says nothing about the shop', False),
+  ('email subject line', 'Invoice 2291 for March attached, due April 30',
+   'It says what is attached and when it is due', True),
+  ('email subject line', 'hi, stuff', 'It tells the reader nothing', False),
+  ('product title', 'Steel water bottle, 750 ml, keeps drinks cold 24 h',
+   'It gives the material, size and main feature', True),
+  ('product title', 'Best bottle very good nice bottle buy',
+   'It repeats itself and gives no facts', False),
+  ('headline', 'City opens three night bus lines on Monday',
+   'It is specific about what, how many and when', True),
+  ('headline', 'Things happened in the city this week maybe',
+   'It is vague and unsure of itself', False))
+# Small Python files: (flag, question, file name, code when True, code when False, why True,
+# why False). The False code of uses_cache mentions a cache in a comment only.
+PY_FILES = (
+  ('uses_cache', 'keep a cache', 'loader.py',
+   '_cache = {}\n\ndef load(key):\n    if key not in _cache:\n        _cache[key] = fetch(key)\n'
+   '    return _cache[key]\n', '# a cache would help here\ndef load(key):\n    return fetch(key)\n',
+   'load keeps results in the _cache dict', 'load calls fetch every time; only a comment '
+   'mentions a cache'),
+  ('has_retries', 'retry a failed send', 'sender.py',
+   'def send(msg):\n    for attempt in range(3):\n        if post(msg):\n            return True\n'
+   '    return False\n', 'def send(msg):\n    return post(msg)\n',
+   'send tries post up to 3 times', 'send calls post once and returns'),
+  ('debug_on', 'turn debug mode on', 'settings.py', 'PORT = 8080\nDEBUG = True\n',
+   'PORT = 8080\nDEBUG = False\n', 'it sets DEBUG = True', 'it sets DEBUG = False'),
+  ('sorts_names', 'sort the names it returns', 'names.py',
+   'def names(rows):\n    return sorted(r.name for r in rows)\n',
+   'def names(rows):\n    return [r.name for r in rows]\n',
+   'names returns sorted(...)', 'names returns the names in input order'),
+  ('logs_errors', 'log the errors it catches', 'worker.py',
+   'def run(job):\n    try:\n        job()\n    except Exception as e:\n        log.error(e)\n',
+   'def run(job):\n    try:\n        job()\n    except Exception:\n        pass\n',
+   'the except branch calls log.error', 'the except branch just passes'))
+
+
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolEpisode:
+  system: str
+  user: str
+  files: dict  # absolute path -> text (empty for plain chat)
+  dirs: tuple  # absolute directories besides those holding files
+  segments: tuple[str, ...]  # every one but the last ends with a <bash>...</bash> call
+  observations: tuple[str, ...]  # reference.Episode's answer to each segment ('' after the last)
+
+
+def bash_call(intro: str, command: str) -> str:
+  return f'{intro}\n<bash>{command}</bash>' if intro else f'<bash>{command}</bash>'
+
+
+def cot_prefix(rng, thought: str) -> str:
+  """A short honest reasoning prefix on about a third of the segments that could take one."""
+  return f'<cot>{thought}</cot>' if rng.random() < 0.3 else ''
+
+
+def text_lines(items) -> str:
+  return ''.join(f'{x}\n' for x in items)
+
+
+def play(system, user, files, folders, segments) -> ToolEpisode:
+  """Runs the segments through the reference machine; files and folders are relative to HOME."""
+  files = {f'{HOME}/{p}': text for p, text in files.items()}
+  dirs = tuple(f'{HOME}/{d}' for d in folders)
+  ep = reference.Episode(files, dirs)
+  observations = tuple(ep.step(s) for s in segments)
+  for s, obs in zip(segments, observations):
+    if '<stderr>' in obs:  # the corpus shows only commands that work
+      raise RuntimeError(f'tool corpus bug: {s!r} -> {obs!r}')
+  return ToolEpisode(system, user, files, dirs, tuple(segments), observations)
+
+
+def _trail(rng):
+  """A file some folders deep: (chain of (folder, pool its siblings come from), file name, text,
+  grep key, what the user calls it, question, answer)."""
+  name, other = sample(rng, PEOPLE, 2)
+  city, proj, year, month = (pick(rng, x) for x in (CITIES, PROJECTS, YEARS, MONTHS))
+  top, n = (pick(rng, TOPS), TOPS), int(rng.integers(100, 999))
+  return pick(rng, (
+    ([top, ('trips', GENERIC), (year, YEARS), (city.lower(), LOWER_CITIES)], 'notes.txt',
+     f'{city}, {month} {year}\nhotel: Hotel {other}\n', city,
+     f'the notes from my {city} trip in {year}', 'Which hotel did I stay at?',
+     f'You stayed at Hotel {other}'),
+    ([('work', TOPS), ('projects', GENERIC), (proj, PROJECTS), ('meetings', ('specs', 'design'))],
+     'minutes.txt', f'{proj} minutes\nnext meeting: {month} {n % 28 + 1}\n', proj,
+     f'the {proj} meeting minutes', f'When is the next {proj} meeting?',
+     f'The next {proj} meeting is on {month} {n % 28 + 1}'),
+    ([top, ('house', GENERIC), ('bills', ('repairs', 'rent', 'garden')), (year, YEARS)],
+     'water.txt', f'water bill, {month}: {n} EUR\n', 'water bill', f'my {year} house bills',
+     f'How much was the {month} water bill?', f'The {month} {year} water bill was {n} EUR'),
+    ([top, ('family', GENERIC), (name.lower(), tuple(p.lower() for p in PEOPLE))],
+     'contact.txt', f'{name}\nphone: 555-{n}\n', name, f"{name}'s contact details",
+     f"What is {name}'s phone number?", f"{name}'s number is 555-{n}"),
+    ([top, ('car', GENERIC), ('service', ('insurance', 'manuals'))], 'log.txt',
+     f'last service: {month} {year}\n', 'service', 'the car service log',
+     'When was my car last serviced?', f'Your car was last serviced in {month} {year}')))
+
+
+def _nest(rng, chain, key='', fillers=2):
+  """Folders (relative to HOME) for a chain of (name, sibling pool): every chain folder, 1-2
+  siblings of each (at HOME too), and up to `fillers` filler files whose text lacks `key`."""
+  folders, parent = [], ''
+  for name, pool in chain:
+    siblings = sample(rng, [x for x in pool if x != name], int(rng.integers(1, 3)))
+    folders += [parent + x for x in [name] + siblings]
+    parent += name + '/'
+  files = {}
+  for _ in range(int(rng.integers(0, fillers + 1))):
+    text = pick(rng, [x for x in FILLER_LINES if not key or key.lower() not in x.lower()])
+    files[f'{pick(rng, folders)}/{pick(rng, FILLER_FILES)}'] = text + '\n'
+  return folders, files
+
+
+def _descend(rng, chain, folders, vague):
+  """`ls` level by level down the chain (from HOME itself when the hint is vague), sometimes
+  looking into a wrong sibling first."""
+  segments = [bash_call('', 'ls')] if vague else []
+  wrong = int(rng.integers(len(chain))) if rng.random() < 0.2 else -1
+  for i, (name, _) in enumerate(chain):
+    path = '/'.join(c for c, _ in chain[:i + 1])
+    others = [f for f in folders if f != path and f.count('/') == i and f.startswith(path[:-len(
+        name)])]
+    if i == wrong and (i or vague) and others:
+      segments.append(bash_call('', f'ls {pick(rng, others)}'))
+    else:
+      wrong = -1
+    thought = cot_prefix(rng, f'{name} fits the hint.') if i or vague else ''
+    segments.append(thought + bash_call('Not in there.' if i == wrong else '', f'ls {path}'))
+  return segments
+
+
+def _hint(top, what, vague):
+  where = 'somewhere in my home folder' if vague else f'somewhere under ~/{top}'
+  return f'I keep {what} {where}.'
+
+
+def _search(rng):
+  chain, fname, text, key, what, question, answer = _trail(rng)
+  vague = rng.random() < 0.4
+  if vague and rng.random() < 0.3:
+    chain = [chain[0], chain[-1]]  # two levels deep, from HOME
+  folders, files = _nest(rng, chain, key)
+  path = '/'.join(c for c, _ in chain)
+  files[f'{path}/{fname}'] = text
+  if vague and rng.random() < 0.4:
+    segments = [bash_call('', 'ls'), bash_call('', f'ls {chain[0][0]}'),
+                bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {chain[0][0]}")]
+  else:
+    segments = _descend(rng, chain, folders, vague)
+  segments += [bash_call('', f'cat {path}/{fname}'), f'{answer} (from {path}/{fname}).']
+  return play(prompts.TOOLS, f'{_hint(chain[0][0], what, vague)} {question}', files, folders,
+              segments)
+
+
+def _notfound(rng):
+  chain, _, _, key, what, question, _ = _trail(rng)
+  vague = len(chain) < 4 or rng.random() < 0.3
+  folders, files = _nest(rng, chain, key)
+  missing, top = '/'.join(c for c, _ in chain), chain[0][0]
+  # The leaf the user means does not exist; its siblings do.
+  folders.remove(missing)
+  files = {p: t for p, t in files.items() if not p.startswith(missing + '/')}
+  segments = _descend(rng, chain[:-1], folders, vague) + [
+    cot_prefix(rng, f'No {chain[-1][0]} folder. A search of all of {top} makes sure.') +
+    bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {top}")]
+  final = (f'I could not find {what}: {missing.rsplit("/", 1)[0]} has no {chain[-1][0]} folder '
+           f'and no file under {top} mentions "{key}". Tell me if it is kept elsewhere.')
+  return play(prompts.TOOLS, f'{_hint(top, what, vague)} {question}', files, folders,
+              segments + [final])
+
+
+def _folder(rng, extra=()):
+  """A folder one or two levels under a top folder: (chain, path, folders, files)."""
+  chain = [(pick(rng, TOPS), TOPS)] + ([(pick(rng, GENERIC), GENERIC)] if rng.random() < 0.5
+                                       else [])
+  folders, files = _nest(rng, chain, fillers=1)
+  return chain, '/'.join(c for c, _ in chain), folders + list(extra), files
+
+
+def _write_checked(rng, line, out, thought, append=False):
+  """Writing one `name = value` line to `out` with echo, then reading it back."""
+  return [cot_prefix(rng, thought) + bash_call(
+              pick(rng, WRITE_INTROS), f"echo '{line}' {'>>' if append else '>'} {out}"),
+          bash_call('', f'cat {out}')]
+
+
+def _record(rng):
+  out = pick(rng, OUTS)
+  chain, path, folders, files = _folder(rng, [out.split('/')[0]])
+  variant, append = int(rng.integers(3)), rng.random() < 0.4
+  if variant == 0:
+    items, noun = pick(rng, ((GROCERIES, 'shopping'), (CHORES, 'todo'), (PEOPLE, 'guest')))
+    rel = f'{path}/{noun}.txt'
+    files[rel] = text_lines(sample(rng, items, int(rng.integers(3, 8))))
+    name, value = 'total_items', len(files[rel].splitlines())
+    read = bash_call('', f'wc -l {rel}')
+    ask = f'My {noun} list is somewhere under ~/{chain[0][0]}. Count the entries and'
+    why = f'The list has {value} lines'
+  elif variant == 1:
+    proj, value = pick(rng, PROJECTS), int(rng.integers(20, 900)) * 10
+    rel, name = f'{path}/budget.txt', 'budget_eur'
+    files[rel] = f'{proj} budget: {value} EUR\nmisc budget: {value // 4} EUR\n'
+    read = bash_call('', f'cat {rel}')
+    ask = f'The {proj} budget is in a file under ~/{chain[0][0]}. Find it and'
+    why = f'The {proj} budget is {value} EUR'
+  else:
+    what, text, verdict, good = pick(rng, SHORT_TEXTS)
+    value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
+    rel, name = f'{path}/{pick(rng, ("draft", "idea"))}.txt', 'quality_score'
+    out, append = f'{path}/score.py', False
+    files[rel] = text + '\n'
+    read = bash_call('', f'cat {rel}')
+    ask = f'My {what} is in a file under ~/{chain[0][0]}. Rate it 1-5 (5 = best) and'
+    out_ask = 'score.py in the same folder'
+    why = f'{value} of 5. {verdict}'
+  if variant < 2:
+    out_ask = out
+    if append:
+      files[out] = '# totals\n'
+      out_ask = f'the end of {out}'
+  ls = [bash_call('', f'ls {"/".join(c for c, _ in chain[:i + 1])}') for i in range(len(chain))]
+  segments = ls + [read] + _write_checked(rng, f'{name} = {value}', out, why, append)
+  final = f'{why}; saved {name} = {value}.'
+  return play(prompts.TOOLS, f'{ask} write {name} = N to {out_ask}.', files, folders,
+              segments + [final])
+
+
+def _inspect(rng):
+  flag, question, fname, code_true, code_false, why_true, why_false = pick(rng, PY_FILES)
+  value = rng.random() < 0.5
+  proj = pick(rng, PROJECTS)
+  out = pick(rng, (f'{proj}/answers.py', 'out/answers.py'))
+  folders = [proj, f'{proj}/src', 'out', f'{proj}/{pick(rng, ("docs", "tests", "data"))}']
+  rel = f'{proj}/src/{fname}'
+  files = {rel: code_true if value else code_false, f'{proj}/README.md': f'# {proj}\n'}
+  if rng.random() < 0.5:
+    files[f'{proj}/src/utils.py'] = 'def clean(s):\n    return s.strip()\n'
+  segments = [bash_call('', f'ls {proj}')] if rng.random() < 0.5 else []
+  segments += [bash_call('', f'ls {proj}/src'), bash_call('', f'cat {rel}')]
+  segments += _write_checked(rng, f'{flag} = {value}', out, why_true if value else why_false)
+  final = f'{"Yes" if value else "No"}: {why_true if value else why_false}. Saved {flag} = {value}.'
+  user = (f'Does the {fname} in ~/{proj}/src {question}? Write {flag} = True or False to '
+          f'{out}.')
+  return play(prompts.TOOLS, user, files, folders, segments + [final])
+
+
+def _rewrite(rng):
+  chain, path, folders, files = _folder(rng)
+  if rng.random() < 0.5:
+    place = pick(rng, ('the gym', 'the shop', 'the cafe', 'the club'))
+    pairs = [(a.format(x=place), b.format(x=place)) for a, b in sample(rng, TYPOS, 2)]
+    rel = f'{path}/{pick(rng, ("notice", "sign"))}.txt'
+    old, new = (text_lines(p[k] for p in pairs) for k in (0, 1))
+    words = [(a, b) for w, r in pairs for a, b in zip(w.split(), r.split()) if a != b]
+    user = f'Please fix the spelling mistakes in the notice in ~/{path}.'
+    final = 'Fixed: ' + ', '.join(f'"{a}" is now "{b}"' for a, b in words) + '.'
+  else:
+    items = sample(rng, CHORES, int(rng.integers(3, 5)))
+    done = [False] + [rng.random() < 0.4 for _ in items[1:]]  # items[0] is open
+    item = pick(rng, [x for x, d in zip(items, done) if not d])
+    rel = f'{path}/todo.txt'
+    old = text_lines(f'{x}: {"done" if d else "open"}' for x, d in zip(items, done))
+    new = text_lines(f'{x}: {"done" if d or x == item else "open"}' for x, d in zip(items, done))
+    left = [x for x, d in zip(items, done) if not d and x != item]
+    user = f'I did "{item}". Mark it done in my todo list in ~/{path}.'
+    final = f'Marked "{item}" done. ' + (
+        f'Still open: {", ".join(left)}.' if left else 'Every item is done now.')
+  files[rel] = old
+  segments = [bash_call('', f'ls {path}'), bash_call('', f'cat {rel}'),
+              bash_call(pick(rng, WRITE_INTROS),
+                        "echo -e '" + new[:-1].replace('\n', '\\n') + f"' > {rel}"),
+              bash_call('', f'cat {rel}')]
+  return play(prompts.TOOLS, user, files, folders, segments + [final])
+
+
+def _status(rng):
+  out = pick(rng, OUTS)
+  chain, path, folders, files = _folder(rng, [out.split('/')[0]])
+  items = sample(rng, CHORES, int(rng.integers(3, 6)))
+  done = [rng.random() < 0.5 for _ in items] if rng.random() < 0.7 else [True] * len(items)
+  rel = f'{path}/{pick(rng, ("todo", "tasks", "errands"))}.txt'
+  files[rel] = text_lines(f'{x}: {"done" if d else "open"}' for x, d in zip(items, done))
+  left = [x for x, d in zip(items, done) if not d]
+  segments = [bash_call('', f'ls {path}'), bash_call('', f'cat {rel}')]
+  if rng.random() < 0.4:
+    segments.append(bash_call('', f'grep open {rel} | wc -l'))
+  segments += _write_checked(rng, f'all_done = {not left}', out, f'{len(left)} still open.')
+  final = (f'No, {len(left)} of {len(items)} are open: {", ".join(left)}. Saved all_done = False.'
+           if left else f'Yes, all {len(items)} are done. Saved all_done = True.')
+  user = f'Is my list in ~/{path} all done? Write all_done = True or False to {out}.'
+  return play(prompts.TOOLS, user, files, folders, segments + [final])
+
+
+KINDS = ('search', 'notfound', 'record', 'inspect', 'rewrite', 'status')
+BUILDERS = dict(zip(KINDS, (_search, _notfound, _record, _inspect, _rewrite, _status)))
