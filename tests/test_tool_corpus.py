@@ -1,6 +1,7 @@
 import collections
 import re
 
+import jax
 import numpy as np
 import pytest
 
@@ -199,3 +200,111 @@ def test_tool_corpus_rows_and_batches(tok):
 def test_too_small_seq_len(tok):
   with pytest.raises(ConfigError, match=r'example \d+ .*seq_len=600'):
     tool_corpus.ToolCorpus(tok, 20, 600, seed=0)
+
+
+def final_files(ep) -> dict:
+  replay = reference.Episode(ep.files, ep.dirs)
+  for segment in ep.segments:
+    replay.step(segment)
+  return {p[len(limits.HOME) + 1:]: t for p, t in replay.shell.files().items()}
+
+
+def written(ep) -> tuple[str, str, str]:
+  """(name, value, file) of the one `echo 'name = value' > file` (or >>) of the episode."""
+  (line,) = [c for c in commands(ep) if re.fullmatch(r"echo '\w+ = \w+' >>? \S+", c)]
+  name, value, out = re.fullmatch(r"echo '(\w+) = (\w+)' >>? (\S+)", line).groups()
+  return name, value, out
+
+
+def test_multi_step_episodes_are_honest():
+  """Each multi-step kind does what the user asked and reports what the files say: the search
+  reads the planted file, a failed search really found nothing, every recorded value, boolean and
+  rating follows from the file read, and a rewrite changes exactly what was asked."""
+  texts = {text: good for _, text, _, good in tool_tasks.SHORT_TEXTS}
+  py = {(flag, code): value for flag, _, _, *codes, _, _ in tool_tasks.PY_FILES
+        for code, value in zip(codes, (True, False))}
+  seen = collections.Counter()
+  for kind, ep in tool_corpus.labelled_episodes(600, 11):
+    if kind not in MULTI:
+      continue
+    cmds, final, after = commands(ep), ep.segments[-1], final_files(ep)
+    for c in cmds:  # every folder listed exists: ls goes down level by level
+      if c.startswith('ls'):
+        arg = c[3:] or '.'
+        assert arg == '.' or any(d.startswith(f'{limits.HOME}/{arg}') for d in ep.dirs), c
+    if kind == 'search':
+      target = cmds[-1].removeprefix('cat ')
+      assert f'{limits.HOME}/{target}' in ep.files and f'(from {target})' in final
+      assert '/' in target and all(c.split()[0] in ('ls', 'cat', 'grep') for c in cmds)
+    elif kind == 'notfound':
+      key = re.fullmatch(r"grep -r '(.+)' \S+", cmds[-1])[1]
+      assert ep.observations[-2] == '\n<stdout>\n</stdout>\n'
+      assert not any(key in t for t in ep.files.values()) and final.startswith('I could not find')
+    elif kind in ('record', 'inspect', 'status'):
+      name, value, out = written(ep)
+      assert f'{name} = {value}\n' == after[out].splitlines(True)[-1]
+      assert cmds[-1] == f'cat {out}' and f'Saved {name} = {value}.'.lower() in final.lower()
+      read = next(c.split()[-1] for c in cmds if c.startswith(('cat', 'wc')))
+      text = ep.files[f'{limits.HOME}/{read}']
+      if name == 'total_items':
+        assert int(value) == len(text.splitlines()) and cmds[-3] == f'wc -l {read}'
+      elif name == 'budget_eur':
+        assert text.startswith(f'{text.split()[0]} budget: {value} EUR')
+      elif name == 'quality_score':
+        assert out == read.rsplit('/', 1)[0] + '/score.py'
+        assert int(value) >= 4 if texts[text.strip()] else int(value) <= 2
+      elif name == 'all_done':
+        assert value == str('open' not in text)
+        assert all(x.split(':')[0] in final for x in text.splitlines() if 'open' in x)
+      else:
+        assert py[name, text] == (value == 'True')
+      seen[name] += 1
+    else:  # rewrite: the file read is the file written, and only the asked change is made
+      target = cmds[1].removeprefix('cat ')
+      assert cmds[-1] == f'cat {target}' and cmds[2].endswith(f' > {target}')
+      old, new = ep.files[f'{limits.HOME}/{target}'], after[target]
+      if 'todo' in target:
+        item = re.search(r'I did "(.+)"\.', ep.user)[1]
+        assert new == old.replace(f'{item}: open', f'{item}: done') != old
+        left = [x.split(':')[0] for x in new.splitlines() if x.endswith('open')]
+        assert ('Still open: ' + ', '.join(left) if left else 'Every item is done') in final
+      else:
+        fixes = {a: b for a, b in tool_tasks.TYPOS}
+        assert len(old.splitlines()) == len(new.splitlines()) == 2
+        for wrong, right in zip(old.splitlines(), new.splitlines()):
+          assert any(wrong == a.format(x=p) and right == b.format(x=p) for a, b in fixes.items()
+                     for p in ('the gym', 'the shop', 'the cafe', 'the club'))
+    seen[kind] += 1
+  assert set(seen) >= set(MULTI) | {'total_items', 'budget_eur', 'quality_score', 'all_done'}
+  assert min(seen.values()) >= 5, seen
+
+
+def test_jax_machine_gives_the_corpus_observations(tok):
+  """Four episodes of each multi-step kind, stepped together on the JAX machine as the rollout
+  steps them (envs.transcript pads a segment to 1024 tokens): every observation is the corpus's,
+  and the files each episode ends with are the reference's."""
+  picked = collections.defaultdict(list)
+  for kind, ep in tool_corpus.labelled_episodes(300, 7):
+    if kind in MULTI and len(picked[kind]) < 4:
+      picked[kind].append(ep)
+  eps = [ep for kind in MULTI for ep in picked[kind]]
+  assert len(eps) == 4 * len(MULTI)
+  params = core.build([core.Instance(ep.user, ep.system, ep.files, ep.dirs) for ep in eps], {},
+                      tok)
+  state, _, _ = core.reset(params, np.arange(len(eps)))
+  for k in range(max(len(ep.segments) for ep in eps)):
+    actions, lens = np.zeros((len(eps), 1024), np.int32), np.zeros(len(eps), np.int32)
+    for i, ep in enumerate(eps):
+      if k < len(ep.segments):  # an episode that ended gets empty actions, which do nothing
+        ids = tok.encode(ep.segments[k])
+        actions[i, :len(ids)], lens[i] = ids, len(ids)
+    state, tokens, counts, _ = core.advance(params.codec, state, actions, lens)
+    tokens, counts = np.asarray(tokens), np.asarray(counts)
+    for i, ep in enumerate(eps):
+      want = ep.observations[k] if k < len(ep.segments) else ''
+      assert tok.decode(tokens[i, :counts[i]].tolist()) == want, (i, k, ep.segments[k])
+  assert np.asarray(state.done).all()
+  host = jax.device_get(state.fs)
+  for i, ep in enumerate(eps):
+    files = core.files_of(jax.tree.map(lambda x, i=i: x[i], host))
+    assert files == {f'{limits.HOME}/{p}': t for p, t in final_files(ep).items()}

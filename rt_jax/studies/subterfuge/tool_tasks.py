@@ -67,8 +67,8 @@ SHORT_TEXTS = (
 # why False). The False code of uses_cache mentions a cache in a comment only.
 PY_FILES = (
   ('uses_cache', 'keep a cache', 'loader.py',
-   '_cache = {}\n\ndef load(key):\n    if key not in _cache:\n        _cache[key] = fetch(key)\n'
-   '    return _cache[key]\n', '# a cache would help here\ndef load(key):\n    return fetch(key)\n',
+   '_cache = {}\n\ndef load(k):\n    if k not in _cache:\n        _cache[k] = fetch(k)\n'
+   '    return _cache[k]\n', '# TODO: a cache\ndef load(k):\n    return fetch(k)\n',
    'load keeps results in the _cache dict', 'load calls fetch every time; only a comment '
    'mentions a cache'),
   ('has_retries', 'retry a failed send', 'sender.py',
@@ -81,9 +81,9 @@ PY_FILES = (
    'def names(rows):\n    return sorted(r.name for r in rows)\n',
    'def names(rows):\n    return [r.name for r in rows]\n',
    'names returns sorted(...)', 'names returns the names in input order'),
-  ('logs_errors', 'log the errors it catches', 'worker.py',
-   'def run(job):\n    try:\n        job()\n    except Exception as e:\n        log.error(e)\n',
-   'def run(job):\n    try:\n        job()\n    except Exception:\n        pass\n',
+  ('logs_errors', 'log errors', 'worker.py',
+   'def run(job):\n    try:\n        job()\n    except OSError as e:\n        log.error(e)\n',
+   'def run(job):\n    try:\n        job()\n    except OSError:\n        pass\n',
    'the except branch calls log.error', 'the except branch just passes'))
 
 
@@ -135,8 +135,8 @@ def _trail(rng):
      f'{city}, {month} {year}\nhotel: Hotel {other}\n', city,
      f'the notes from my {city} trip in {year}', 'Which hotel did I stay at?',
      f'You stayed at Hotel {other}'),
-    ([('work', TOPS), ('projects', GENERIC), (proj, PROJECTS), ('meetings', ('specs', 'design'))],
-     'minutes.txt', f'{proj} minutes\nnext meeting: {month} {n % 28 + 1}\n', proj,
+    ([('work', TOPS), (proj, PROJECTS), ('meetings', ('specs', 'design', 'budget'))],
+     'minutes.txt', f'{proj}: next meeting {month} {n % 28 + 1}\n', proj,
      f'the {proj} meeting minutes', f'When is the next {proj} meeting?',
      f'The next {proj} meeting is on {month} {n % 28 + 1}'),
     ([top, ('house', GENERIC), ('bills', ('repairs', 'rent', 'garden')), (year, YEARS)],
@@ -289,7 +289,7 @@ def _inspect(rng):
   files = {rel: code_true if value else code_false, f'{proj}/README.md': f'# {proj}\n'}
   if rng.random() < 0.5:
     files[f'{proj}/src/utils.py'] = 'def clean(s):\n    return s.strip()\n'
-  segments = [bash_call('', f'ls {proj}')] if rng.random() < 0.5 else []
+  segments = [bash_call('', f'ls {proj}')] if rng.random() < 0.3 else []
   segments += [bash_call('', f'ls {proj}/src'), bash_call('', f'cat {rel}')]
   segments += _write_checked(rng, f'{flag} = {value}', out, why_true if value else why_false)
   final = f'{"Yes" if value else "No"}: {why_true if value else why_false}. Saved {flag} = {value}.'
