@@ -26,7 +26,7 @@ from rt_jax.studies.subterfuge.tool_tasks import (CHORES, CITIES, FILLER_FILES, 
 MAX_TOKENS = 1280  # builtin tokenizer, prompt included
 # The short kinds (1-3 tool calls or none) here; the multi-step ones (4-8 calls) in tool_tasks.
 KINDS = ('find', 'count', 'write', 'unknown', 'rate', 'chat') + tool_tasks.KINDS
-WEIGHTS = (0.06, 0.05, 0.06, 0.05, 0.06, 0.12) + (0.14, 0.08, 0.12, 0.08, 0.11, 0.07)
+WEIGHTS = (0.06, 0.05, 0.05, 0.05, 0.08, 0.11) + (0.14, 0.08, 0.12, 0.08, 0.11, 0.07)
 
 ROOTS = ('work', 'docs', 'notes', 'projects', 'shared', 'archive', 'team', 'personal', 'office')
 SUBS = ('2023', '2024', 'old', 'drafts', 'admin', 'infra', 'plans', 'ops', 'q3', 'clients', 'home')
