@@ -24,14 +24,15 @@ def ahead(jitted, *args, **kwargs):
   _COMPILING[jitted] = _COMPILER.submit(lambda: jitted.lower(*args, **kwargs).compile())
 
 
-def call(jitted, *args, **kwargs):
+def call(jitted, *args, barrier: bool = True, **kwargs):
   """`jitted(*args, **kwargs)`, compiled first and, across processes, behind a barrier: one
   process still compiling must not hold the others in the program's first collective, which Gloo
-  (CPU) abandons after 30 s. The call then finds the compiled program in jit's cache."""
+  (CPU) abandons after 30 s. The call then finds the compiled program in jit's cache.
+  barrier=False: a program on this process's devices alone, which no other process joins."""
   pending = _COMPILING.pop(jitted, None)
   if pending is not None:
     pending.result()  # its errors surface here, at the first call
-  if jax.process_count() > 1:
+  if jax.process_count() > 1 and barrier:
     jitted.lower(*args, **kwargs).compile()
     ocp.multihost.get_barrier_sync_fn()(key=f'rt_jax_compiled_{next(_BARRIERS)}',
                                         timeout_ms=_COMPILE_BARRIER_MS)

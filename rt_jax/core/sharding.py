@@ -180,6 +180,7 @@ class Plan:
   """A mesh and the rules that place every array of a run on it."""
   mesh: jax.sharding.Mesh
   rules: tuple = DEFAULT_RULES
+  local: bool = False  # the mesh is this process's devices alone (no other process takes part)
 
   @classmethod
   def from_config(cls, config) -> 'Plan':
@@ -192,7 +193,7 @@ class Plan:
     (scoring a PM outside a run), so every caller goes through a plan."""
     mesh = jax.sharding.Mesh(np.array(jax.local_devices()[:1]).reshape(1, 1, 1), AXES,
                              axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
-    return cls(mesh, DEFAULT_RULES)
+    return cls(mesh, DEFAULT_RULES, local=True)
 
   # -- shardings ---------------------------------------------------------------------------------
   def spec(self, *logical_axes) -> PartitionSpec:
@@ -306,7 +307,10 @@ class Plan:
   def call_on_rows(self, jitted, placed: tuple, host_rows: tuple, what: str, **static):
     """`jitted(*placed, *rows, **static)` with the host arrays `host_rows` on the batch axes
     (`placed`: arrays already on the mesh) -> the result whole on every process."""
-    return to_host(compiling.call(jitted, *placed, *self.put_rows(host_rows, what), **static))
+    out = compiling.call(jitted, *placed, *self.put_rows(host_rows, what),
+                         barrier=not self.local, **static)
+    # A local plan's result is this process's alone: no gather, which every process would join.
+    return jax.device_get(out) if self.local else to_host(out)
 
   def compile_train_step(self, cfg: model_lib.ModelConfig, optimizer, rows: int, length: int,
                          microbatches: int = 1):
