@@ -44,13 +44,15 @@ def results_dir() -> str | None:
 
 def emit(name: str, result: dict) -> None:
   """Prints `result` as one JSON line and appends it, with `date` (UTC, ISO 8601), `commit`
-  (git HEAD, or null) and `cpu` (/proc/cpuinfo's model name, or null), to DIR/NAME.jsonl."""
+  (git HEAD, or null), `cpu` (/proc/cpuinfo's model name, or null) and `load_1m` (the 1-minute
+  load average: other work sharing the CPU), to DIR/NAME.jsonl."""
   print(json.dumps(result), flush=True)
   directory = results_dir()
   if directory is None:
     return
   date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-  row = {**result, 'date': date, 'commit': _commit(), 'cpu': _cpu()}
+  row = {**result, 'date': date, 'commit': _commit(), 'cpu': _cpu(),
+         'load_1m': round(os.getloadavg()[0], 2)}  # other work on the machine at the time
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, f'{name}.jsonl'), 'a') as f:
     f.write(json.dumps(row) + '\n')

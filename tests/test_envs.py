@@ -171,3 +171,14 @@ def test_bench_envs_prints_the_ratio():
   assert out['batch'] == 16 and out['segments'] == 6
   assert out['ratio'] == pytest.approx(out['jax_steps_per_s'] / out['reference_steps_per_s'],
                                        rel=0.01)
+
+
+@pytest.mark.slow
+def test_bench_compile_reports_each_program():
+  proc = run_module('bench.compile', '--batch=4', '--train_rows=2', '--train_len=64', timeout=900)
+  assert proc.returncode == 0, proc.stderr
+  out = json.loads(proc.stdout)
+  for program in ('advance', 'rollout', 'ei_train_step'):
+    figures = out[program]
+    assert figures['total_s'] == pytest.approx(figures['lower_s'] + figures['compile_s'], abs=0.02)
+    assert figures['compile_s'] > 0
