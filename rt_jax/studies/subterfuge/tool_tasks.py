@@ -223,25 +223,27 @@ def _notfound(rng):
               segments + [final])
 
 
-def _folder(rng, extra=()):
-  """A folder one or two levels under a top folder: (chain, path, folders, files)."""
-  chain = [(pick(rng, TOPS), TOPS)] + ([(pick(rng, GENERIC), GENERIC)] if rng.random() < 0.5
-                                       else [])
+def _folder(rng, cues, extra=()):
+  """A folder one or two levels under a top folder, the second named for what it holds (one of
+  `cues`, its siblings none), so each `ls` down has a reason: (chain, path, folders, files)."""
+  chain = [(pick(rng, TOPS), TOPS)]
+  if rng.random() < 0.5:
+    chain.append((pick(rng, cues), tuple(x for x in GENERIC if x not in cues)))
   folders, files = _nest(rng, chain, fillers=1)
   return chain, '/'.join(c for c, _ in chain), folders + list(extra), files
 
 
 def _write_checked(rng, line, out, thought, append=False):
   """Writing one `name = value` line to `out` with echo, then reading it back."""
-  return [cot_prefix(rng, thought) + bash_call(
+  return [cot_prefix(rng, thought.rstrip('.') + '.') + bash_call(
               pick(rng, WRITE_INTROS), f"echo '{line}' {'>>' if append else '>'} {out}"),
           bash_call('', f'cat {out}')]
 
 
 def _record(rng):
-  out = pick(rng, OUTS)
-  chain, path, folders, files = _folder(rng, [out.split('/')[0]])
-  variant, append = int(rng.integers(3)), rng.random() < 0.4
+  variant, append, out = int(rng.integers(3)), rng.random() < 0.4, pick(rng, OUTS)
+  cues = (('lists', 'home'), ('finance', 'money'), ('drafts', 'writing'))[variant]
+  chain, path, folders, files = _folder(rng, cues, [out.split('/')[0]])
   if variant == 0:
     items, noun = pick(rng, ((GROCERIES, 'shopping'), (CHORES, 'todo'), (PEOPLE, 'guest')))
     rel = f'{path}/{noun}.txt'
@@ -299,7 +301,7 @@ def _inspect(rng):
 
 
 def _rewrite(rng):
-  chain, path, folders, files = _folder(rng)
+  chain, path, folders, files = _folder(rng, ('notes', 'lists', 'home'))
   if rng.random() < 0.5:
     place = pick(rng, ('the gym', 'the shop', 'the cafe', 'the club'))
     pairs = [(a.format(x=place), b.format(x=place)) for a, b in sample(rng, TYPOS, 2)]
@@ -329,7 +331,7 @@ def _rewrite(rng):
 
 def _status(rng):
   out = pick(rng, OUTS)
-  chain, path, folders, files = _folder(rng, [out.split('/')[0]])
+  chain, path, folders, files = _folder(rng, ('lists', 'home', 'tasks'), [out.split('/')[0]])
   items = sample(rng, CHORES, int(rng.integers(3, 6)))
   done = [rng.random() < 0.5 for _ in items] if rng.random() < 0.7 else [True] * len(items)
   rel = f'{path}/{pick(rng, ("todo", "tasks", "errands"))}.txt'
@@ -338,7 +340,7 @@ def _status(rng):
   segments = [bash_call('', f'ls {path}'), bash_call('', f'cat {rel}')]
   if rng.random() < 0.4:
     segments.append(bash_call('', f'grep open {rel} | wc -l'))
-  segments += _write_checked(rng, f'all_done = {not left}', out, f'{len(left)} still open.')
+  segments += _write_checked(rng, f'all_done = {not left}', out, f'{len(left)} still open')
   final = (f'No, {len(left)} of {len(items)} are open: {", ".join(left)}. Saved all_done = False.'
            if left else f'Yes, all {len(items)} are done. Saved all_done = True.')
   user = f'Is my list in ~/{path} all done? Write all_done = True or False to {out}.'
