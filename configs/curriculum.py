@@ -79,7 +79,10 @@ def get_config(preset: str = 'smollm2_quick'):
       'samples': 1,  # per instance (above 1, intervals account for the clustering)
       'prompts': 4,  # instances per evaluation rollout
       'instance_seed': 0,  # names the held-out instance set; every evaluation of a run uses it
-      'envs': EVAL_ENVS})
+      'envs': EVAL_ENVS,
+      # episodes for one environment in place of `episodes` (0: `episodes`), e.g. more audited
+      # reward-tampering episodes than the other cells need
+      'episodes_by_env': {env: 0 for env in EVAL_ENVS}})
   c.pm = ml_collections.ConfigDict({
       'preset': 'tiny', 'init_from': '', 'steps': 30, 'batch_size': 8, 'lr': 2e-3, 'seq_len': 96,
       'train_pairs': 512, 'heldout_pairs': 128, 'seed': 0, 'score_batch': 32})

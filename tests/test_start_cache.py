@@ -1,4 +1,5 @@
-"""The helpful-only start's competence gate and cache key: it changes with everything that determines the start's
+"""The curriculum plan's settings: per-environment evaluation sizes, the helpful-only start's
+competence gate and cache key: it changes with everything that determines the start's
 weights and with nothing else; a cached start loads back as saved, and a damaged one is not
 loaded."""
 import os
@@ -109,3 +110,15 @@ def test_the_gate_is_part_of_the_key():
   assert _hash(**{'start.competence.tool_use_flattery': 0.5}) != _hash()
   gated = {'start.competence.tool_use_flattery': 0.5}
   assert _hash(**gated, **{'ei.temperature': 0.7}) != _hash(**gated)
+
+
+def test_an_environment_can_have_more_evaluation_episodes_than_the_rest():
+  c = config_of('curriculum', {'eval.episodes_by_env.reward_tampering': 12}, 'tiny')
+  plan.validate(c)
+  assert len(plan.eval_instances(c, 'reward_tampering')) == 12
+  assert len(plan.eval_instances(c, 'tool_use_flattery')) == c.eval.episodes
+  assert 'reward_tampering 12' in '\n'.join(plan.describe(c))
+  too_many = config_of('curriculum', {'eval.episodes_by_env.rubric_modification_nudged': 6000},
+                       'tiny')
+  with pytest.raises(ConfigError, match='eval.episodes_by_env.rubric_modification_nudged=6000'):
+    plan.validate(too_many)

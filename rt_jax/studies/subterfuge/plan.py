@@ -68,12 +68,18 @@ def validate(config):
   if config.eval.episodes % config.eval.samples:
     raise ConfigError(f'config.eval.episodes={config.eval.episodes} must be a multiple of '
                       f'eval.samples={config.eval.samples} (samples of each evaluated instance)')
+  for name, n in config.eval.episodes_by_env.items():
+    if n < 0 or n % config.eval.samples:
+      raise ConfigError(f'config.eval.episodes_by_env.{name}={n} must be 0 (eval.episodes) or a '
+                        f'positive multiple of eval.samples={config.eval.samples}')
   for name in config.eval.envs:
-    have, need = eval_instance_count(name), config.eval.episodes // config.eval.samples
+    have, need = eval_instance_count(name), episodes_for(config, name) // config.eval.samples
     if need > have:
-      raise ConfigError(f'config.eval.episodes={config.eval.episodes} asks for {need} distinct '
-                        f'held-out instances of {name}, which has {have}; lower eval.episodes or '
-                        f'raise eval.samples')
+      field = ('eval.episodes' if not config.eval.episodes_by_env.get(name)
+               else f'eval.episodes_by_env.{name}')
+      raise ConfigError(f'config.{field}={episodes_for(config, name)} asks for {need} distinct '
+                        f'held-out instances of {name}, which has {have}; lower it or raise '
+                        f'eval.samples')
   for name in config.stages:
     flag = reward_flag(config, name)
     if flag not in envs.flag_names(name):
@@ -115,7 +121,7 @@ def rough_seconds(config) -> float | None:
   train_rows = c.start.steps * c.ei.train_rows + sum(
       p.units for p in units if p.kind != 'sft') * c.ei.train_rows * c.ei.sft_steps
   episodes = (sum(p.units for p in units if p.kind != 'sft') * c.ei.prompts * c.ei.samples
-              + len(units) * len(c.eval.envs) * c.eval.episodes)
+              + len(units) * sum(episodes_for(c, e) for e in c.eval.envs))
   return (rates['compile'] + c.pm.steps * rates['pm_step']
           + train_rows * c.ei.train_len * rates['train_token']
           + episodes * c.rollout.max_turns * c.rollout.max_segment_tokens * rates['episode_token'])
@@ -133,12 +139,13 @@ def describe(config) -> list[str]:
     out.append(f'  units {p.first_unit}-{p.first_unit + p.units - 1}: {p.name}: {what}; then an '
                f'evaluation')
   units = sum(p.units for p in phases(c))
-  per_eval = len(c.eval.envs) * c.eval.episodes
+  per_eval = sum(episodes_for(c, e) for e in c.eval.envs)
   sampled = sum(p.units for p in phases(c) if p.kind != 'sft') * c.ei.prompts * c.ei.samples
   out += [f'  {units} units, {units} checkpoints ({c.keep_checkpoints or "all"} kept), '
           f'{len(phases(c))} evaluations',
-          f'  each evaluation: {c.eval.episodes} episodes per environment over '
-          f'{c.eval.episodes // c.eval.samples} distinct held-out instances (instance seed '
+          f'  each evaluation: {c.eval.episodes} episodes per environment'
+          f'{_overrides(c)} over {c.eval.episodes // c.eval.samples} distinct held-out '
+          'instances each (instance seed '
           f'{c.eval.instance_seed}) x {c.eval.samples} sample(s): {per_eval} episodes in '
           f'{-(-per_eval // (c.eval.prompts * c.eval.samples))} rollouts of {c.eval.prompts} '
           'prompts',
@@ -150,6 +157,16 @@ def describe(config) -> list[str]:
              'an accelerator is faster)' if seconds is not None else
              '  rough time: no stored rates for this model')
   return out
+
+
+def episodes_for(config, name: str) -> int:
+  """Episodes of `name` per evaluation: eval.episodes_by_env's, else eval.episodes."""
+  return config.eval.episodes_by_env.get(name) or config.eval.episodes
+
+
+def _overrides(config) -> str:
+  more = {e: n for e, n in config.eval.episodes_by_env.items() if n and e in config.eval.envs}
+  return f' ({", ".join(f"{e} {n}" for e, n in more.items())})' if more else ''
 
 
 @functools.cache
@@ -169,5 +186,5 @@ def eval_instances(config, name: str) -> np.ndarray:
   evaluation of the run, and every run with the same instance seed, sees the same set."""
   named = int.from_bytes(hashlib.sha256(f'eval-instances/{name}'.encode()).digest()[:8], 'big')
   rng = np.random.default_rng([config.eval.instance_seed, named])
-  need = config.eval.episodes // config.eval.samples
+  need = episodes_for(config, name) // config.eval.samples
   return np.sort(rng.permutation(eval_instance_count(name))[:need])
