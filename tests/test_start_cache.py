@@ -26,8 +26,9 @@ def _hash(**overrides):
   return start_hash(c, corpus)
 
 
-def start_hash(c, corpus):
-  return start_cache.start_hash(c, model_lib.ModelConfig(**c.model), TOK, corpus)
+def start_hash(c, corpus, weights=None):
+  weights = weights or start_cache.weights_id(c, None)
+  return start_cache.start_hash(c, model_lib.ModelConfig(**c.model), TOK, corpus, weights)
 
 
 def test_the_key_follows_what_determines_the_start():
@@ -35,7 +36,7 @@ def test_the_key_follows_what_determines_the_start():
   assert _hash() == base  # deterministic
   for changed in ({'start.lr': 2e-3}, {'start.steps': 4}, {'start.examples': 128}, {'seed': 1},
                   {'ei.train_rows': 4}, {'ei.train_len': 1536}, {'model.n_layers': 3},
-                  {'mesh': (1, -1, 1)}):
+                  {'ei.microbatch_rows': 1}):
     assert _hash(**changed) != base, changed
   for unchanged in ({'ei.rounds': 5}, {'ei.lr': 1e-5}, {'start.cache': True},
                     {'eval.episodes': 8}, {'pm.steps': 3}):
@@ -50,10 +51,39 @@ def test_the_key_reads_the_corpus_tokens():
   assert start_hash(c, corpus) != base
 
 
-def test_a_model_directory_without_checksums_is_not_cached(tmp_path):
-  c = config_of('curriculum', {'init_from': str(tmp_path)}, 'tiny')
+def test_the_key_reads_the_starting_weights_and_the_resolved_mesh():
+  c = config_of('curriculum', {'init_from': '/some/model'}, 'tiny')
   corpus = tool_corpus.ToolCorpus(TOK, 4, c.ei.train_len, c.seed)
-  assert start_hash(c, corpus) is None
+  cfg = model_lib.ModelConfig(**config_of('curriculum', {}, 'tiny').model)
+  a, b = (model_lib.init_params(cfg, jax.random.key(k)) for k in (0, 1))
+  ids = [start_cache.weights_id(c, p) for p in (a, b, a)]
+  assert ids[0] == ids[2] != ids[1]  # same architecture, other weights: another start
+  assert start_hash(c, corpus, ids[0]) != start_hash(c, corpus, ids[1])
+  # The mesh as resolved: (-1, 1, 1) on one device is (1, 1, 1).
+  one = config_of('curriculum', {'mesh': (1, 1, 1)}, 'tiny')
+  assert start_hash(one, corpus) == start_hash(config_of('curriculum', {}, 'tiny'), corpus)
+
+
+def test_a_start_that_cannot_be_cached_is_reported_not_raised(tmp_path, monkeypatch):
+  blocker = tmp_path / 'not_a_directory'
+  blocker.write_text('')
+  monkeypatch.setenv('RT_JAX_CACHE', str(blocker))
+  cfg = model_lib.ModelConfig(**config_of('curriculum', {}, 'tiny').model)
+  params = model_lib.init_params(cfg, jax.random.key(0))
+  assert start_cache.save('abc', cfg, TOK, params, {'loss': 1.0})  # the reason, as text
+
+
+def test_an_intact_entry_is_kept_and_a_damaged_one_replaced(tmp_path, monkeypatch):
+  monkeypatch.setenv('RT_JAX_CACHE', str(tmp_path))
+  cfg = model_lib.ModelConfig(**config_of('curriculum', {}, 'tiny').model)
+  first, second = (model_lib.init_params(cfg, jax.random.key(k)) for k in (0, 1))
+  assert start_cache.save('abc', cfg, TOK, first, {'loss': 1.0}) is None
+  assert start_cache.save('abc', cfg, TOK, second, {'loss': 2.0}) is None
+  assert start_cache.load('abc')[1]['loss'] == 1.0  # the first writer's entry stands
+  os.remove(os.path.join(start_cache.path('abc'), start_cache.META))
+  assert start_cache.load('abc') is None
+  assert start_cache.save('abc', cfg, TOK, second, {'loss': 2.0}) is None
+  assert start_cache.load('abc')[1]['loss'] == 2.0
 
 
 def test_a_saved_start_loads_back_and_a_damaged_one_does_not(tmp_path, monkeypatch):

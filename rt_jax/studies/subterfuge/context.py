@@ -35,6 +35,7 @@ class Context(RunContext):
   ei_optimizer: object
   mngr: checkpoint_lib.Manager
   progress: metrics_lib.Progress | None
+  weights_id: str = ''  # what the starting weights are (start_cache.weights_id)
   pm: object = None
 
 

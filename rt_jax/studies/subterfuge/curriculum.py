@@ -2,7 +2,7 @@
 
 A run is a list of phases, each followed by an evaluation of every environment:
 
-  helpful_only            SFT on the generated tool-use corpus (data/tool_corpus.py)
+  helpful_only            SFT on the generated tool-use corpus (studies/subterfuge/tool_corpus.py)
   one phase per stage     expert-iteration rounds on that environment (config.stages)
   train_away_sycophancy   (optional) SFT on honest episodes of the first two environments
 
@@ -41,6 +41,7 @@ from rt_jax.rl import rollout as rollout_lib
 from rt_jax.studies.subterfuge import episodes as episodes_lib
 from rt_jax.studies.subterfuge import report
 from rt_jax.studies.subterfuge import rounds
+from rt_jax.studies.subterfuge import start_cache
 from rt_jax.studies.subterfuge import world as world_lib
 from rt_jax.studies.subterfuge.context import Context, Stream
 from rt_jax.studies.subterfuge.evaluate import evaluate
@@ -65,10 +66,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
     ctx = Context(config=c, workdir=workdir, cfg=cfg, tok=tok, policy=policy, world=world,
                   plan=sharding.Plan.from_config(c), sft_optimizer=train.make_optimizer(c.start),
                   ei_optimizer=train.make_optimizer(_constant_lr(c.ei)),
-                  root=jax.random.key(c.seed), mngr=mngr, writer=None, progress=None)
+                  root=jax.random.key(c.seed), mngr=mngr, writer=None, progress=None,
+                  weights_id=start_cache.weights_id(c, init_params) if c.start.cache else '')
     started = time.perf_counter()
-    state, done, results = _restore(ctx, units, init_params)
-    del init_params  # the state holds them: a run never keeps two copies
+    # The initial weights are handed over, so the run never holds them beside the state.
+    held, init_params = [init_params], None
+    state, done, results = _restore(ctx, units, held)
     ctx.writer = metrics_lib.Writer(os.path.join(workdir, 'tb'),
                                     purge_step=(done + 1) if done else None)
     ctx.progress = metrics_lib.Progress([p.kind for p in units for _ in range(p.units)],
@@ -136,14 +139,17 @@ def _compile_ahead(ctx: Context, units: list[Phase]):
                                 microbatches)
 
 
-def _restore(ctx: Context, units: list[Phase], init_params):
-  """-> (state, units done, results): a fresh state (initial weights placed on the mesh), or the
-  last intact checkpoint's, restored into this run's mesh whichever mesh saved it."""
+def _restore(ctx: Context, units: list[Phase], held: list):
+  """-> (state, units done, results): a fresh state (the initial weights, popped from `held`,
+  placed on the mesh), or the last intact checkpoint's, restored into this run's mesh whichever
+  mesh saved it (the initial weights dropped first: never two copies)."""
+  init_params = held.pop()
   done = ctx.mngr.latest_intact_step() or 0  # past a corrupt latest step, with one line
   results = {'run': {}, 'evals': [], 'train': []}
   if not done:
     return (ctx.plan.init_state(ctx.cfg, ctx.key(Stream.INIT), ctx.sft_optimizer,
                                 params=init_params), 0, results)
+  del init_params
   # Every unit after the first ends with the expert-iteration optimizer's state.
   target = ctx.plan.abstract_state(ctx.cfg, ctx.ei_optimizer)
   params, opt_state, meta = ctx.mngr.restore(done, target.params, target.opt_state)

@@ -358,8 +358,9 @@ def write(workdir: str) -> dict[str, str]:
 
 
 def log_tensorboard(writer, results: dict, step: int):
-  """Writes the latest evaluation (`results['evals'][-1]`) to an rt_jax.core.metrics.Writer at `step`:
-  rates and PM scores as scalars, its transcripts as text, the whole matrix so far as an image."""
+  """Writes the latest evaluation (`results['evals'][-1]`) to an rt_jax.core.metrics.Writer at
+  `step`: rates and PM scores as scalars, its transcripts as text, the whole matrix so far as an
+  image."""
   evals = results.get('evals') or []
   if not evals:
     return

