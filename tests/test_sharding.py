@@ -142,7 +142,7 @@ def test_what_a_mesh_cannot_split_is_a_config_error(placed):
 
 @pytest.mark.slow
 def test_ei_round_is_the_same_on_every_mesh_as_on_one_device(tmp_path):
-  """One round (rollout -> score -> select -> 2 SFT steps) unsharded and on three meshes: the
+  """One round (rollout -> score -> select -> 2 SFT steps) on one device and on three meshes: the
   same episodes (tokens are sampled), the same kept rows, losses within LOSS_RTOL."""
   one, *meshes = run_worker({'devices': 8, 'meshes': [None, *MESHES], 'job': 'round',
                              'workdir': str(tmp_path)}, timeout=1200)['results']
