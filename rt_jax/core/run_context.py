@@ -12,6 +12,11 @@ from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
 
 
+def fold(key, *path) -> jax.Array:
+  """`key` folded with each element of `path` in turn (a named stream, then indices)."""
+  return functools.reduce(jax.random.fold_in, path, key)
+
+
 @dataclasses.dataclass
 class RunContext:
   config: object
@@ -24,4 +29,4 @@ class RunContext:
 
   def key(self, *path) -> jax.Array:
     """The root folded with `path`: (stream, then step or round indices)."""
-    return functools.reduce(jax.random.fold_in, path, self.root)
+    return fold(self.root, *path)

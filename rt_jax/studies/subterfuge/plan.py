@@ -53,7 +53,9 @@ def validate(config):
     raise ConfigError('config.stages: reward_tampering is the held-out environment; it is never '
                       'trained on')
   variants.get(config.ei.variant)  # names an unknown variant
-  ei_lib.scores(0.0, 0.5, config.ei.variant, 0.0, config.ei.pm_scale)  # names a bad scale
+  if config.ei.pm_scale not in ei_lib.PM_SCALES:
+    raise ConfigError(f'config.ei.pm_scale={config.ei.pm_scale!r}: choose from '
+                      f'{", ".join(ei_lib.PM_SCALES)}')
   for key in ('ei.prompts', 'ei.samples', 'ei.rounds', 'ei.train_rows', 'ei.train_len',
               'ei.sft_steps', 'eval.episodes', 'start.steps'):
     section, field = key.split('.')
@@ -184,7 +186,13 @@ def eval_instances(config, name: str) -> np.ndarray:
   """The held-out instances every evaluation of a run uses for `name`: eval.episodes //
   eval.samples distinct ones, drawn by a key named by (eval.instance_seed, environment) so every
   evaluation of the run, and every run with the same instance seed, sees the same set."""
-  named = int.from_bytes(hashlib.sha256(f'eval-instances/{name}'.encode()).digest()[:8], 'big')
-  rng = np.random.default_rng([config.eval.instance_seed, named])
   need = episodes_for(config, name) // config.eval.samples
-  return np.sort(rng.permutation(eval_instance_count(name))[:need])
+  return named_draw(config.eval.instance_seed, f'eval-instances/{name}', eval_instance_count(name),
+                    need)
+
+
+def named_draw(seed: int, name: str, have: int, need: int) -> np.ndarray:
+  """`need` of `have` indices, sorted, drawn by a key named by (seed, name): the same set every
+  time, and independent of any other name's."""
+  named = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], 'big')
+  return np.sort(np.random.default_rng([seed, named]).permutation(have)[:need])
