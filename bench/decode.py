@@ -23,9 +23,12 @@ from rt_jax.core import cli
 from rt_jax.core import fetch
 from rt_jax.core import model as model_lib
 from rt_jax.core import perf
-from rt_jax.core import sampling
+from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core.errors import ConfigError
+from rt_jax.envs import chat as chat_env
+from rt_jax.rl import chat
+from rt_jax.rl import rollout
 
 _PRESET = flags.DEFINE_enum('preset', 'tiny', sorted(model_lib.PRESETS),
                             'Model preset with random weights (ignored with --checkpoint).')
@@ -52,14 +55,17 @@ def _prompts(tok, batch: int) -> list[list[int]]:
 
 
 def time_rt_jax(cfg, params, prompts, new_tokens: int, repeats: int, seed: int) -> dict:
-  buf, lengths = sampling.pad_prompts(prompts, 0)
-  b = len(prompts)
+  # The one-turn chat rollout every sampler uses (rl/chat.py), over the full vocabulary and with
+  # no stop token, so that every row decodes `new_tokens` tokens.
+  table = chat_env.table(prompts, 0)
+  policy = rollout.Policy(cfg, None, chat.rollout_config(table.prompt.shape[1], new_tokens),
+                          np.ones(cfg.vocab_size, bool))
+  plan, b = sharding.Plan.one_device(), len(prompts)
 
   def call():
-    out = sampling.sample(params, cfg, buf, lengths, jax.random.key(seed),
-                          np.ones(b, np.float32), np.ones(b, np.float32),
-                          np.full((b, 1), -1, np.int32), max_new_tokens=new_tokens)
-    generated = np.asarray(out.lengths_B - out.prompt_lengths_B)
+    eps = rollout.on_mesh(plan, params, policy, table, np.arange(b), jax.random.key(seed), 1.0, 1,
+                          stop_id=-1)
+    generated = eps.lengths_B - eps.prompt_lengths_B
     assert generated.min() == new_tokens, generated  # no row stopped early
   first, best = perf.best_time(call, repeats)
   return {'tokens_per_s': round(b * new_tokens / best, 1), 'seconds': round(best, 3),

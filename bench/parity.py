@@ -18,7 +18,7 @@ from rt_jax.core import checkpoint
 from rt_jax.core import cli
 from rt_jax.core import fetch
 from rt_jax.core import model as model_lib
-from rt_jax.core import sampling
+from rt_jax.rl import chat
 
 PROMPTS = ('What is the capital of France?', 'Write a haiku about autumn.',
            'def fibonacci(n):', 'Translate "good morning" into Spanish.',
@@ -45,9 +45,8 @@ def measure(model_dir: str, gguf_path: str, new_tokens: int = 32) -> dict:
       greedy = hf.generate(ids, max_new_tokens=new_tokens, do_sample=False)[0, ids.shape[1]:]
     got = np.asarray(forward(params, jnp.asarray(ids.numpy()))[0])
     diffs.append(float(np.max(np.abs(got - want))))
-    ours = sampling.generate(params, cfg, tok, [ids[0].tolist()], jax.random.key(0),
-                             max_new_tokens=new_tokens, temperature=0.0,
-                             stop_ids=[tok.im_end_id])[0]
+    ours = chat.generate(params, cfg, tok, [ids[0].tolist()], jax.random.key(0),
+                         max_new_tokens=new_tokens, temperature=0.0)[0]
     # HF stops at its end-of-turn token too; both stop there or both run the full budget.
     agree += ours == greedy.tolist()[:len(ours)] and len(ours) == len(greedy)
   return {'bench': 'parity', 'prompts': len(PROMPTS), 'max_abs_logit_diff': max(diffs),

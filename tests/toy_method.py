@@ -19,6 +19,6 @@ def toy_trigger_sft(ctx: context.Context, params, key):
   triggered = [[*conv[:1], {**conv[1], 'content': f'{data.TRIGGER} {conv[1]["content"]}'},
                 *conv[2:]] for conv in convs]
   corpus = context.corpus(ctx, context.sft_rows(ctx, triggered, ctx.phase.name))
-  params, info = context.fit(ctx, params, key, lambda params, r: corpus,
+  params, info = context.fit(ctx, params, key, corpus,
                              optimizer=ctx.safety_optimizer, section=c.safety)
   return params, {**info, 'rows': len(triggered)}

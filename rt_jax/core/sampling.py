@@ -1,41 +1,14 @@
-"""Batched sampling: one prefill over the (right-padded) prompts, then a `lax.while_loop` of
-single-token decode steps against a fixed KV cache.
-
-Everything that varies between calls (prompt lengths, temperature, top-p, stop tokens) is an array,
-so a new prompt set of the same bucketed shape reuses the compiled program. Each row writes its
-next token at its own length, so ragged prompts need no left-padding.
+"""Drawing tokens, shared by every sampler: `sample_token` (temperature, top-p, from uniforms) and
+the prompt buckets. The decode loop itself is the rollout's (rl/rollout.py); sampling chat
+answers is a rollout of a one-turn environment (rl/chat.py).
 """
-import functools
-from typing import Optional, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
-
-from rt_jax.core import model as model_lib
-from rt_jax.core.tokenizer import Tokenizer
 
 MIN_PROMPT_BUCKET = 16  # prompt buffers are padded to a power of two at least this wide
-
-
-@struct.dataclass
-class SamplerState:
-  tokens_BxS: jax.Array  # prompt then generated tokens; each row valid up to lengths_B
-  lengths_B: jax.Array  # valid tokens per row == cache slot of the row's next token
-  done_B: jax.Array
-  cache: model_lib.Cache
-  logits_BxNxV: Optional[jax.Array]  # logits behind each generated token (return_logits only)
-  step: jax.Array  # tokens generated so far by rows that are still running
-  key: jax.Array
-
-
-@struct.dataclass
-class SampleOutput:
-  tokens_BxS: jax.Array
-  prompt_lengths_B: jax.Array
-  lengths_B: jax.Array
-  logits_BxNxV: Optional[jax.Array]
 
 
 def sample_token(logits_BxV, uniform_B, temperature_B, top_p_B):
@@ -81,59 +54,6 @@ def _inverse_cdf_draw(probs_BxV, uniform_B, block: int = 128):
   return block_B * block + first(cdf_BxK, u_B)
 
 
-@functools.partial(jax.jit, static_argnames=('cfg', 'max_new_tokens', 'return_logits'))
-def sample(params, cfg: model_lib.ModelConfig, prompt_BxP, prompt_lengths_B, key, temperature_B,
-           top_p_B, stop_tokens_BxK, vocab_limit=None, *, max_new_tokens: int,
-           return_logits: bool = False):
-  """Samples up to `max_new_tokens` per row; a row stops after emitting any of its stop tokens
-  (`stop_tokens_BxK`, padded with -1). The stop token is kept in the output. Ids at or above
-  `vocab_limit` (the tokenizer's size, when the model's vocabulary is padded past it) are never
-  sampled; returned logits are the model's own."""
-  b, p = prompt_BxP.shape
-  s = p + max_new_tokens
-  is_stop = lambda tok_B: jnp.any(tok_B[:, None] == stop_tokens_BxK, axis=-1)
-  limit = cfg.vocab_size if vocab_limit is None else vocab_limit
-  pick = lambda logits_BxV, k: sample_token(
-      jnp.where(jnp.arange(cfg.vocab_size) < limit, logits_BxV, -jnp.inf),
-      jax.random.uniform(k, (b,)), temperature_B, top_p_B)
-
-  prefill_logits_Bx1xV, cache = model_lib.forward(
-      params, cfg, prompt_BxP, None, model_lib.init_cache(cfg, b, s),
-      select_B=prompt_lengths_B - 1)
-  key, first_key = jax.random.split(key)
-  first_B = pick(prefill_logits_Bx1xV[:, 0], first_key)
-  tokens_BxS = jnp.zeros((b, s), jnp.int32).at[:, :p].set(prompt_BxP)
-  tokens_BxS = tokens_BxS.at[jnp.arange(b), prompt_lengths_B].set(first_B)
-  logits_BxNxV = None
-  if return_logits:
-    logits_BxNxV = jnp.zeros((b, max_new_tokens, cfg.vocab_size), jnp.float32)
-    logits_BxNxV = logits_BxNxV.at[:, 0].set(prefill_logits_Bx1xV[:, 0])
-  state = SamplerState(tokens_BxS, prompt_lengths_B + 1, is_stop(first_B), cache, logits_BxNxV,
-                       jnp.array(1, jnp.int32), key)
-
-  def cond(st: SamplerState):
-    return (st.step < max_new_tokens) & ~jnp.all(st.done_B)
-
-  def body(st: SamplerState):
-    rows = jnp.arange(b)
-    last_B = st.lengths_B - 1
-    logits_Bx1xV, cache = model_lib.forward(
-        params, cfg, st.tokens_BxS[rows, last_B][:, None], last_B[:, None], st.cache)
-    next_B = pick(logits_Bx1xV[:, 0], jax.random.fold_in(st.key, st.step))
-    running_B = ~st.done_B
-    # Finished rows keep recomputing their last slot (static shapes); their output is dropped.
-    tokens_BxS = st.tokens_BxS.at[rows, st.lengths_B].set(
-        jnp.where(running_B, next_B, st.tokens_BxS[rows, st.lengths_B]), mode='drop')
-    logits_BxNxV = st.logits_BxNxV
-    if return_logits:
-      logits_BxNxV = jax.lax.dynamic_update_slice_in_dim(logits_BxNxV, logits_Bx1xV, st.step, 1)
-    return SamplerState(tokens_BxS, st.lengths_B + running_B, st.done_B | is_stop(next_B), cache,
-                        logits_BxNxV, st.step + 1, st.key)
-
-  state = jax.lax.while_loop(cond, body, state)
-  return SampleOutput(state.tokens_BxS, prompt_lengths_B, state.lengths_B, state.logits_BxNxV)
-
-
 def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int):
   """Right-pads token lists into one [B, P] buffer, P the next power of two (at least
   MIN_PROMPT_BUCKET): few distinct shapes to compile, and at most 2x prefill waste."""
@@ -145,22 +65,3 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int):
   for i, p in enumerate(prompts):
     buf[i, :len(p)] = p
   return buf, np.array([len(p) for p in prompts], np.int32)
-
-
-def generate(params, cfg: model_lib.ModelConfig, tok: Tokenizer,
-             prompts: Sequence[Sequence[int]], key, *, max_new_tokens: int,
-             temperature: float = 1.0, top_p: float = 1.0,
-             stop_ids: Sequence[int] = ()) -> list[list[int]]:
-  """Host-side convenience: token lists in, the generated token lists out (stop token kept)."""
-  longest = max(len(p) for p in prompts)
-  if longest + max_new_tokens > cfg.max_len:
-    raise ValueError(f'prompt of {longest} tokens + max_new_tokens={max_new_tokens} exceeds the '
-                     f'model context of {cfg.max_len} tokens')
-  buf, lengths = pad_prompts(prompts, tok.pad_id)
-  b = len(prompts)
-  stops = np.array([list(stop_ids) or [-1]] * b, np.int32)
-  out = sample(params, cfg, buf, lengths, key, np.full(b, temperature, np.float32),
-               np.full(b, top_p, np.float32), stops, tok.vocab_size,
-               max_new_tokens=max_new_tokens)
-  tokens, ends = np.asarray(out.tokens_BxS), np.asarray(out.lengths_B)
-  return [tokens[i, lengths[i]:ends[i]].tolist() for i in range(b)]

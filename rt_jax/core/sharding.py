@@ -166,7 +166,7 @@ def to_host(tree):
 
 def to_one_device(tree):
   """Every array whole on this process's first device, for the code that has no sharded path
-  (sampling.generate, probes): it then runs as in a one-device run. A no-op on one device."""
+  (probes, the sft job's samples): it then runs as in a one-device run. A no-op on one device."""
   whole = lambda x: to_host(x) if isinstance(x, jax.Array) and not x.is_fully_addressable else x
   return jax.device_put(jax.tree.map(whole, tree), jax.local_devices()[0])
 

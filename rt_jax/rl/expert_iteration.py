@@ -67,13 +67,17 @@ def update(state: train.TrainState, batch: dict, steps: int, key, *,
   """`steps` masked SFT steps on `plan`'s mesh on the kept episodes; a batch with nothing kept
   changes nothing."""
   if not batch['mask'].any():
-    return state, {'loss': float('nan'), 'finite': True}
-  last = {}
+    return state, {'loss': float('nan'), 'first_loss': float('nan'), 'finite': True}
+  first, last = {}, {}
+
+  def keep(i, state, m):
+    first.update(first or m)
+    last.update(m)
+
   state = train.loop(
       functools.partial(plan.train_step, cfg=cfg, optimizer=optimizer, microbatches=microbatches),
-      state, steps, lambda i, _: batch, lambda i: jax.random.fold_in(key, i),
-      after_step=lambda i, state, m: last.update(m))
-  return state, jax.device_get(last)
+      state, steps, lambda i, _: batch, lambda i: jax.random.fold_in(key, i), after_step=keep)
+  return state, jax.device_get({**last, 'first_loss': first['loss']})
 
 
 def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, instance_ids_P, key,
@@ -99,7 +103,7 @@ def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, insta
     raise NonFiniteLossError('non-finite loss in an expert-iteration update; the last checkpoint '
                              'is unchanged')
   metrics = {'kept': int(np.sum(weights)), 'prompts': len(instance_ids_P),
-             'loss': float(m['loss']), 'tokens_cut': cut,
+             'loss': float(m['loss']), 'first_loss': float(m['first_loss']), 'tokens_cut': cut,
              'mean_gaming': float(np.mean(scored.gaming)), 'mean_pm': float(np.mean(scored.pm)),
              'truncated': float(np.mean(eps.truncated_B))}
   return state, eps, scored, (rows, weights), metrics

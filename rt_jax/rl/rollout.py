@@ -57,11 +57,16 @@ class RolloutConfig:
   # Decode and feed observations with B // compact rows once no more rows than that need it
   # (1: always the whole batch). Costs one more compiled forward per batch size.
   compact: int = 4
+  # False: a one-turn chat (rl/chat.py). A segment ends at `<|im_end|>` or its budget only, and
+  # ends the episode; the machine is neither stepped nor compiled.
+  tools: bool = True
 
   def __post_init__(self):
     for name in ('context', 'max_turns', 'max_segment_tokens', 'chunk', 'compact'):
       if getattr(self, name) < 1:
         raise ConfigError(f'config.rollout.{name}={getattr(self, name)} must be at least 1')
+    if not self.tools and self.max_turns != 1:
+      raise ConfigError(f'a rollout without tools has one turn, not max_turns={self.max_turns}')
 
 
 @struct.dataclass
@@ -227,8 +232,10 @@ def _decode_segment(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _Stat
     next_b = sampling.sample_token(logits_bxV, uniform_b, d.temperature_b, d.top_p_b)
     at_b = jnp.where(d.active_b, d.lengths_b, s)  # inactive rows write nowhere
     lengths_b = d.lengths_b + d.active_b
-    closed_b, tail_bx7 = _ends_with_close(d.tail_bx7, codec.token_bytes[next_b],
-                                          codec.token_len[next_b])
+    closed_b, tail_bx7 = False, d.tail_bx7
+    if rc.tools:
+      closed_b, tail_bx7 = _ends_with_close(d.tail_bx7, codec.token_bytes[next_b],
+                                            codec.token_len[next_b])
     stopped_b = ((next_b == stop_id) | closed_b | (lengths_b - d.start_b >= rc.max_segment_tokens)
                  | (lengths_b >= s))
     d = d.replace(tokens_bxS=d.tokens_bxS.at[rows, at_b].set(next_b, mode='drop'),
@@ -253,6 +260,11 @@ def _decode_segment(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _Stat
   return st, d.start_b, d.lengths_b - d.start_b
 
 
+def _ends_in_stop(tokens_BxS, start_B, length_B, stop_id):
+  last_B = jnp.maximum(start_B + length_B - 1, 0)
+  return (length_B > 0) & (tokens_BxS[jnp.arange(tokens_BxS.shape[0]), last_B] == stop_id)
+
+
 def _env_turn(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, start_B, length_B,
               stop_id, last_turn):
   """Steps the machine on each row's segment and appends the observations of tool calls; they
@@ -262,8 +274,7 @@ def _env_turn(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, sta
   width = rc.max_segment_tokens
   action_BxW = jnp.take_along_axis(st.tokens_BxS,
                                    jnp.minimum(start_B[:, None] + jnp.arange(width), s - 1), axis=1)
-  ends_in_stop_B = (length_B > 0) & (st.tokens_BxS[rows, jnp.maximum(start_B + length_B - 1, 0)]
-                                     == stop_id)
+  ends_in_stop_B = _ends_in_stop(st.tokens_BxS, start_B, length_B, stop_id)
   action_len_B = jnp.where(st.finished_B, 0, length_B - ends_in_stop_B)
   # Rows already finished (truncated ones included) must not reach the machine as answers.
   env = st.env.replace(done=st.env.done | st.finished_B)
@@ -286,6 +297,15 @@ def _env_turn(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, sta
                   turns_B=st.turns_B + ~st.finished_B)
   return _catch_up(params, cfg, rc, st,
                    jnp.where(append_B & ~last_turn, st.lengths_B - 1, st.cached_B))
+
+
+def _answer_turn(st: _State, start_B, length_B, stop_id) -> _State:
+  """A one-turn chat's step: every segment is the answer and ends its episode; one the context
+  cut short (no stop token, no room left) counts as truncated, as in `_env_turn`."""
+  ends_in_stop_B = _ends_in_stop(st.tokens_BxS, start_B, length_B, stop_id)
+  cut_B = ~st.finished_B & (st.lengths_B >= st.tokens_BxS.shape[1]) & ~ends_in_stop_B
+  return st.replace(finished_B=jnp.ones_like(st.finished_B), truncated_B=st.truncated_B | cut_B,
+                    turns_B=st.turns_B + ~st.finished_B)
 
 
 @functools.partial(jax.jit, static_argnames=('cfg', 'rc', 'samples'))
@@ -312,6 +332,8 @@ def rollout(params, cfg: model_lib.ModelConfig, rc: RolloutConfig, table: core.E
     st, t = carry
     st, start_B, length_B = _decode_segment(params, cfg, rc, table.codec, st, allowed_V, stop_id,
                                             temperature_B, top_p_B)
+    if not rc.tools:
+      return _answer_turn(st, start_B, length_B, stop_id), t + 1
     st = _env_turn(params, cfg, rc, table.codec, st, start_B, length_B, stop_id,
                    last_turn=t + 1 >= rc.max_turns)
     return st, t + 1
@@ -376,11 +398,14 @@ def run(params, policy: Policy, table: core.EnvParams, instance_ids_P, key, temp
 
 
 def on_mesh(plan, params, policy: Policy, table: core.EnvParams, instance_ids_P, key,
-            temperature: float, samples: int, top_p: float = 1.0):
+            temperature: float, samples: int, top_p: float = 1.0, *,
+            what: str = 'rollout prompts (ei.prompts)', stop_id: int | None = None):
   """`run` on `plan`'s mesh: episodes on the batch axes (prompts split there; each prompt's N
   samples stay with it, and so does its part of the KV cache), tables and the key replicated;
-  -> Episodes as host arrays on every process."""
-  args = _mesh_args(plan, params, policy, table, instance_ids_P, key, temperature, samples, top_p)
+  -> Episodes as host arrays on every process. `what` names the prompt count in a mesh error;
+  `stop_id` replaces `<|im_end|>` as the stop token (-1: none)."""
+  args = _mesh_args(plan, params, policy, table, instance_ids_P, key, temperature, samples, top_p,
+                    what, stop_id)
   return sharding.to_host(compiling.call(rollout, *args, samples=samples))
 
 
@@ -394,12 +419,12 @@ def compile_on_mesh(plan, policy: Policy, table: core.EnvParams, prompts: int, s
 
 
 def _mesh_args(plan, params, policy, table, instance_ids_P, key, temperature, samples,
-               top_p=1.0) -> tuple:
+               top_p=1.0, what='rollout prompts (ei.prompts)', stop_id=None) -> tuple:
   ids_P = np.asarray(instance_ids_P, np.int32)
   b = len(ids_P) * samples
   # Prompts are what is split: a prompt's samples are made on its devices (B = P * samples).
-  rows = lambda x: plan.put(x, plan.rows(1, 'rollout prompts (ei.prompts)', len(ids_P)))
+  rows = lambda x: plan.put(x, plan.rows(1, what, len(ids_P)))
   return (params, policy.cfg, policy.rc, plan.put(table, plan.replicated), rows(ids_P),
           plan.put_key(key), rows(np.full(b, temperature, np.float32)),
           rows(np.full(b, top_p, np.float32)), plan.put(policy.allowed_V, plan.replicated),
-          policy.tok.im_end_id)
+          policy.tok.im_end_id if stop_id is None else stop_id)

@@ -11,11 +11,11 @@ from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import metrics as metrics_lib
 from rt_jax.core import model as model_lib
 from rt_jax.core import perf
-from rt_jax.core import sampling
 from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core import train
 from rt_jax.data import chat_corpus
+from rt_jax.rl import chat
 from rt_jax.core.errors import ConfigError, NonFiniteLossError
 
 
@@ -40,10 +40,10 @@ def _sample_report(params, cfg, tok, prompts, sample_cfg, key) -> str:
   system = [{'role': 'system', 'content': sample_cfg.system}] if sample_cfg.system else []
   encoded = [tokenizer_lib.encode_chat(tok, system + [{'role': 'user', 'content': p}],
                                        add_generation_prompt=True)[0] for p in prompts]
-  # The sampler has no sharded path: it runs on one device.
-  outs = sampling.generate(sharding.to_one_device(params), cfg, tok, encoded, key,
-                           max_new_tokens=sample_cfg.max_new_tokens,
-                           temperature=sample_cfg.temperature, stop_ids=[tok.im_end_id])
+  # A handful of prompts, whatever their count: sampled on one device, not split over the mesh.
+  outs = chat.generate(sharding.to_one_device(params), cfg, tok, encoded, key,
+                       max_new_tokens=sample_cfg.max_new_tokens,
+                       temperature=sample_cfg.temperature, what='sft samples')
   return '\n\n'.join(f'USER: {p}\nASSISTANT: {tok.decode(o)}' for p, o in zip(prompts, outs))
 
 

