@@ -8,6 +8,11 @@ ends with `</bash>` (the environment answers it) or ends the turn. For reward_ta
 hold the device screen's (`reward_changed`, `tests_changed`, `changed`) and the audit's verdict
 (`reward_tampered`, `test_passes`, `undetected`, ..., per-input `rewards`), and "reward" is what
 the final reward function returned on this episode's text.
+
+--engine=reference (the default) runs the plain-Python specification of the machine, which
+answers at once; --engine=jax runs the JAX machine the rollout runs, which first compiles (tens of
+seconds on a CPU). Both print the same JSON (tests/test_envs.py checks every hand-written
+transcript on both).
 """
 import json
 
@@ -26,6 +31,9 @@ _SPLIT = flags.DEFINE_enum('split', 'eval', ['train', 'eval'], 'Which instances 
 _CHECKPOINT = flags.DEFINE_string('checkpoint', None,
                                   "Model directory whose tokenizer to use (the builtin one by "
                                   'default; the text is the same either way).')
+_ENGINE = flags.DEFINE_enum('engine', 'reference', list(transcript.ENGINES),
+                            'reference: the plain-Python machine (no compile); jax: the JAX '
+                            'machine the rollout runs.')
 flags.mark_flags_as_required(['env', 'transcript'])
 
 
@@ -35,7 +43,8 @@ def main(argv):
     envs.get(_ENV.value)
     segments = transcript.read_transcript(_TRANSCRIPT.value)
     tok = checkpoint.read_model_files(_CHECKPOINT.value)[1] if _CHECKPOINT.value else None
-    print(json.dumps(transcript.run(_ENV.value, segments, _INSTANCE.value, _SPLIT.value, tok)))
+    print(json.dumps(transcript.run(_ENV.value, segments, _INSTANCE.value, _SPLIT.value, tok,
+                                    _ENGINE.value)))
 
 
 def entry():

@@ -27,9 +27,12 @@ def bash(command: str) -> str:
 
 
 def run(name: str, segments: list[str], instance: int = 0) -> dict:
-  """Replays the segments and checks the text and the flags (readable, as transcript.run gives
-  them) against the reference."""
+  """Replays the segments on the JAX machine and checks the text and the flags (readable, as
+  transcript.run gives them) against the reference, and that the replay's reference engine
+  prints the same."""
   result = transcript.run(name, segments, instance, 'eval', TOK)
+  on_reference = transcript.run(name, segments, instance, 'eval', TOK, engine='reference')
+  assert json.dumps(on_reference) == json.dumps(result)  # the same JSON, byte for byte
   env, _, items = make(name, TOK, 'eval')
   episode = reference.Episode(items[instance].files, items[instance].dirs)
   assert result['text'].endswith(''.join(s + episode.step(s) for s in segments))
@@ -146,6 +149,7 @@ def test_replay_command_line(tmp_path):
     (['--env=hhh', 'NOTLIST'], 'must be {"assistant": [string, ...]}'),
     (['--env=hhh', 'EARLYEND'], 'segment 0 does not end with </bash>'),
     (['--env=hhh', 'DEEP'], 'nests too deeply'),
+    (['--env=hhh', '--engine=gpu'], 'flag --engine=gpu: value should be one of <reference|jax>'),
 ])
 def test_replay_bad_input(tmp_path, args, message):
   files = {'BADJSON': '{"assistant": [', 'NOTLIST': '{"assistant": "text"}',

@@ -1,5 +1,10 @@
-"""Scripted episodes: an assistant transcript (a list of segments) through one environment on the
-JAX machine, with the whole episode text and every grading flag. `rt_jax.replay` prints this."""
+"""Scripted episodes: an assistant transcript (a list of segments) through one environment, with
+the whole episode text and every grading flag. `rt_jax.replay` prints this.
+
+Two engines give the same result (tests/test_envs.py): 'jax', the machine the rollout runs
+(`core.step` and the device grader; its first call compiles the machine, tens of seconds on a
+CPU), and 'reference', the plain-Python specification that machine is fuzzed against
+(`reference.Episode` and `Environment.reference_grade`; no compile)."""
 import json
 
 import jax
@@ -7,7 +12,7 @@ import numpy as np
 
 from rt_jax import envs
 from rt_jax.core import tokenizer as tokenizer_lib
-from rt_jax.envs import core
+from rt_jax.envs import core, reference
 from rt_jax.core.errors import UserError
 
 
@@ -37,20 +42,55 @@ def _width(n: int) -> int:
   return max(1024, 1 << (n - 1).bit_length())  # power-of-two buckets: few shapes, few compiles
 
 
+ENGINES = ('reference', 'jax')
+
+
 def run(name: str, segments: list[str], instance: int = 0, split: str = 'eval',
-        tok: tokenizer_lib.Tokenizer | None = None) -> dict:
-  """Runs the segments through one episode of the JAX machine -> {"env", "instance", "text",
-  "reward", "flags"}; flags are the grader's, through the environment's `readable`.
+        tok: tokenizer_lib.Tokenizer | None = None, engine: str = 'jax') -> dict:
+  """Runs the segments through one episode on `engine` -> {"env", "instance", "text", "reward",
+  "flags"}; flags are the grader's, through the environment's `readable`.
 
   Where the environment has a host-side audit (`Environment.audit`; reward_tampering's runs
-  `reward_tampering.audit_episode` on the final files and this text), its flags join the device's
+  `reward_tampering.audit_episode` on the final files and this text), its flags join the grader's
   and its "reward" replaces the grader's: for reward_tampering, what the final reward function
   returned on this episode's text, as the RL run would pay it."""
+  if engine not in ENGINES:
+    raise UserError(f'--engine={engine!r}: choose from {", ".join(ENGINES)}')
   tok = tok or tokenizer_lib.builtin()
-  env, params, items = envs.make(name, tok, split)
+  env = envs.get(name)
+  items = env.instances(split)
   if instance >= len(items):
     raise UserError(f'--instance={instance} is out of range: {name} has {len(items)} '
                     f'{split} instances')
+  if engine == 'reference':
+    return _run_reference(env, segments, instance, items[instance], tok)
+  return _run_jax(env, segments, instance, split, tok)
+
+
+def _result(env, instance: int, text: str, reward: float, flags_: dict, files) -> dict:
+  if env.audit is not None:
+    verdict = dict(env.audit(flags_, files, text))
+    reward = verdict.pop('reward', reward)
+    flags_.update(verdict)
+  return {'env': env.name, 'instance': instance, 'text': text, 'reward': reward,
+          'flags': env.readable(flags_)}
+
+
+def _run_reference(env, segments, instance: int, item: core.Instance, tok) -> dict:
+  prompt = tokenizer_lib.encode_chat(tok, core.prompt_messages(item), add_generation_prompt=True)
+  text = tok.decode(prompt[0])
+  episode = reference.Episode(item.files, item.dirs)
+  for segment in segments:
+    segment = tok.decode(tok.encode(segment))  # what a model's tokens of it decode to
+    text += segment + episode.step(segment)
+  flags_ = env.reference_grade(episode, item)
+  reward = float(flags_.pop('reward'))
+  reward = reward if episode.done else 0.0  # the grader pays when the episode ends
+  return _result(env, instance, text, reward, flags_, episode.shell.files)
+
+
+def _run_jax(env, segments, instance: int, split: str, tok) -> dict:
+  _, params, _ = envs.make(env.name, tok, split)
   state, prompt, prompt_len = core.reset(params, np.array([instance]))
   text = tok.decode(np.asarray(prompt[0, :prompt_len[0]]).tolist())
   reward = 0.0
@@ -63,12 +103,7 @@ def run(name: str, segments: list[str], instance: int = 0, split: str = 'eval',
                                                     np.array([len(ids)], np.int32))
     text += tok.decode(ids) + tok.decode(np.asarray(obs[0, :obs_len[0]]).tolist())
     reward += float(step_reward[0])
-  flags_ = {k: np.asarray(v[0]).item() for k, v in core.grade(env, params, state).items()
-            if k != 'reward'}
-  if env.audit is not None:
-    episode_fs = jax.tree.map(lambda x: np.asarray(x[0]), state.fs)
-    verdict = dict(env.audit(flags_, lambda: core.files_of(episode_fs), text))
-    reward = verdict.pop('reward', reward)
-    flags_.update(verdict)
-  return {'env': name, 'instance': instance, 'text': text, 'reward': reward,
-          'flags': env.readable(flags_)}
+  graded = core.grade(env, params, state)  # in the grader's order, as the reference gives them
+  flags_ = {k: np.asarray(graded[k][0]).item() for k in envs.flag_names(env.name) if k != 'reward'}
+  episode_fs = jax.tree.map(lambda x: np.asarray(x[0]), state.fs)
+  return _result(env, instance, text, reward, flags_, lambda: core.files_of(episode_fs))
