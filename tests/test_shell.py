@@ -8,8 +8,8 @@ import pytest
 import shell_fuzz
 
 from rt_jax.core import tokenizer as tokenizer_lib
-from rt_jax.envs import ENVIRONMENTS, core, make, reference
-from rt_jax.envs.limits import HOME, MAX_COMMAND
+from rt_jax.envs import ENVIRONMENTS, core, make, reference, shell_grep
+from rt_jax.envs.limits import HOME, MAX_COMMAND, MAX_FILE
 
 TOK = tokenizer_lib.builtin()
 CODEC = core.make_codec(TOK)
@@ -125,3 +125,50 @@ def test_nothing_reaches_the_real_filesystem(tmp_path, monkeypatch):
   assert not os.path.exists('/tmp/escape.txt')
   assert runs[0][0] == f'\n<stderr>\ncat: {real}: No such file or directory\n</stderr>\n'
   assert runs[0][7] == '\n<stdout>\nhome\n</stdout>\n' and HOME == '/home/user'
+
+
+# Files whose greps fall on each side of the packed buffer (shell_grep.PACK bytes), with texts
+# that meet inside it: a whole MAX_FILE block without a final newline, then a text starting with
+# what would complete a match across the two.
+_PACKED = shell_grep.PACK
+PACK_FILES = {
+    f'{HOME}/small/one.txt': 'alpha ab\nbeta\n\nab',
+    f'{HOME}/edge/full.txt': 'q' * (MAX_FILE - 2) + 'ab',
+    f'{HOME}/edge/next.txt': 'c and more\nab\n',
+    f'{HOME}/exact/a.txt': 'ab\n' + 'y' * (_PACKED // 2 - 4) + '\n',
+    f'{HOME}/exact/b.txt': 'y' * (_PACKED // 2 - 1) + 'b',
+    f'{HOME}/over/a.txt': 'ab\n' + 'y' * (_PACKED // 2 - 4) + '\n',
+    f'{HOME}/over/b.txt': 'y' * (_PACKED // 2 - 1) + 'b',
+    f'{HOME}/over/c.txt': 'b',
+}
+PACK_LINES = ('grep -r abc edge', 'grep -rn bc edge', 'grep -rn ab edge', 'grep -r ab small',
+              'grep -rn ab exact', 'grep -rn ab over', 'grep -r yb exact', 'grep -r yb over',
+              'grep -r y exact', 'grep ab edge/full.txt', 'cat edge/full.txt | grep ab',
+              'grep -rn ab .', 'grep -rn "" small', 'grep -r c small')
+
+
+def test_grep_is_exact_on_both_sides_of_the_packed_buffer():
+  """Each line alone (its own need picks the packed or the full program) and all of them in one
+  batch (the full program for every row), against the reference. Both programs run: some lines
+  read at most PACK bytes, some more; and a match never spans two files."""
+  need = lambda line: sum(len(t) for p, t in PACK_FILES.items()
+                          if p.startswith(f'{HOME}/{line.split()[-1]}'.rstrip('.')))
+  assert {need(line) <= _PACKED for line in PACK_LINES if '|' not in line} == {True, False}
+  assert need('grep -r y exact') == _PACKED and need('grep -r y over') == _PACKED + 1
+  fs0 = core.filesystem(PACK_FILES)
+  batch = 256
+  batches = [[line] for line in PACK_LINES] + [list(PACK_LINES)]
+  bad = []
+  for lines in batches:
+    rows = lines + ['pwd'] * (batch - len(lines))
+    state = core.start(np.zeros(batch, np.int32), jax.tree.map(lambda x: np.stack([x] * batch),
+                                                               fs0))
+    actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in rows])
+    _, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+    for line, text, got in zip(lines, texts, _observations(tokens, counts)):
+      want = reference.Episode(PACK_FILES).step(text)
+      if got != want:
+        bad.append(f'{line!r} in a batch of {len(lines)}: got {got!r}, want {want!r}')
+  assert bad == []
+  separate = reference.Episode(PACK_FILES).step('<bash>grep -r abc edge</bash>')
+  assert 'abc' not in separate  # the reference keeps files apart, and so must the machine

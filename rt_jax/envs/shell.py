@@ -66,9 +66,12 @@ def commands(fs, lexed, resolved, first, size, stdin, alone) -> Result:
   result = jax.vmap(_not_found)(fs, name, which)
   for k, run in enumerate(DISTINCT):
     chosen = which == k
-    res = jax.lax.cond(jnp.any(chosen),
-                       lambda run=run: jax.vmap(run)(fs, args, name, stdin, alone),
-                       lambda result=result: result)
+    # A runner marked `batched` takes the whole batch and the rows that chose it (grep, which
+    # picks one of two programs for the batch); the others are per-row functions.
+    call = ((lambda run=run, chosen=chosen: run(fs, args, name, stdin, alone, chosen))
+            if getattr(run, 'batched', False) else
+            (lambda run=run: jax.vmap(run)(fs, args, name, stdin, alone)))
+    res = jax.lax.cond(jnp.any(chosen), call, lambda result=result: result)
     result = jax.tree.map(lambda a, b, c=chosen: jnp.where(_rows(c, a), a, b), res, result)
   return result
 

@@ -1,6 +1,11 @@
 """grep in the JAX machine: every text it reads (stdin, one file, or a directory's files in byte
 order of their paths) laid side by side in one flat buffer, lines matched by rolling hashes, and
-the matching lines written out with their prefixes in one gather (`reference.Shell.grep`)."""
+the matching lines written out with their prefixes in one gather (`reference.Shell.grep`).
+
+The buffer is packed: the texts' live bytes back to back in PACK units, so a scan costs what the
+text it reads does, not what a full filesystem would. When some row of a batch reads more than
+PACK bytes, the whole batch takes the full layout instead (every file in its own MAX_FILE block),
+a second program with the same semantics; which one ran is invisible in the output."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +19,8 @@ from rt_jax.envs.text import const, join, number_text, window
 I32 = jnp.int32
 
 HASH_BASES = np.array([0x01000193, 0x5BD1E995], np.uint32)
+PACK = MAX_STREAM  # packed units: stdin always fits, and so do the files of most greps
+FULL = MAX_ENTRIES * MAX_FILE
 
 
 def _powers(size: int):
@@ -32,9 +39,9 @@ def grep_units(units, valid, source, first, pattern, pattern_len, prefixes, pref
                numbered):
   """grep over texts laid side by side in one flat buffer -> (u8[MAX_STREAM], full length).
 
-  units: u8[U], valid: bool[U] (padding between texts is invalid), source: i32[U] (which text),
-  first: bool[U] (a text starts here); each text's matching lines are shown after its prefix
-  (prefixes: u8[S, P], prefix_lens: i32[S])."""
+  units: u8[U], valid: bool[U] (padding is invalid), source: i32[U] (which text), first: bool[U]
+  (a text starts here; texts may follow each other with no padding between them); each text's
+  matching lines are shown after its prefix (prefixes: u8[S, P], prefix_lens: i32[S])."""
   size = units.shape[0]
   idx = jnp.arange(size)
   newline = valid & (units == ord('\n'))
@@ -42,7 +49,7 @@ def grep_units(units, valid, source, first, pattern, pattern_len, prefixes, pref
   starts = valid & (first | after_newline)
   line = jnp.cumsum(starts)  # global line id, from 1
   number = line - jax.lax.cummax(jnp.where(first, line - 1, 0))
-  keep = _matching_lines(units, valid, newline, starts, idx, pattern, pattern_len)
+  keep = _matching_lines(units, valid, newline, starts, first, idx, pattern, pattern_len)
   num_len = 1 + sum((number >= 10**d).astype(I32) for d in range(1, 5))
   extra = jnp.where(starts, prefix_lens[source] + jnp.where(numbered, num_len + 1, 0), 0)
   next_open = jnp.concatenate([valid[1:] & ~first[1:], jnp.zeros(1, bool)])
@@ -51,21 +58,25 @@ def grep_units(units, valid, source, first, pattern, pattern_len, prefixes, pref
   return _write_lines(units, source, (number, num_len), extra, count, prefixes, prefix_lens)
 
 
-def _matching_lines(units, valid, newline, starts, idx, pattern, pattern_len):
+def _matching_lines(units, valid, newline, starts, first, idx, pattern, pattern_len):
   """bool[U]: the units of the lines that hold the pattern. A line matches when the pattern's
-  pair of 32-bit polynomial hashes equals that of a window inside the line."""
+  pair of 32-bit polynomial hashes equals that of a window inside the line. A line ends at its
+  newline, at padding, or with its text (the next text may start on the next unit)."""
   size = units.shape[0]
   powers = _powers(max(size, MAX_COMMAND) + 1)
   h = _prefix_hash(units, powers)
   ph = _prefix_hash(pattern, powers)[:, pattern_len]
-  line_end = jax.lax.cummin(jnp.where(newline | ~valid, idx, size)[::-1])[::-1]
+  next_at = lambda mask: jax.lax.cummin(jnp.where(mask, idx, size)[::-1])[::-1]
+  line_end = next_at(newline | ~valid)  # the unit that ends the line
+  text_end = next_at(jnp.concatenate([first[1:], jnp.ones(1, bool)]))  # the text's last unit
   ends = jnp.clip(idx + pattern_len, 0, size)
-  hit = valid & (idx + pattern_len <= line_end) & jnp.all(
+  hit = valid & (idx + pattern_len <= jnp.minimum(line_end, text_end + 1)) & jnp.all(
       h[:, ends] - h[:, :size] == ph[:, None] * powers[:, :size], 0)
   # A line matches if a hit lies in it: hit counts at its end and start (gathers, no scatter).
   hits = jnp.concatenate([jnp.zeros(1, I32), jnp.cumsum(hit)])
   line_start = jax.lax.cummax(jnp.where(starts, idx, 0))
-  return valid & (hits[jnp.minimum(line_end, size - 1) + 1] > hits[line_start])
+  last = jnp.minimum(jnp.minimum(line_end, text_end), size - 1)
+  return valid & (hits[last + 1] > hits[line_start])
 
 
 def _write_lines(units, source, numbers, extra, count, prefixes, prefix_lens):
@@ -88,7 +99,8 @@ def _write_lines(units, source, numbers, extra, count, prefixes, prefix_lens):
   return jnp.where(pos < end[-1], byte, 0).astype(jnp.uint8), end[-1]
 
 
-def grep(fs, args, name, stdin, alone):
+def _select(fs, args, name, stdin):
+  """One row: the options, the operands and the files grep reads -> (result so far, selection)."""
   res = no_result(fs)
   code, j, pos, letters, operand, _ = options(args, 'rn')
   recursive, numbered = letters[0], letters[1]
@@ -98,7 +110,6 @@ def grep(fs, args, name, stdin, alone):
             "Try 'grep --help' for more information.\n")
   err = msg(err, (code == 0) & (count > 2), 'grep: only one PATH is supported\n')
   go = (code == 0) & (count >= 1) & (count <= 2)
-  pattern, pattern_len = arg(args, order[0])
   k = order[1]
   given = count == 2
   found, slot, reason = find(fs, args, k)
@@ -117,27 +128,65 @@ def grep(fs, args, name, stdin, alone):
   walk = is_dir & recursive
   files = jnp.where(walk, under(fs, fs.path[slot], fs.path_len[slot], children_only=False)
                     & ~fs.is_dir, jnp.arange(MAX_ENTRIES) == slot) & (walk | (on_path & found))
-  units, valid, source, first, by_rank = _texts(fs, stdin, files, from_stdin)
-  prefixes, prefix_lens = _prefixes(fs, shown, slot, by_rank, walk)
-  text, text_len = grep_units(units, valid & (from_stdin | on_path), source, first, pattern,
-                              pattern_len, prefixes, prefix_lens, numbered)
-  out = msg(res.out, go & (from_stdin | jnp.any(files)), (text, text_len))
-  return res.replace(out=out, err=err, read=files & on_path)
+  selection = {'go': go, 'from_stdin': from_stdin, 'on_path': on_path, 'files': files,
+               'pattern': arg(args, order[0]), 'numbered': numbered, 'shown': shown,
+               'slot': slot, 'walk': walk}
+  return res.replace(err=err, read=files & on_path), selection
 
 
-def _texts(fs, stdin, files, from_stdin):
+def _search(fs, stdin, sel, size: int):
+  """One row's output text and its full length, over a buffer of `size` units (PACK: packed)."""
+  units, valid, source, first, by_rank = _texts(fs, stdin, sel['files'], sel['from_stdin'], size)
+  prefixes, prefix_lens = _prefixes(fs, sel['shown'], sel['slot'], by_rank, sel['walk'])
+  return grep_units(units, valid & (sel['from_stdin'] | sel['on_path']), source, first,
+                    *sel['pattern'], prefixes, prefix_lens, sel['numbered'])
+
+
+def grep(fs, args, name, stdin, alone, chosen):
+  """A batched runner: every argument has a leading batch axis, and `chosen` marks the rows that
+  run grep (the others' results are discarded). The packed program serves the batch unless a
+  chosen row reads more than PACK bytes of files."""
+  del alone
+  res, sel = jax.vmap(_select)(fs, args, name, stdin)
+  need = jnp.sum(jnp.where(sel['files'], fs.data_len, 0), axis=1)
+  text, text_len = jax.lax.cond(
+      jnp.all(~chosen | (need <= PACK)),
+      lambda: jax.vmap(lambda *a: _search(*a, PACK))(fs, stdin, sel),
+      lambda: jax.vmap(lambda *a: _search(*a, FULL))(fs, stdin, sel))
+  shows = sel['go'] & (sel['from_stdin'] | jnp.any(sel['files'], axis=1))
+  return res.replace(out=jax.vmap(lambda out, show, t, n: msg(out, show, (t, n)))(
+      res.out, shows, text, text_len))
+
+
+grep.batched = True
+
+
+def _texts(fs, stdin, files, from_stdin, size: int):
   """The texts side by side, as grep_units takes them: stdin alone, or the files in byte order
-  of their paths (-> units, valid, source, first, the files' slots in that order)."""
+  of their paths, packed back to back (size PACK) or each in its MAX_FILE block (size FULL)
+  -> (units, valid, source, first, the files' slots in that order)."""
   order_of = rank(fs.path, fs.path_len, files)
   by_rank = jnp.argsort(jnp.where(files, order_of, MAX_ENTRIES))
-  col = jnp.arange(MAX_FILE)
-  file_valid = files[by_rank][:, None] & (col < fs.data_len[by_rank][:, None])
-  stdin_units = jnp.pad(stdin.buf[:MAX_STREAM], (0, MAX_ENTRIES * MAX_FILE - MAX_STREAM))
-  units = jnp.where(from_stdin, stdin_units, fs.data[by_rank].reshape(-1))
-  flat = jnp.arange(MAX_ENTRIES * MAX_FILE)
-  valid = jnp.where(from_stdin, flat < jnp.minimum(stdin.n, MAX_STREAM), file_valid.reshape(-1))
-  source = jnp.where(from_stdin, 0, flat // MAX_FILE)
-  first = jnp.where(from_stdin, flat == 0, flat % MAX_FILE == 0)
+  flat = jnp.arange(size)
+  stdin_units = jnp.pad(stdin.buf[:MAX_STREAM], (0, size - MAX_STREAM))
+  stdin_valid = flat < jnp.minimum(stdin.n, MAX_STREAM)
+  if size == FULL:
+    col = jnp.arange(MAX_FILE)
+    file_valid = files[by_rank][:, None] & (col < fs.data_len[by_rank][:, None])
+    file_units, file_valid = fs.data[by_rank].reshape(-1), file_valid.reshape(-1)
+    text, file_first = flat // MAX_FILE, flat % MAX_FILE == 0
+  else:
+    lens = jnp.where(files[by_rank], fs.data_len[by_rank], 0)
+    ends = jnp.cumsum(lens)
+    text = jnp.minimum(jnp.searchsorted(ends, flat, side='right'), MAX_ENTRIES - 1)
+    offset = flat - (ends - lens)[text]
+    file_units = fs.data[by_rank[text], jnp.clip(offset, 0, MAX_FILE - 1)]
+    file_valid = flat < ends[-1]
+    file_first = file_valid & (offset == 0)
+  units = jnp.where(from_stdin, stdin_units, file_units)
+  valid = jnp.where(from_stdin, stdin_valid, file_valid)
+  source = jnp.where(from_stdin, 0, text)
+  first = jnp.where(from_stdin, flat == 0, file_first)
   return units, valid, source, first, by_rank
 
 
