@@ -18,6 +18,7 @@ from rt_jax.core import checkpoint
 from rt_jax.core import cli
 from rt_jax.core import fetch
 from rt_jax.core import model as model_lib
+from rt_jax.core import sharding
 from rt_jax.rl import chat
 
 PROMPTS = ('What is the capital of France?', 'Write a haiku about autumn.',
@@ -46,6 +47,7 @@ def measure(model_dir: str, gguf_path: str, new_tokens: int = 32) -> dict:
     got = np.asarray(forward(params, jnp.asarray(ids.numpy()))[0])
     diffs.append(float(np.max(np.abs(got - want))))
     ours = chat.generate(params, cfg, tok, [ids[0].tolist()], jax.random.key(0),
+                         plan=sharding.Plan.one_device(),
                          max_new_tokens=new_tokens, temperature=0.0)[0]
     # HF stops at its end-of-turn token too; both stop there or both run the full budget.
     agree += ours == greedy.tolist()[:len(ours)] and len(ours) == len(greedy)

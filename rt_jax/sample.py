@@ -15,6 +15,7 @@ import numpy as np
 from absl import flags
 
 from rt_jax.core import checkpoint
+from rt_jax.core import sharding
 from rt_jax.core import cli
 from rt_jax import envs
 from rt_jax.rl import chat
@@ -60,7 +61,7 @@ def _chat(cfg, tok, params):
     raise ConfigError(f'prompt of {len(prompt)} tokens + --max_new_tokens={_MAX_NEW.value} '
                       f'exceeds the model context of {cfg.max_len} tokens')
   outs = chat.generate(params, cfg, tok, [prompt], jax.random.key(_SEED.value),
-                       max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
+                       plan=sharding.Plan.one_device(), max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
                        top_p=_TOP_P.value, samples=_N.value)
   for i, out in enumerate(outs):
     print(f'=== sample {i} ===\n{tok.decode(out)}', flush=True)

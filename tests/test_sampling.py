@@ -15,6 +15,7 @@ from rt_jax.envs import core
 from rt_jax.rl import chat
 from rt_jax.rl import rollout
 
+PLAN = sharding.Plan.one_device()
 TEXTS = ('hi', 'a considerably longer prompt than the others in this batch', 'mid length one')
 
 
@@ -25,6 +26,10 @@ def setup():
   return cfg, model.init_params(cfg, jax.random.key(0)), tok, [tok.encode(t) for t in TEXTS]
 
 
+def _generate(*args, **kw):
+  return chat.generate(*args, plan=PLAN, **kw)
+
+
 def _rows(cfg, tok, params, prompts, key, temperature, *, top_p=1.0, n=24, stop_id=None,
           allowed=None):
   """The chat rollout's episodes as (answers, truncated) with an optional other stop token and
@@ -33,7 +38,7 @@ def _rows(cfg, tok, params, prompts, key, temperature, *, top_p=1.0, n=24, stop_
   policy = chat.policy(cfg, tok, table.prompt.shape[1], n)
   if allowed is not None:
     policy = rollout.Policy(cfg, tok, policy.rc, allowed)
-  eps = rollout.on_mesh(sharding.Plan.one_device(), params, policy, table,
+  eps = rollout.on_mesh(PLAN, params, policy, table,
                         np.arange(len(prompts)), key, temperature, 1, top_p, stop_id=stop_id)
   return chat.answers(eps), np.asarray(eps.truncated_B)
 
@@ -90,12 +95,12 @@ def test_ids_past_the_tokenizer_are_never_sampled(setup):
 
 def test_new_prompts_in_same_bucket_reuse_the_program_and_skip_the_machine(setup):
   cfg, params, tok, prompts = setup
-  chat.generate(params, cfg, tok, prompts, jax.random.key(0), max_new_tokens=8, temperature=0.5)
+  _generate(params, cfg, tok, prompts, jax.random.key(0), max_new_tokens=8, temperature=0.5)
   before, machine = rollout.rollout._cache_size(), core.advance._cache_size()
   other = [tok.encode('x'), tok.encode('a prompt of forty-odd bytes, same bucket'),
            tok.encode('z')]
   assert chat_env.table(other, 0).prompt.shape == chat_env.table(prompts, 0).prompt.shape
-  chat.generate(params, cfg, tok, other, jax.random.key(1), max_new_tokens=8, temperature=0.9,
+  _generate(params, cfg, tok, other, jax.random.key(1), max_new_tokens=8, temperature=0.9,
                 top_p=0.5)
   assert rollout.rollout._cache_size() == before
   assert core.advance._cache_size() == machine  # a chat has no tools: the machine never compiles
@@ -104,9 +109,9 @@ def test_new_prompts_in_same_bucket_reuse_the_program_and_skip_the_machine(setup
 def test_generate_checks_context_and_empty_prompts(setup):
   cfg, params, tok, _ = setup
   with pytest.raises(ConfigError, match='exceeds the model context'):
-    chat.generate(params, cfg, tok, [[1] * 2000], jax.random.key(0), max_new_tokens=100)
+    _generate(params, cfg, tok, [[1] * 2000], jax.random.key(0), max_new_tokens=100)
   with pytest.raises(ConfigError, match='at least one token'):
-    chat.generate(params, cfg, tok, [[1, 2], []], jax.random.key(0), max_new_tokens=4)
+    _generate(params, cfg, tok, [[1, 2], []], jax.random.key(0), max_new_tokens=4)
   with pytest.raises(ValueError, match='empty prompt'):
     sampling.pad_prompts([[1, 2], []], 0)
   with pytest.raises(ConfigError, match='one turn'):
@@ -119,13 +124,13 @@ def test_generate_groups_samples_and_batches(setup):
   alone would."""
   cfg, params, tok, prompts = setup
   kw, key = dict(max_new_tokens=6, temperature=1.0), jax.random.key(7)
-  greedy = chat.generate(params, cfg, tok, prompts, key, max_new_tokens=6, temperature=0.0,
+  greedy = _generate(params, cfg, tok, prompts, key, max_new_tokens=6, temperature=0.0,
                          samples=2)
   assert greedy[0::2] == greedy[1::2] and len(greedy) == 6
-  outs = chat.generate(params, cfg, tok, prompts, key, batch=2, **kw)
-  assert len(outs) == 3 and outs[:2] == chat.generate(params, cfg, tok, prompts[:2], key, **kw)
+  outs = _generate(params, cfg, tok, prompts, key, batch=2, **kw)
+  assert len(outs) == 3 and outs[:2] == _generate(params, cfg, tok, prompts[:2], key, **kw)
   # The last call is [p2] filled with a copy of p2: the same call as [p2, p2].
-  assert chat.generate(params, cfg, tok, prompts + prompts[2:], key, batch=2, **kw)[:3] == outs
+  assert _generate(params, cfg, tok, prompts + prompts[2:], key, batch=2, **kw)[:3] == outs
 
 
 def test_sample_token_respects_nucleus():

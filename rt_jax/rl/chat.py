@@ -44,8 +44,8 @@ def answers(eps) -> list[list[int]]:
 
 def generate(params, cfg: model_lib.ModelConfig, tok: tokenizer_lib.Tokenizer,
              prompts: Sequence[Sequence[int]], key, *, max_new_tokens: int,
-             temperature: float = 1.0, top_p: float = 1.0, samples: int = 1,
-             batch: int | None = None, plan: sharding.Plan | None = None,
+             plan: sharding.Plan, temperature: float = 1.0, top_p: float = 1.0,
+             samples: int = 1, batch: int | None = None,
              what: str = 'sampling') -> list[list[int]]:
   """`samples` answers to each prompt (prompt p's are rows p * samples .. p * samples +
   samples - 1), as token lists with their final `<|im_end|>` kept, so that training on them
@@ -53,11 +53,10 @@ def generate(params, cfg: model_lib.ModelConfig, tok: tokenizer_lib.Tokenizer,
 
   Prompts go `batch` at a time (default: all at once; the last call is filled with copies of its
   first prompt, so every call has one shape), call i with the key `fold_in(key, i)`; on `plan`'s
-  mesh, or on this process's first device."""
+  mesh (`sharding.Plan.one_device()` for one device)."""
   if not prompts or min(len(p) for p in prompts) == 0:
     raise ConfigError(f'{what}: every prompt needs at least one token')
   check_context(cfg, max(len(p) for p in prompts), max_new_tokens, what)
-  plan = plan or sharding.Plan.one_device()
   b = batch or len(prompts)
   width = sampling.pad_prompts([max(prompts, key=len)], tok.pad_id)[0].shape[1]
   pol = policy(cfg, tok, width, max_new_tokens)

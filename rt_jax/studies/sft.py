@@ -42,7 +42,7 @@ def _sample_report(params, cfg, tok, prompts, sample_cfg, key) -> str:
                                        add_generation_prompt=True)[0] for p in prompts]
   # A handful of prompts, whatever their count: sampled on one device, not split over the mesh.
   outs = chat.generate(sharding.to_one_device(params), cfg, tok, encoded, key,
-                       max_new_tokens=sample_cfg.max_new_tokens,
+                       plan=sharding.Plan.one_device(), max_new_tokens=sample_cfg.max_new_tokens,
                        temperature=sample_cfg.temperature, what='sft samples')
   return '\n\n'.join(f'USER: {p}\nASSISTANT: {tok.decode(o)}' for p, o in zip(prompts, outs))
 
