@@ -76,6 +76,19 @@ def test_each_row_stops_right_after_the_stop_token(setup):
   assert not truncated.any()  # the budget, not the context, ends a row
 
 
+def test_an_answer_cut_by_its_budget_is_not_truncated_however_the_prompt_is_padded(setup):
+  """Prompts of 15 and 16 tokens share a 16-wide bucket; the 16-token one reaches the context
+  and the budget at once. Both answers end by the budget alone, so neither is truncated."""
+  cfg, params, tok, _ = setup
+  prompts = [[65] * 15, [66] * 16]
+  table = chat_env.table(prompts, tok.pad_id)
+  assert table.prompt.shape[1] == 16
+  eps = rollout.on_mesh(PLAN, params, chat.policy(cfg, tok, 16, 4), table, np.arange(2),
+                        jax.random.key(0), 1.0, 1, stop_id=-1)
+  assert [len(a) for a in chat.answers(eps)] == [4, 4]
+  assert not np.asarray(eps.truncated_B).any()
+
+
 def test_tiny_top_p_is_greedy(setup):
   cfg, params, tok, prompts = setup
   greedy = _rows(cfg, tok, params, prompts, jax.random.key(3), 0.0)[0]

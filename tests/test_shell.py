@@ -172,3 +172,35 @@ def test_grep_is_exact_on_both_sides_of_the_packed_buffer():
   assert bad == []
   separate = reference.Episode(PACK_FILES).step('<bash>grep -r abc edge</bash>')
   assert 'abc' not in separate  # the reference keeps files apart, and so must the machine
+
+
+def _thue_morse(doublings: int) -> str:
+  text = 'a'
+  for _ in range(doublings):
+    text += text.translate(str.maketrans('ab', 'ba'))
+  return text
+
+
+def test_grep_hashes_do_not_collide_on_thue_morse_and_skip_directories():
+  """A 128-byte Thue-Morse string and its complement hash alike under any polynomial hash mod
+  2**32 with odd bases: grep must still not report the one for the other (its prime-modulus
+  hashes). And `grep PAT DIR` without -r reads no file, so nothing is marked read."""
+  text = _thue_morse(7)
+  other = text.translate(str.maketrans('ab', 'ba'))
+  files = {f'{HOME}/tm.txt': text + '\n', f'{HOME}/s/a.txt': 'x\n'}
+  lines = [f'grep {other} tm.txt', f'cat tm.txt | grep {other}', f'grep {text} tm.txt', 'grep x s']
+  batch = 256
+  state = core.start(np.zeros(batch, np.int32),
+                     jax.tree.map(lambda x: np.stack([x] * batch), core.filesystem(files)))
+  actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in lines]
+                                  + ['<bash>pwd</bash>'] * (batch - len(lines)))
+  state, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+  host = jax.device_get(state.fs)
+  for i, (text_i, got) in enumerate(zip(texts, _observations(tokens, counts))):
+    ep = reference.Episode(files)
+    assert got == ep.step(text_i), lines[i]
+    one = jax.tree.map(lambda x, i=i: x[i], host)
+    read = {bytes(one.path[k, :one.path_len[k]]).decode() for k in range(len(one.read))
+            if one.read[k]}
+    assert read == {p for p, e in ep.shell.originals.items() if e.read}, lines[i]
+  assert text in _observations(tokens, counts)[2]  # the true match is still found

