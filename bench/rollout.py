@@ -91,17 +91,7 @@ _COMPILATION_CACHE = flags.DEFINE_bool('compilation_cache', False, 'Keep the per
 def segment_tokens(eps, row: int, stop_id: int) -> list[list[int]]:
   """The tokens of each segment the model wrote in one episode (host arrays), as the machine
   received them: a final `stop_id` left out."""
-  tokens, learn = eps.tokens_BxS[row], eps.learn_BxS[row]
-  out, current = [], []
-  for i in range(int(eps.prompt_lengths_B[row]), int(eps.lengths_B[row])):
-    if learn[i]:
-      current.append(int(tokens[i]))
-    elif current:
-      out.append(current)
-      current = []
-  if current:
-    out.append(current)
-  return [s[:-1] if s and s[-1] == stop_id else s for s in out]
+  return [s[:-1] if s and s[-1] == stop_id else s for s in rollout.segment_ids(eps, row)]
 
 
 def time_machine(table, ids_B, eps, width: int, stop_id: int, repeats: int) -> float:

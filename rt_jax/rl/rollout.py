@@ -347,20 +347,24 @@ def rollout(params, cfg: model_lib.ModelConfig, rc: RolloutConfig, table: core.E
                   jnp.stack([st.steps - st.compact_steps, st.compact_steps]))
 
 
-def segments(tok: tokenizer_lib.Tokenizer, eps, row: int) -> list[str]:
-  """The assistant segments of one episode as text (host arrays; the final `<|im_end|>` left
-  out), i.e. a transcript `rt_jax.replay` accepts."""
+def segment_ids(eps, row: int) -> list[list[int]]:
+  """The token ids of each segment the model wrote in one episode (host arrays): the runs of
+  learned tokens after the prompt, a final `<|im_end|>` included."""
   tokens, learn = np.asarray(eps.tokens_BxS[row]), np.asarray(eps.learn_BxS[row])
-  end = int(eps.lengths_B[row])
   out, current = [], []
-  for i in range(int(eps.prompt_lengths_B[row]), end):
+  for i in range(int(eps.prompt_lengths_B[row]), int(eps.lengths_B[row])):
     if learn[i]:
       current.append(int(tokens[i]))
     elif current:
       out.append(current)
       current = []
-  if current:
-    out.append(current)
+  return out + [current] if current else out
+
+
+def segments(tok: tokenizer_lib.Tokenizer, eps, row: int) -> list[str]:
+  """The assistant segments of one episode as text (host arrays; the final `<|im_end|>` left
+  out), i.e. a transcript `rt_jax.replay` accepts."""
+  out = segment_ids(eps, row)
   if out and out[-1][-1] == tok.im_end_id:
     out[-1] = out[-1][:-1]
   return [tok.decode(ids) for ids in out]
