@@ -1,14 +1,16 @@
 """Batched sampling throughput against the machine's FLOP limit and, optionally, against HF
-transformers + PyTorch `generate` on the same GGUF and prompts; prints one JSON line.
+transformers + PyTorch `generate` on the same GGUF and prompts; prints one JSON line per batch
+size (and appends it to bench/results/decode.jsonl).
 
-  python -m bench.decode [--preset=tiny] [--batch=32] [--prompt_len=64] [--new_tokens=128]
+  python -m bench.decode [--preset=tiny] [--batch=32,128] [--prompt_len=64] [--new_tokens=128]
   python -m bench.decode --checkpoint=DIR --peer=hf [--gguf=PATH]   # DIR converted from PATH
 
 tokens_per_s counts generated tokens over the whole call (prefill included), best of --repeats
 timed calls after one compiling call; every row generates exactly --new_tokens tokens (no stop
 token) at temperature 1 over the full vocabulary, on both sides. The FLOP limit is the measured
 f32 matmul peak divided by 2 x parameters per token (rt_jax.core.perf.decode_flops_per_token).
-rt_jax's peak resident memory is read before the peer is imported.
+rt_jax's peak resident memory (over all batch sizes so far) is read before the peer is imported;
+every rt_jax batch size is timed before the peer's.
 """
 import os
 import resource
@@ -36,7 +38,7 @@ _CHECKPOINT = flags.DEFINE_string('checkpoint', None, 'Model directory to sample
 _PEER = flags.DEFINE_enum('peer', None, ['hf'], 'Also time HF transformers on --gguf.')
 _GGUF = flags.DEFINE_string('gguf', None, 'GGUF the checkpoint was converted from (default: the '
                             'fetched SmolLM2-135M-Instruct).')
-_BATCH = flags.DEFINE_integer('batch', 32, 'Rows sampled together.', lower_bound=1)
+_BATCH = flags.DEFINE_list('batch', ['32', '128'], 'Rows sampled together; one result per size.')
 _PROMPT_LEN = flags.DEFINE_integer('prompt_len', 64, 'Prompt tokens per row (random weights).',
                                    lower_bound=1)
 _NEW_TOKENS = flags.DEFINE_integer('new_tokens', 128, 'Generated tokens per row.', lower_bound=1)
@@ -73,13 +75,8 @@ def time_rt_jax(cfg, params, prompts, new_tokens: int, repeats: int, seed: int) 
           'peak_rss_gb': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
 
 
-def time_hf(gguf_path: str, prompts, pad_id: int, new_tokens: int, repeats: int,
-            seed: int) -> dict:
-  import torch  # the peer is imported only when asked for, after rt_jax's memory is read
-  from transformers import AutoModelForCausalLM
-  hf = AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf_path),
-                                            gguf_file=os.path.basename(gguf_path),
-                                            dtype=torch.float32).eval()
+def time_hf(hf, prompts, pad_id: int, new_tokens: int, repeats: int, seed: int) -> dict:
+  import torch
   width = max(len(p) for p in prompts)
   ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
   mask = torch.zeros_like(ids)
@@ -100,35 +97,57 @@ def time_hf(gguf_path: str, prompts, pad_id: int, new_tokens: int, repeats: int,
           'torch_threads': torch.get_num_threads()}
 
 
+def _load_hf(gguf_path: str):
+  import torch  # the peer is imported only when asked for, after rt_jax's memory is read
+  from transformers import AutoModelForCausalLM
+  return AutoModelForCausalLM.from_pretrained(os.path.dirname(gguf_path),
+                                              gguf_file=os.path.basename(gguf_path),
+                                              dtype=torch.float32).eval()
+
+
 def main(argv):
   del argv
+  try:
+    batches = [int(b) for b in _BATCH.value]
+  except ValueError as e:
+    raise ConfigError(f'--batch={",".join(_BATCH.value)}: expected integers') from e
+  if not batches or min(batches) < 1:
+    raise ConfigError(f'--batch={",".join(_BATCH.value)}: expected sizes of at least 1')
   if _CHECKPOINT.value:
     cfg, tok, params = checkpoint.load_model(_CHECKPOINT.value)
-    prompts = _prompts(tok, _BATCH.value)
     name = _CHECKPOINT.value
+    prompts = {b: _prompts(tok, b) for b in batches}
   else:
     if _PEER.value:
       raise ConfigError('--peer needs --checkpoint (a model converted from the peer\'s GGUF)')
     cfg, name = model_lib.preset(_PRESET.value), _PRESET.value
     params = model_lib.init_params(cfg, jax.random.key(_SEED.value))
     rng = np.random.default_rng(_SEED.value)
-    prompts = rng.integers(0, cfg.vocab_size, size=(_BATCH.value, _PROMPT_LEN.value)).tolist()
+    prompts = {b: rng.integers(0, cfg.vocab_size, size=(b, _PROMPT_LEN.value)).tolist()
+               for b in batches}
     tok = None
-  ours = time_rt_jax(cfg, params, prompts, _NEW_TOKENS.value, _REPEATS.value, _SEED.value)
   peak = perf.matmul_peak_flops()
   limit = peak / perf.decode_flops_per_token(cfg)
-  result = {'bench': 'decode', 'model': name, 'device': jax.devices()[0].device_kind,
-            'params': cfg.num_params(), 'batch': _BATCH.value,
-            'prompt_tokens_max': max(len(p) for p in prompts), 'new_tokens': _NEW_TOKENS.value,
-            'rt_jax': ours, 'matmul_peak_gflops': round(peak / 1e9, 1),
-            'flop_limit_tokens_per_s': round(limit, 1),
-            'fraction_of_flop_limit': round(ours['tokens_per_s'] / limit, 4)}
+  results = []
+  for b in batches:
+    ours = time_rt_jax(cfg, params, prompts[b], _NEW_TOKENS.value, _REPEATS.value, _SEED.value)
+    results.append({'bench': 'decode', 'model': name, 'device': jax.devices()[0].device_kind,
+                    'params': cfg.num_params(), 'batch': b,
+                    'prompt_tokens_max': max(len(p) for p in prompts[b]),
+                    'new_tokens': _NEW_TOKENS.value, 'rt_jax': ours,
+                    'matmul_peak_gflops': round(peak / 1e9, 1),
+                    'flop_limit_tokens_per_s': round(limit, 1),
+                    'fraction_of_flop_limit': round(ours['tokens_per_s'] / limit, 4)})
   if _PEER.value == 'hf':
-    peer = time_hf(_GGUF.value or fetch.fetch(), prompts, tok.pad_id, _NEW_TOKENS.value,
-                   _REPEATS.value, _SEED.value)
-    result['hf'] = peer
-    result['ratio_rt_jax_over_hf'] = round(ours['tokens_per_s'] / peer['tokens_per_s'], 2)
-  bench.emit('decode', result)
+    hf = _load_hf(_GGUF.value or fetch.fetch())
+    for result in results:
+      peer = time_hf(hf, prompts[result['batch']], tok.pad_id, _NEW_TOKENS.value,
+                     _REPEATS.value, _SEED.value)
+      result['hf'] = peer
+      result['ratio_rt_jax_over_hf'] = round(result['rt_jax']['tokens_per_s'] /
+                                             peer['tokens_per_s'], 2)
+  for result in results:
+    bench.emit('decode', result)
 
 
 if __name__ == '__main__':

@@ -214,15 +214,15 @@ def test_sample_cli_errors(tmp_path, trained_workdir):
   assert 'checkpoints/30 is corrupt' in error_lines(proc)[0], proc.stderr
 
 
-def test_bench_decode_prints_one_json_line():
-  proc = run_module('bench.decode', '--batch=4', '--prompt_len=8', '--new_tokens=8',
+def test_bench_decode_prints_one_json_line_per_batch_size():
+  proc = run_module('bench.decode', '--batch=2,4', '--prompt_len=8', '--new_tokens=8',
                     '--repeats=1')
   assert proc.returncode == 0, proc.stderr
-  lines = proc.stdout.strip().splitlines()
-  assert len(lines) == 1
-  result = json.loads(lines[0])
-  assert result['model'] == 'tiny' and result['rt_jax']['tokens_per_s'] > 0
-  assert 0 < result['fraction_of_flop_limit'] < 1.5
+  results = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+  assert [r['batch'] for r in results] == [2, 4]
+  for result in results:
+    assert result['model'] == 'tiny' and result['rt_jax']['tokens_per_s'] > 0
+    assert 0 < result['fraction_of_flop_limit'] < 1.5
 
 
 def test_bench_train_prints_one_json_line():
