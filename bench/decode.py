@@ -23,6 +23,7 @@ import bench
 from rt_jax.core import checkpoint
 from rt_jax.core import cli
 from rt_jax.core import fetch
+from rt_jax.core import metrics
 from rt_jax.core import model as model_lib
 from rt_jax.core import perf
 from rt_jax.core import sharding
@@ -131,6 +132,7 @@ def main(argv):
   results = []
   for b in batches:
     ours = time_rt_jax(cfg, params, prompts[b], _NEW_TOKENS.value, _REPEATS.value, _SEED.value)
+    metrics.console(f'rt_jax, batch {b}: {ours["tokens_per_s"]} tok/s')
     results.append({'bench': 'decode', 'model': name, 'device': jax.devices()[0].device_kind,
                     'params': cfg.num_params(), 'batch': b,
                     'prompt_tokens_max': max(len(p) for p in prompts[b]),
@@ -144,6 +146,7 @@ def main(argv):
       peer = time_hf(hf, prompts[result['batch']], tok.pad_id, _NEW_TOKENS.value,
                      _REPEATS.value, _SEED.value)
       result['hf'] = peer
+      metrics.console(f'HF, batch {result["batch"]}: {peer["tokens_per_s"]} tok/s')
       result['ratio_rt_jax_over_hf'] = round(result['rt_jax']['tokens_per_s'] /
                                              peer['tokens_per_s'], 2)
   for result in results:
