@@ -57,12 +57,10 @@ def _chat(cfg, tok, params):
     turns = [{'role': 'system', 'content': _SYSTEM.value}] if _SYSTEM.value else []
     turns.append({'role': 'user', 'content': _PROMPT.value})
     prompt = tokenizer_lib.encode_chat(tok, turns, add_generation_prompt=True)[0]
-  if len(prompt) + _MAX_NEW.value > cfg.max_len:
-    raise ConfigError(f'prompt of {len(prompt)} tokens + --max_new_tokens={_MAX_NEW.value} '
-                      f'exceeds the model context of {cfg.max_len} tokens')
   outs = chat.generate(params, cfg, tok, [prompt], jax.random.key(_SEED.value),
-                       plan=sharding.Plan.one_device(), max_new_tokens=_MAX_NEW.value, temperature=_TEMPERATURE.value,
-                       top_p=_TOP_P.value, samples=_N.value)
+                       plan=sharding.Plan.one_device(), max_new_tokens=_MAX_NEW.value,
+                       temperature=_TEMPERATURE.value, top_p=_TOP_P.value, samples=_N.value,
+                       what='--max_new_tokens')
   for i, out in enumerate(outs):
     print(f'=== sample {i} ===\n{tok.decode(out)}', flush=True)
 

@@ -37,8 +37,9 @@ def _inverse_cdf_draw(probs_BxV, uniform_B, block: int = 128):
 
   On CPU both obvious routes are slow at a 49k vocabulary: `jax.random.categorical` draws Gumbel
   noise for every entry, and a full-length cumsum is a long sequential scan. So the CDF is
-  inverted in two levels: across blocks of `block` tokens, then within the chosen block. Each u lies in (0, mass], so an entry of zero probability is never the first whose
-  cumulative mass reaches it."""
+  inverted in two levels: across blocks of `block` tokens, then within the chosen block. Each u
+  lies in (0, mass], so an entry of zero probability is never the first whose cumulative mass
+  reaches it."""
   b, v = probs_BxV.shape
   probs_BxNxK = jnp.pad(probs_BxV, ((0, 0), (0, -v % block))).reshape(b, -1, block)
   first = lambda cdf_BxX, u_B: jnp.minimum(jnp.sum(cdf_BxX < u_B[:, None], axis=-1),
@@ -54,13 +55,18 @@ def _inverse_cdf_draw(probs_BxV, uniform_B, block: int = 128):
   return block_B * block + first(cdf_BxK, u_B)
 
 
+def bucket(longest: int) -> int:
+  """The padded width of prompts up to `longest` tokens: the next power of two, at least
+  MIN_PROMPT_BUCKET (few distinct shapes to compile, and at most 2x prefill waste)."""
+  return max(MIN_PROMPT_BUCKET, 1 << (longest - 1).bit_length())
+
+
 def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int):
-  """Right-pads token lists into one [B, P] buffer, P the next power of two (at least
-  MIN_PROMPT_BUCKET): few distinct shapes to compile, and at most 2x prefill waste."""
+  """Right-pads token lists into one [B, bucket(longest)] buffer."""
   longest = max(len(p) for p in prompts)
   if min(len(p) for p in prompts) == 0:
     raise ValueError('empty prompt: every row needs at least one token')
-  width = max(MIN_PROMPT_BUCKET, 1 << (longest - 1).bit_length())
+  width = bucket(longest)
   buf = np.full((len(prompts), width), pad_id, np.int32)
   for i, p in enumerate(prompts):
     buf[i, :len(p)] = p

@@ -58,7 +58,7 @@ def generate(params, cfg: model_lib.ModelConfig, tok: tokenizer_lib.Tokenizer,
     raise ConfigError(f'{what}: every prompt needs at least one token')
   check_context(cfg, max(len(p) for p in prompts), max_new_tokens, what)
   b = batch or len(prompts)
-  width = sampling.pad_prompts([max(prompts, key=len)], tok.pad_id)[0].shape[1]
+  width = sampling.bucket(max(len(p) for p in prompts))
   pol = policy(cfg, tok, width, max_new_tokens)
   out = []
   for i, start in enumerate(range(0, len(prompts), b)):

