@@ -81,3 +81,21 @@ def test_hf_peer_writes_the_greedy_episodes_of_rt_jax(policy, greedy, reuse_cach
   assert eps['calls'] == greedy.env.calls.tolist()
   assert eps['truncated'] == greedy.truncated_B.tolist()
   assert eps['generated'] == int(greedy.learn_BxS.sum())
+
+
+def test_bench_modules_imported_by_tests_load_together():
+  """pytest imports every test module into one process, so the bench modules that tests import
+  must define no flag twice (absl refuses that at import); a bench CLI is run as a subprocess."""
+  import pathlib
+  import re
+  import subprocess
+  import sys
+  tests = pathlib.Path(__file__).parent
+  names = sorted({name for f in tests.glob('test_*.py')
+                  for pair in re.findall(r'^\s*(?:from bench import (\w+)|import bench\.(\w+))',
+                                         f.read_text(), re.M) for name in pair if name})
+  assert 'rollout' in names, names  # this file's own import is found
+  code = ''.join(f'import bench.{name}\n' for name in names)
+  proc = subprocess.run([sys.executable, '-c', code], cwd=tests.parent, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr

@@ -183,8 +183,10 @@ def smollm2(tmp_path_factory, smollm2_gguf):
 @pytest.mark.slow
 def test_smollm2_logits_and_greedy_match_hf(smollm2, smollm2_gguf):
   """Acceptance: logits within 1e-3 of HF on 8 chat prompts, identical 32-token greedy text."""
-  from bench import parity
-  result = parity.measure(str(smollm2), smollm2_gguf)
+  proc = run_module('bench.parity', f'--checkpoint={smollm2}', f'--gguf={smollm2_gguf}',
+                    timeout=900)
+  assert proc.returncode == 0, proc.stderr
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['prompts'] == 8
   assert result['max_abs_logit_diff'] < 1e-3, result
   assert result['greedy_identical'] == result['prompts'], result
