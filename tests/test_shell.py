@@ -3,13 +3,15 @@ the same observation text, the same files and cwd, and the same grading flags.""
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import shell_fuzz
 
 from rt_jax.core import tokenizer as tokenizer_lib
-from rt_jax.envs import ENVIRONMENTS, core, make, reference, shell_grep
-from rt_jax.envs.limits import HOME, MAX_COMMAND, MAX_FILE
+from rt_jax.envs import (ENVIRONMENTS, core, make, reference, rows, shell, shell_grep,
+                         shell_paths, shell_syntax)
+from rt_jax.envs.limits import HOME, MAX_COMMAND, MAX_FILE, MAX_WORDS
 
 TOK = tokenizer_lib.builtin()
 CODEC = core.make_codec(TOK)
@@ -204,3 +206,95 @@ def test_grep_hashes_do_not_collide_on_thue_morse_and_skip_directories():
             if one.read[k]}
     assert read == {p for p, e in ep.shell.originals.items() if e.read}, lines[i]
   assert text in _observations(tokens, counts)[2]  # the true match is still found
+
+
+@pytest.mark.parametrize('chunk', [1, 3, 8, 64])
+def test_chunked_equals_vmap_on_the_chosen_rows(chunk):
+  """rows.chunked against plain vmap: the chosen rows get fn's result, the others keep `into`'s
+  rows, for none, one, some (not a multiple of the chunk), and all rows chosen; a chunk-level
+  function sees exactly its chunk's chosen rows as valid."""
+  fn = lambda x, y: {'sum': x.sum() + y, 'row': x * y}
+  x_BxK = jnp.arange(24 * 5, dtype=jnp.int32).reshape(24, 5)
+  y_B = jnp.arange(24, dtype=jnp.int32) * 3 + 1
+  want = jax.vmap(fn)(x_BxK, y_B)
+  into = jax.tree.map(lambda a: jnp.full_like(a, -7), want)
+  for chosen in (np.zeros(24, bool), np.eye(24, dtype=bool)[5], np.arange(24) % 3 == 1,
+                 np.ones(24, bool)):
+    got = rows.chunked(fn, jnp.asarray(chosen), chunk, x_BxK, y_B, into=into)
+    for key in want:
+      expect = np.where(chosen.reshape((-1,) + (1,) * (want[key].ndim - 1)), want[key], -7)
+      np.testing.assert_array_equal(got[key], expect, err_msg=f'{key} chosen={chosen}')
+    zeros = rows.chunked(fn, jnp.asarray(chosen), chunk, x_BxK, y_B)
+    assert int(jnp.sum(jnp.where(jnp.asarray(chosen), 0, zeros['sum']))) == 0
+    seen = rows.chunked(lambda valid, x, y: {'n': jnp.broadcast_to(valid.sum(), valid.shape)},
+                        jnp.asarray(chosen), chunk, x_BxK, y_B, on_chunk=True)['n']
+    full, rest = divmod(int(chosen.sum()), min(chunk, 24))
+    assert sorted(np.asarray(seen)[chosen].tolist()) == sorted(
+        [min(chunk, 24)] * (full * min(chunk, 24)) + [rest] * rest)
+
+
+def _boundary_lines(rng) -> list[str]:
+  """Command lines around the lexer's short width (shell_syntax.SHORT_COMMAND) and up to
+  MAX_COMMAND: a quote, an escape or a word straddling the limit, and 1..MAX_WORDS + 1 words."""
+  short = shell_syntax.SHORT_COMMAND
+  lines = []
+  for size in (short - 1, short, short + 1, MAX_COMMAND - 1, MAX_COMMAND):
+    for body in ('echo {}', "echo '{}'", 'echo "a\\"{}"', 'grep -rn {} docs', 'cat {} | wc -l',
+                 'echo x{} > new.txt', "echo '{}", 'ls {}\\'):
+      fill = 'y' * max(0, size - len(body.format('')))
+      lines.append(body.format(fill)[:size])
+  for count in range(1, MAX_WORDS + 2):
+    words = [str(rng.choice(shell_fuzz.PATHS)) for _ in range(count - 1)]
+    lines.append(' '.join([str(rng.choice(['cat', 'ls', 'wc', 'rm', 'echo']))] + words))
+    lines.append(' '.join(['echo'] + words[:count - 3] + ['>', 'out.txt']) if count > 2
+                 else 'pwd')
+  return lines
+
+
+def test_lines_across_the_size_buckets_match_reference():
+  """Short and long lines, few and many words: each kind alone in a batch (the short program, or
+  the long one for every chosen row) and all mixed, against the reference."""
+  rng = np.random.default_rng(3)
+  lines = _boundary_lines(rng)
+  short = [line for line in lines if len(line.encode()) <= shell_syntax.SHORT_COMMAND]
+  long = [line for line in lines if len(line.encode()) > shell_syntax.SHORT_COMMAND]
+  assert short and long and max(len(line.encode()) for line in lines) == MAX_COMMAND
+  fs0 = core.filesystem(shell_fuzz.FILES, shell_fuzz.DIRS)
+  batch = 256
+  bad = []
+  for group in (short, long, lines):
+    rows_ = (group * (batch // len(group) + 1))[:batch]
+    state = core.start(np.zeros(batch, np.int32), jax.tree.map(lambda x: np.stack([x] * batch),
+                                                               fs0))
+    actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in rows_])
+    state, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+    host = jax.device_get(state.fs)
+    for i, (line, text, got) in enumerate(zip(rows_, texts, _observations(tokens, counts))):
+      ep = reference.Episode(shell_fuzz.FILES, shell_fuzz.DIRS)
+      want = ep.step(text)
+      one = jax.tree.map(lambda x, i=i: x[i], host)
+      if got != want or core.files_of(one) != ep.shell.files():
+        bad.append(f'{line!r} in a group of {len(group)}: got {got!r}, want {want!r}')
+  assert bad == []
+
+
+def test_resolving_only_live_words_equals_resolving_every_slot():
+  """shell._resolve_words resolves a line's own tokens only; every slot, live or past the
+  line's end, equals resolving all MAX_WORDS slots of every line."""
+  rng = np.random.default_rng(4)
+  lines = [shell_fuzz.command(rng) for _ in range(96)] + _boundary_lines(rng)
+  cmd = np.zeros((len(lines), MAX_COMMAND), np.uint8)
+  n = np.zeros(len(lines), np.int32)
+  for i, line in enumerate(lines):
+    data = line.encode()[:MAX_COMMAND]
+    cmd[i, :len(data)], n[i] = np.frombuffer(data, np.uint8), len(data)
+  fs = jax.tree.map(lambda x: np.stack([x] * len(lines)),
+                    core.filesystem(shell_fuzz.FILES, shell_fuzz.DIRS, cwd=f'{HOME}/docs'))
+  lexed, _ = jax.jit(shell_syntax.lex_lines)(cmd, n)
+  got = jax.jit(shell._resolve_words)(fs, lexed)
+  every = jax.jit(jax.vmap(lambda lx, cwd, cwd_len: jax.vmap(
+      shell_paths.resolve, (0, 0, None, None))(shell_syntax.words(lx, shell_paths.MAX_PATH),
+                                               lx.length, cwd, cwd_len)))(lexed, fs.cwd,
+                                                                          fs.cwd_len)
+  for g, w in zip(got, every):
+    np.testing.assert_array_equal(g, w)

@@ -11,7 +11,7 @@ this module dispatches a line's commands and applies redirects and the pipe.
 import jax
 import jax.numpy as jnp
 
-from rt_jax.envs import limits
+from rt_jax.envs import limits, rows
 from rt_jax.envs.limits import MAX_ENTRIES, MAX_FILE, MAX_PATH, MAX_STREAM, MAX_WORDS
 from rt_jax.envs.reference import COMMANDS
 from rt_jax.envs.shell_args import Args, Result, msg, no_result, reason_text
@@ -19,8 +19,8 @@ from rt_jax.envs.shell_commands import cat, cd, echo, head, ls, pwd, python, rm,
 from rt_jax.envs.shell_grep import grep
 from rt_jax.envs.shell_paths import (EMPTY, IS_DIR, NAME_TOO_LONG, NO_SPACE, NO_SUCH, NOT_DIR,
                                      TOO_LONG, FileSystem, lookup, resolve)
-from rt_jax.envs.shell_syntax import (OUT, WORD, Lexed, Parsed, lex, parse, token_is, token_text,
-                                      words)
+from rt_jax.envs.shell_syntax import (OUT, WORD, Lexed, Parsed, lex_lines, parse, token_is,
+                                      token_text, words)
 from rt_jax.envs.text import Stream
 
 I32 = jnp.int32
@@ -59,26 +59,24 @@ def _not_found(fs, name, which):
                              ': command not found\n'))
 
 
+COMMAND_CHUNKS = 4  # a runner runs on chunks of a quarter batch, as many as its rows fill
+
+
 def commands(fs, lexed, resolved, first, size, stdin, alone) -> Result:
-  """Runs one command per line of a batch (every argument has a leading batch axis). A command
-  is evaluated only when some line of the batch names it; vmap alone would evaluate all."""
+  """Runs one command per line of a batch (every argument has a leading batch axis). Each runner
+  runs only on the rows that name it, gathered into chunks (`rows.chunked`), so a mixed batch
+  pays for the commands it runs, not for every command on every row."""
   args, name, which = jax.vmap(_command_args)(lexed, resolved, first, size)
   result = jax.vmap(_not_found)(fs, name, which)
+  chunk = -(-which.shape[0] // COMMAND_CHUNKS)
   for k, run in enumerate(DISTINCT):
-    chosen = which == k
-    # A runner marked `batched` takes the whole batch and the rows that chose it (grep, which
-    # picks one of two programs for the batch); the others are per-row functions.
-    call = ((lambda run=run, chosen=chosen: run(fs, args, name, stdin, alone, chosen))
-            if getattr(run, 'batched', False) else
-            (lambda run=run: jax.vmap(run)(fs, args, name, stdin, alone)))
-    res = jax.lax.cond(jnp.any(chosen), call, lambda result=result: result)
-    result = jax.tree.map(lambda a, b, c=chosen: jnp.where(_rows(c, a), a, b), res, result)
+    # A runner marked `batched` takes a whole chunk and its valid rows (grep, which picks one
+    # of two programs per chunk); the others are per-row functions.
+    batched = getattr(run, 'batched', False)
+    fn = (lambda valid, *a, run=run: run(*a, valid)) if batched else run
+    result = rows.chunked(fn, which == k, chunk, fs, args, name, stdin, alone, into=result,
+                          on_chunk=batched)
   return result
-
-
-def _rows(mask_B, a):
-  """mask_B reshaped to broadcast over a's trailing axes."""
-  return mask_B.reshape(mask_B.shape + (1,) * (a.ndim - 1))
 
 
 def _apply(fs: FileSystem, res: Result) -> FileSystem:
@@ -86,14 +84,28 @@ def _apply(fs: FileSystem, res: Result) -> FileSystem:
                     read=fs.read | (res.read & fs.original), cwd=res.cwd, cwd_len=res.cwd_len)
 
 
-def _open(fs: FileSystem, cmd, n):
-  """Lexes, parses and resolves one line and opens its redirect target (created or truncated
-  before the command runs, as in bash) -> (lexed, parsed, resolved, fs, opened slot, error)."""
-  lexed, lex_err = lex(cmd, n)
+def _resolve_words(fs: FileSystem, lexed: Lexed):
+  """Every token of every line resolved as a path -> (paths [B, W, MAX_PATH], lengths [B, W],
+  status [B, W]). Only the tokens a line has are resolved (a chunk of them at a time); the slots
+  past them get what resolving an empty word gives, so the result equals resolving all W."""
+  batch = lexed.count.shape[0]
+  live_BxW = jnp.arange(MAX_WORDS) < lexed.count[:, None]
+  flat = lambda a: a.reshape((batch * MAX_WORDS,) + a.shape[2:])
+  each_word = lambda a: flat(jnp.repeat(a[:, None], MAX_WORDS, axis=1))
+  words_BxWxP = jax.vmap(lambda lx: words(lx, MAX_PATH))(lexed)
+  got = rows.chunked(resolve, flat(live_BxW), batch, flat(words_BxWxP), flat(lexed.length),
+                     each_word(fs.cwd), each_word(fs.cwd_len))
+  empty = jax.vmap(resolve)(jnp.zeros((batch, MAX_PATH), jnp.uint8), jnp.zeros(batch, I32),
+                            fs.cwd, fs.cwd_len)
+  merged = rows.pick(flat(live_BxW), got, jax.tree.map(each_word, empty))
+  return jax.tree.map(lambda a: a.reshape((batch, MAX_WORDS) + a.shape[1:]), merged)
+
+
+def _open(fs: FileSystem, lexed: Lexed, lex_err, resolved):
+  """Parses one lexed line and opens its redirect target (created or truncated before the
+  command runs, as in bash) -> (parsed, fs, opened slot, error)."""
   parsed, parse_err = parse(lexed)
   err = jax.tree.map(lambda a, b: jnp.where(lex_err.n > 0, a, b), lex_err, parse_err)
-  resolved = jax.vmap(resolve, (0, 0, None, None))(words(lexed, MAX_PATH), lexed.length, fs.cwd,
-                                                    fs.cwd_len)
   t = parsed.target
   path, path_len, status = resolved[0][t], resolved[1][t], resolved[2][t]
   found, slot, reason = _target(fs, path, path_len, status)
@@ -104,7 +116,7 @@ def _open(fs: FileSystem, cmd, n):
   opened = redirect & ~refused
   slot = jnp.where(found, slot, jnp.argmax(~fs.exists))
   fs = _opened(fs, slot, (path, path_len), opened, found, parsed.redirect)
-  return lexed, parsed, resolved, fs, jnp.where(opened, slot, -1), err
+  return parsed, fs, jnp.where(opened, slot, -1), err
 
 
 def _target(fs: FileSystem, path, path_len, status):
@@ -160,7 +172,9 @@ def _close(before: FileSystem, fs: FileSystem, lexed: Lexed, parsed: Parsed, slo
 def run_lines(fs: FileSystem, cmd, n):
   """Runs one command line per episode: cmd u8[B, MAX_COMMAND], n i32[B] ->
   (fs, stdout Stream, stderr Stream), all with a leading batch axis."""
-  lexed, parsed, resolved, opened_fs, slot, early_err = jax.vmap(_open)(fs, cmd, n)
+  lexed, lex_err = lex_lines(cmd, n)
+  resolved = _resolve_words(fs, lexed)
+  parsed, opened_fs, slot, early_err = jax.vmap(_open)(fs, lexed, lex_err, resolved)
   sizes = jnp.where((early_err.n == 0)[:, None], parsed.size, 0)
   piped = sizes[:, 1] > 0
   empty = jax.vmap(lambda _: Stream.empty())(n)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from rt_jax.envs import rows
 from rt_jax.envs.limits import MAX_COMMAND, MAX_WORDS
 from rt_jax.envs.reference_syntax import BAD_CHARS
 from rt_jax.envs.text import Stream, const, window
@@ -39,7 +40,7 @@ def _quote_states(c, live):
                                                     jnp.where(c == ord('"'), DOUBLE, NORMAL))),
       jnp.where(c == ord("'"), NORMAL, SINGLE),
       jnp.where(c == ord('\\'), DOUBLE_ESCAPED, jnp.where(c == ord('"'), NORMAL, DOUBLE)),
-      jnp.full(MAX_COMMAND, NORMAL), jnp.full(MAX_COMMAND, DOUBLE)], -1)
+      jnp.full(c.shape, NORMAL), jnp.full(c.shape, DOUBLE)], -1)
   step_Lx5 = jnp.where(live[:, None], step_Lx5, jnp.arange(5))
   after_L = jax.lax.associative_scan(lambda f, g: jnp.take_along_axis(g, f, -1),
                                      step_Lx5)[:, NORMAL]
@@ -47,7 +48,7 @@ def _quote_states(c, live):
 
 
 def _literal(c, n, idx, live, plain, state):
-  """bool[MAX_COMMAND]: the bytes that belong to a word's text (not quotes or escapes)."""
+  """bool[len(c)]: the bytes that belong to a word's text (not quotes or escapes)."""
   nxt = jnp.concatenate([c[1:], jnp.zeros(1, c.dtype)])
   return live & (
       (plain & ~is_one_of(c, ' \t\n|>\'"\\' + BAD_CHARS))
@@ -79,8 +80,10 @@ def _lex_error(cmd, bad, final) -> Stream:
 
 
 def lex(cmd, n) -> tuple[Lexed, Stream]:
-  """Tokens of cmd[:n], and the syntax error (an empty stream when there is none)."""
-  idx = jnp.arange(MAX_COMMAND)
+  """Tokens of cmd[:n], and the syntax error (an empty stream when there is none). The clean
+  buffer is as long as cmd (MAX_COMMAND, or less for a line known to be shorter)."""
+  width = cmd.shape[0]
+  idx = jnp.arange(width)
   live = idx < n
   c = cmd
   state, final = _quote_states(c, live)
@@ -97,8 +100,8 @@ def lex(cmd, n) -> tuple[Lexed, Stream]:
   count = space.astype(I32) + literal
   end = jnp.cumsum(count)
   first = end - count
-  clean = (jnp.zeros(MAX_COMMAND + 1, jnp.uint8).at[jnp.where(literal, end - 1, MAX_COMMAND)]
-           .set(c).at[jnp.where(space, first, MAX_COMMAND)].set(ord(' ')))[:MAX_COMMAND]
+  clean = (jnp.zeros(width + 1, jnp.uint8).at[jnp.where(literal, end - 1, width)]
+           .set(c).at[jnp.where(space, first, width)].set(ord(' ')))[:width]
   slot = jnp.where(tok_start, tok, MAX_WORDS)
   start_W = jnp.zeros(MAX_WORDS + 1, I32).at[slot].set(first + space, mode='drop')[:MAX_WORDS]
   length_W = jax.ops.segment_sum(literal.astype(I32), jnp.where(live, tok, MAX_WORDS),
@@ -108,6 +111,23 @@ def lex(cmd, n) -> tuple[Lexed, Stream]:
   lexed = Lexed(clean=clean, start=start_W, length=length_W, kind=kind_W,
                 count=jnp.sum(tok_start).astype(I32))
   return lexed, _lex_error(cmd, bad, final)
+
+
+SHORT_COMMAND = 128  # lines up to this many bytes are lexed at this width
+
+
+def lex_lines(cmd_BxL, n_B) -> tuple[Lexed, Stream]:
+  """vmap(lex) over a batch, with the lines of at most SHORT_COMMAND bytes (nearly all) lexed at
+  that width and only the longer ones at full width, a chunk of rows at a time; the result is
+  the same as lexing every line at full width."""
+  batch, width = cmd_BxL.shape
+  if width <= SHORT_COMMAND:
+    return jax.vmap(lex)(cmd_BxL, n_B)
+  short, short_err = jax.vmap(lex)(cmd_BxL[:, :SHORT_COMMAND], n_B)
+  short = short.replace(clean=jnp.pad(short.clean, ((0, 0), (0, width - SHORT_COMMAND))))
+  long_B = n_B > SHORT_COMMAND
+  full = rows.chunked(lex, long_B, max(1, batch // 8), cmd_BxL, n_B)
+  return rows.pick(long_B, full, (short, short_err))
 
 
 def words(lexed: Lexed, size: int = MAX_COMMAND):
