@@ -288,8 +288,9 @@ def test_resolving_only_live_words_equals_resolving_every_slot():
   for i, line in enumerate(lines):
     data = line.encode()[:MAX_COMMAND]
     cmd[i, :len(data)], n[i] = np.frombuffer(data, np.uint8), len(data)
-  fs = jax.tree.map(lambda x: np.stack([x] * len(lines)),
-                    core.filesystem(shell_fuzz.FILES, shell_fuzz.DIRS, cwd=f'{HOME}/docs'))
+  cwds = [core.filesystem(shell_fuzz.FILES, shell_fuzz.DIRS, cwd=cwd)
+          for cwd in ('/', HOME, f'{HOME}/docs', f'{HOME}/docs/deep')]
+  fs = jax.tree.map(lambda *x: np.stack([x[i % len(x)] for i in range(len(lines))]), *cwds)
   lexed, _ = jax.jit(shell_syntax.lex_lines)(cmd, n)
   got = jax.jit(shell._resolve_words)(fs, lexed)
   every = jax.jit(jax.vmap(lambda lx, cwd, cwd_len: jax.vmap(
@@ -298,3 +299,42 @@ def test_resolving_only_live_words_equals_resolving_every_slot():
                                                                           fs.cwd_len)
   for g, w in zip(got, every):
     np.testing.assert_array_equal(g, w)
+
+
+def test_listing_order_matches_reference_on_awkward_names():
+  """ls and grep -r list in byte order: names sorting before '.', prefixes of each other, upper
+  case, multi-byte UTF-8, and a path of more than one 32-bit word of equal prefix."""
+  names = ['-x', '+a', ' sp', '.a', 'a.', 'A', 'é', 'ab', 'abc', 'ab.c', 'abcd' * 5 + 'z',
+           'abcd' * 5 + 'y', '日本', 'Z9']
+  files = {f'{HOME}/w/{name}': f'{name} hit\n' for name in names}
+  lines = ['ls w', 'ls -a w', 'grep -r hit w', 'grep -rn hit .', 'ls -a /', 'ls w/ab']
+  batch = 256
+  state = core.start(np.zeros(batch, np.int32),
+                     jax.tree.map(lambda x: np.stack([x] * batch), core.filesystem(files)))
+  actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in lines]
+                                  + ['<bash>ls -a w</bash>'] * (batch - len(lines)))
+  _, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+  got = _observations(tokens, counts)
+  for i, line in enumerate(lines):
+    assert got[i] == reference.Episode(files).step(texts[i]), line
+  assert got[0].index('\n-x\n') < got[0].index('\nA\n') < got[0].index('\nab\n')  # not vacuous
+
+
+def test_line_counts_around_the_cap_match_reference():
+  """head/tail -n values with leading zeros, and of 9, 10 and 11 digits (10**9 and more cap):
+  a wrong cap or digit weight shows another number of lines."""
+  files = {f'{HOME}/many.txt': ''.join(f'line {i}\n' for i in range(40))}
+  values = ['3', '00000000003', '0000000000000002', '999999999', '1000000003', '2000000001',
+            '12345678901', '0', '-1', '1x', '']
+  lines = [f'{cmd} -n {v} many.txt' for cmd in ('head', 'tail') for v in values]
+  lines += ['head -n5 many.txt', 'tail -n 0000000007 many.txt']
+  batch = 256
+  state = core.start(np.zeros(batch, np.int32),
+                     jax.tree.map(lambda x: np.stack([x] * batch), core.filesystem(files)))
+  actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in lines]
+                                  + ['<bash>pwd</bash>'] * (batch - len(lines)))
+  _, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+  got = _observations(tokens, counts)
+  for i, line in enumerate(lines):
+    assert got[i] == reference.Episode(files).step(texts[i]), line
+  assert got[values.index('1000000003')].count('\nline') == 40  # every line: the cap

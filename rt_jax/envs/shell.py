@@ -87,7 +87,8 @@ def _apply(fs: FileSystem, res: Result) -> FileSystem:
 def _resolve_words(fs: FileSystem, lexed: Lexed):
   """Every token of every line resolved as a path -> (paths [B, W, MAX_PATH], lengths [B, W],
   status [B, W]). Only the tokens a line has are resolved (a chunk of them at a time); the slots
-  past them get what resolving an empty word gives, so the result equals resolving all W."""
+  past them get what resolving an empty word gives (the cwd, EMPTY), so the result equals
+  resolving all W."""
   batch = lexed.count.shape[0]
   live_BxW = jnp.arange(MAX_WORDS) < lexed.count[:, None]
   flat = lambda a: a.reshape((batch * MAX_WORDS,) + a.shape[2:])
@@ -95,8 +96,8 @@ def _resolve_words(fs: FileSystem, lexed: Lexed):
   words_BxWxP = jax.vmap(lambda lx: words(lx, MAX_PATH))(lexed)
   got = rows.chunked(resolve, flat(live_BxW), batch, flat(words_BxWxP), flat(lexed.length),
                      each_word(fs.cwd), each_word(fs.cwd_len))
-  empty = jax.vmap(resolve)(jnp.zeros((batch, MAX_PATH), jnp.uint8), jnp.zeros(batch, I32),
-                            fs.cwd, fs.cwd_len)
+  cwd = jnp.where(jnp.arange(MAX_PATH) < fs.cwd_len[:, None], fs.cwd, 0)
+  empty = (cwd, fs.cwd_len, jnp.full(batch, EMPTY, I32))
   merged = rows.pick(flat(live_BxW), got, jax.tree.map(each_word, empty))
   return jax.tree.map(lambda a: a.reshape((batch, MAX_WORDS) + a.shape[1:]), merged)
 

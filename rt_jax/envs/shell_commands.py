@@ -10,7 +10,7 @@ from rt_jax.envs.shell_args import (arg, find, msg, no_result, operands, option_
                                     reason_text)
 from rt_jax.envs.shell_paths import IS_DIR, NOT_DIR, OK, TOO_LONG, lookup, rank, under
 from rt_jax.envs.shell_syntax import is_one_of
-from rt_jax.envs.text import compact, const, number_text, padded, window
+from rt_jax.envs.text import append_pieces, compact, const, number_text, padded, window
 
 I32 = jnp.int32
 
@@ -114,15 +114,8 @@ def _listing(fs, slot, show_all, listed, out):
   hidden = first_byte == ord('.')
   include = jnp.concatenate([child & (show_all | ~hidden), jnp.stack([show_all, show_all])])
   include &= listed[0] & listed[1] & fs.is_dir[slot]
-  order_of = rank(rows, lens, include)
-
-  def emit(r, out):
-    e = jnp.argmax(include & (order_of == r))
-    name_chunk = window(rows[e], prefix_len + 1, MAX_PATH)
-    return msg(out, jnp.any(include & (order_of == r)), (name_chunk, lens[e] - prefix_len - 1),
-               '\n')
-
-  return jax.lax.fori_loop(0, MAX_ENTRIES + 2, emit, out)
+  return append_pieces(out, rows, jnp.full(MAX_ENTRIES + 2, prefix_len + 1), lens - prefix_len - 1,
+                       rank(rows, lens, include), include, '\n')
 
 
 def cat(fs, args, name, stdin, alone):
@@ -202,11 +195,12 @@ def _line_count(args, name, code, value_at, err):
   err = msg(err, (code == 0) & bad_count, name, ": invalid number of lines: '", (value, vlen),
             "'\n")
 
-  def accumulate(v, d):
-    return jnp.where(v >= 10**8, 10**9, jnp.minimum(v * 10 + d, 10**9))
-
-  parsed = jax.lax.fori_loop(0, MAX_COMMAND, lambda i, v: jnp.where(i < vlen, accumulate(
-      v, value[i].astype(I32) - ord('0')), v), jnp.int32(0))
+  # A number of ten or more significant digits caps at 10**9; fewer fit int32 as they are.
+  place = vlen - 1 - idx  # the power of ten of each digit
+  digit = jnp.where(digits, value.astype(I32) - ord('0'), 0)
+  power = jnp.asarray([10**k for k in range(9)], I32)[jnp.clip(place, 0, 8)]
+  parsed = jnp.sum(jnp.where((place >= 0) & (place < 9), digit * power, 0))
+  parsed = jnp.where(jnp.any((place >= 9) & (digit > 0)), 10**9, parsed)
   return jnp.where(has_value, parsed, 10), bad_count, err
 
 

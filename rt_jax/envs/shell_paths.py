@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from rt_jax.envs.limits import HOME, MAX_ENTRIES, MAX_PATH
-from rt_jax.envs.text import compact, equal, less, padded
+from rt_jax.envs.text import compact, equal, padded
 
 EMPTY, TOO_LONG, OK = 0, 1, 2  # how a word resolves as a path
 # Why a path cannot be used: indices into REASONS (-1 where it can).
@@ -87,6 +87,15 @@ def under(fs: FileSystem, path, path_len, children_only: bool):
 
 
 def rank(rows, lens, include):
-  """Each included row's position in byte order among the included rows."""
-  before = jax.vmap(lambda r, n: less(rows, lens, r[None], n))(rows, lens)  # [i, j]: j < i
-  return jnp.sum(before & include[None, :], -1)
+  """Each included row's position in byte order among the included rows (which are distinct;
+  the others get the positions after them). One sort, keyed on the rows as big-endian 32-bit
+  words with the bytes past each length zeroed, then on the length: that is byte order, a
+  prefix first, even for rows that contain zero bytes."""
+  n, size = rows.shape
+  live = jnp.arange(size) < lens[:, None]
+  padded = jnp.pad(jnp.where(live, rows, 0).astype(jnp.uint32), ((0, 0), (0, -size % 4)))
+  quads = padded.reshape(n, -1, 4)
+  words = (quads[..., 0] << 24) | (quads[..., 1] << 16) | (quads[..., 2] << 8) | quads[..., 3]
+  keys = [(~include).astype(jnp.uint32)] + list(words.T) + [lens.astype(jnp.uint32)]
+  perm = jax.lax.sort(keys + [jnp.arange(n, dtype=I32)], num_keys=len(keys))[-1]
+  return jnp.zeros(n, I32).at[perm].set(jnp.arange(n, dtype=I32))

@@ -84,14 +84,24 @@ def equal(a, a_len, b, b_len):
   return (a_len == b_len) & jnp.all((a == b) | (idx >= jnp.asarray(a_len)[..., None]), axis=-1)
 
 
-def less(a, a_len, b, b_len):
-  """a[:a_len] < b[:b_len] in byte order."""
-  idx = jnp.arange(a.shape[-1])
-  diff = (a != b) & (idx < jnp.minimum(a_len, b_len)[..., None])
-  k = jnp.argmax(diff, axis=-1)
-  ak = jnp.take_along_axis(a, k[..., None], -1)[..., 0]
-  bk = jnp.take_along_axis(b, k[..., None], -1)[..., 0]
-  return jnp.where(jnp.any(diff, axis=-1), ak < bk, a_len < b_len)
+def append_pieces(stream: Stream, rows_NxL, start_N, len_N, order_N, include_N, sep: str):
+  """Appends the included pieces rows[i][start_i:start_i + len_i], each followed by sep, in the
+  order of order_N (distinct among the included): what appending them one by one in a loop
+  writes below the stream's limit, with one scatter."""
+  n, size = rows_NxL.shape
+  tail = const(sep)
+  sizes_N = jnp.where(include_N, len_N + len(tail), 0)
+  before_NxN = include_N[None, :] & (order_N[None, :] < order_N[:, None])  # [i, j]: j first
+  offset_N = jnp.sum(jnp.where(before_NxN, sizes_N[None, :], 0), -1)
+  p = jnp.arange(size + len(tail))
+  piece = jnp.take_along_axis(rows_NxL, jnp.clip(start_N[:, None] + p, 0, size - 1), -1)
+  sep_byte = jnp.asarray(np.pad(tail, (0, size)))[jnp.clip(p[None] - len_N[:, None], 0, size)]
+  byte = jnp.where(p[None] < len_N[:, None], piece, sep_byte)
+  at = stream.n + offset_N[:, None] + p[None]
+  keep = include_N[:, None] & (p[None] < sizes_N[:, None]) & (at < stream.limit)
+  buf = stream.buf.at[jnp.where(keep, at, stream.buf.shape[0]).ravel()].set(
+      byte.astype(U8).ravel(), mode='drop')
+  return stream.replace(buf=buf, n=stream.n + jnp.sum(sizes_N).astype(jnp.int32))
 
 
 def compact(buf, keep):
