@@ -301,6 +301,20 @@ def test_resolving_only_live_words_equals_resolving_every_slot():
     np.testing.assert_array_equal(g, w)
 
 
+def _step_lines(files, lines, filler='pwd', batch=256):
+  """One machine step of `lines` (padded to `batch` rows with `filler`) on `files` -> the line
+  texts as the machine saw them, and the observations; each checked against the reference."""
+  state = core.start(np.zeros(batch, np.int32),
+                     jax.tree.map(lambda x: np.stack([x] * batch), core.filesystem(files)))
+  actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in lines]
+                                  + [f'<bash>{filler}</bash>'] * (batch - len(lines)))
+  _, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+  got = _observations(tokens, counts)
+  for i, line in enumerate(lines):
+    assert got[i] == reference.Episode(files).step(texts[i]), line
+  return got
+
+
 def test_listing_order_matches_reference_on_awkward_names():
   """ls and grep -r list in byte order: names sorting before '.', prefixes of each other, upper
   case, multi-byte UTF-8, and a path of more than one 32-bit word of equal prefix."""
@@ -308,15 +322,7 @@ def test_listing_order_matches_reference_on_awkward_names():
            'abcd' * 5 + 'y', '日本', 'Z9']
   files = {f'{HOME}/w/{name}': f'{name} hit\n' for name in names}
   lines = ['ls w', 'ls -a w', 'grep -r hit w', 'grep -rn hit .', 'ls -a /', 'ls w/ab']
-  batch = 256
-  state = core.start(np.zeros(batch, np.int32),
-                     jax.tree.map(lambda x: np.stack([x] * batch), core.filesystem(files)))
-  actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in lines]
-                                  + ['<bash>ls -a w</bash>'] * (batch - len(lines)))
-  _, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
-  got = _observations(tokens, counts)
-  for i, line in enumerate(lines):
-    assert got[i] == reference.Episode(files).step(texts[i]), line
+  got = _step_lines(files, lines, filler='ls -a w')
   assert got[0].index('\n-x\n') < got[0].index('\nA\n') < got[0].index('\nab\n')  # not vacuous
 
 
@@ -328,13 +334,5 @@ def test_line_counts_around_the_cap_match_reference():
             '12345678901', '0', '-1', '1x', '']
   lines = [f'{cmd} -n {v} many.txt' for cmd in ('head', 'tail') for v in values]
   lines += ['head -n5 many.txt', 'tail -n 0000000007 many.txt']
-  batch = 256
-  state = core.start(np.zeros(batch, np.int32),
-                     jax.tree.map(lambda x: np.stack([x] * batch), core.filesystem(files)))
-  actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in lines]
-                                  + ['<bash>pwd</bash>'] * (batch - len(lines)))
-  _, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
-  got = _observations(tokens, counts)
-  for i, line in enumerate(lines):
-    assert got[i] == reference.Episode(files).step(texts[i]), line
+  got = _step_lines(files, lines)
   assert got[values.index('1000000003')].count('\nline') == 40  # every line: the cap
