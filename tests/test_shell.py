@@ -129,43 +129,48 @@ def test_nothing_reaches_the_real_filesystem(tmp_path, monkeypatch):
   assert runs[0][7] == '\n<stdout>\nhome\n</stdout>\n' and HOME == '/home/user'
 
 
-# Files whose greps fall on each side of the packed buffer (shell_grep.PACK bytes), with texts
-# that meet inside it: a whole MAX_FILE block without a final newline, then a text starting with
-# what would complete a match across the two.
-_PACKED = shell_grep.PACK
-PACK_FILES = {
-    f'{HOME}/small/one.txt': 'alpha ab\nbeta\n\nab',
-    f'{HOME}/edge/full.txt': 'q' * (MAX_FILE - 2) + 'ab',
-    f'{HOME}/edge/next.txt': 'c and more\nab\n',
-    f'{HOME}/exact/a.txt': 'ab\n' + 'y' * (_PACKED // 2 - 4) + '\n',
-    f'{HOME}/exact/b.txt': 'y' * (_PACKED // 2 - 1) + 'b',
-    f'{HOME}/over/a.txt': 'ab\n' + 'y' * (_PACKED // 2 - 4) + '\n',
-    f'{HOME}/over/b.txt': 'y' * (_PACKED // 2 - 1) + 'b',
-    f'{HOME}/over/c.txt': 'b',
-}
+# Files whose greps fall on each side of each packed size (shell_grep.PACKS), with texts that
+# meet inside the buffer: a whole MAX_FILE block without a final newline, then a text starting
+# with what would complete a match across the two.
+def _pack_files(size: int) -> dict:
+  return {f'{HOME}/exact{size}/a.txt': 'ab\n' + 'y' * (size // 2 - 4) + '\n',
+          f'{HOME}/exact{size}/b.txt': 'y' * (size // 2 - 1) + 'b',
+          f'{HOME}/over{size}/a.txt': 'ab\n' + 'y' * (size // 2 - 4) + '\n',
+          f'{HOME}/over{size}/b.txt': 'y' * (size // 2 - 1) + 'b',
+          f'{HOME}/over{size}/c.txt': 'b'}
+
+
+PACK_FILES = {f'{HOME}/small/one.txt': 'alpha ab\nbeta\n\nab',
+              f'{HOME}/edge/full.txt': 'q' * (MAX_FILE - 2) + 'ab',
+              f'{HOME}/edge/next.txt': 'c and more\nab\n'}
+for _size in shell_grep.PACKS:
+  PACK_FILES.update(_pack_files(_size))
 PACK_LINES = ('grep -r abc edge', 'grep -rn bc edge', 'grep -rn ab edge', 'grep -r ab small',
-              'grep -rn ab exact', 'grep -rn ab over', 'grep -r yb exact', 'grep -r yb over',
-              'grep -r y exact', 'grep ab edge/full.txt', 'cat edge/full.txt | grep ab',
-              'grep -rn ab .', 'grep -rn "" small', 'grep -r c small')
+              'grep ab edge/full.txt', 'cat edge/full.txt | grep ab', 'grep -rn ab .',
+              'grep -rn "" small', 'grep -r c small') + tuple(
+    line.format(s) for s in shell_grep.PACKS
+    for line in ('grep -rn ab exact{}', 'grep -rn ab over{}', 'grep -r yb exact{}',
+                 'grep -r yb over{}', 'grep -r y exact{}', 'cat exact{0}/a.txt exact{0}/b.txt | '
+                 'grep -n yb', 'cat over{0}/a.txt over{0}/b.txt over{0}/c.txt | grep yb'))
 
 
-def test_grep_is_exact_on_both_sides_of_the_packed_buffer():
-  """Each line alone (its own need picks the packed or the full program) and all of them in one
-  batch (the full program for every row), against the reference. Both programs run: some lines
-  read at most PACK bytes, some more; and a match never spans two files."""
+def test_grep_is_exact_on_both_sides_of_each_packed_size():
+  """Each line alone (its own need picks the program) and all of them in one batch (the full
+  program for every row), against the reference. Every program runs: the lines read up to
+  exactly each packed size, or one byte more; and a match never spans two files."""
   need = lambda line: sum(len(t) for p, t in PACK_FILES.items()
                           if p.startswith(f'{HOME}/{line.split()[-1]}'.rstrip('.')))
-  assert {need(line) <= _PACKED for line in PACK_LINES if '|' not in line} == {True, False}
-  assert need('grep -r y exact') == _PACKED and need('grep -r y over') == _PACKED + 1
+  for size in shell_grep.PACKS:
+    assert need(f'grep -r y exact{size}') == size and need(f'grep -r y over{size}') == size + 1
   fs0 = core.filesystem(PACK_FILES)
   batch = 256
   batches = [[line] for line in PACK_LINES] + [list(PACK_LINES)]
   bad = []
   for lines in batches:
-    rows = lines + ['pwd'] * (batch - len(lines))
+    rows_ = lines + ['pwd'] * (batch - len(lines))
     state = core.start(np.zeros(batch, np.int32), jax.tree.map(lambda x: np.stack([x] * batch),
                                                                fs0))
-    actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in rows])
+    actions, lens, texts = _actions([f'<bash>{line}</bash>' for line in rows_])
     _, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
     for line, text, got in zip(lines, texts, _observations(tokens, counts)):
       want = reference.Episode(PACK_FILES).step(text)
@@ -336,3 +341,20 @@ def test_line_counts_around_the_cap_match_reference():
   lines += ['head -n5 many.txt', 'tail -n 0000000007 many.txt']
   got = _step_lines(files, lines)
   assert got[values.index('1000000003')].count('\nline') == 40  # every line: the cap
+
+
+def test_created_files_list_in_byte_order():
+  """Files created by redirects (and one removed, then created again) take their places in the
+  kept order: ls -a and grep -r after each step, against the reference, in one episode."""
+  files = {f'{HOME}/w/{name}': f'{name} hit\n' for name in ('b', '.b', 'b0', '-b')}
+  lines = ['echo hit > w/a', 'ls -a w', 'echo hit > w/+z', 'echo hit > w/.-', 'echo hit > w/..z',
+           'grep -rn hit w', 'rm w/b', 'ls -a w', 'echo hit > w/b', 'echo hit > w/b-', 'ls -a w',
+           'echo hit > z.txt', 'echo hit > w/ab', 'grep -r hit .', 'ls -a']
+  batch = 256
+  state = core.start(np.zeros(batch, np.int32),
+                     jax.tree.map(lambda x: np.stack([x] * batch), core.filesystem(files)))
+  ep = reference.Episode(files)
+  for line in lines:
+    actions, lens, texts = _actions([f'<bash>{line}</bash>'] * batch)
+    state, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+    assert _observations(tokens, counts)[0] == ep.step(texts[0]), line

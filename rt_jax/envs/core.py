@@ -206,8 +206,12 @@ def filesystem(files: dict, dirs=(), cwd: str = limits.HOME) -> shell.FileSystem
     if entry.content is not None:
       data[i], data_len[i] = _padded(entry.content, MAX_FILE, f'file {p!r}')
   cwd_bytes, cwd_len = _padded(cwd, MAX_PATH, 'cwd')
+  names = [p.encode('utf-8') for p in ref.entries]
+  order = np.zeros(MAX_ENTRIES, np.int32)
+  for position, i in enumerate(sorted(range(len(names)), key=names.__getitem__)):
+    order[i] = position  # bytes compare in byte order
   return shell.FileSystem(path, path_len, data, data_len, exists, is_dir, exists.copy(),
-                          np.zeros(MAX_ENTRIES, bool), cwd_bytes, np.int32(cwd_len))
+                          np.zeros(MAX_ENTRIES, bool), cwd_bytes, np.int32(cwd_len), order)
 
 
 def files_of(fs: shell.FileSystem) -> dict:

@@ -18,7 +18,7 @@ from rt_jax.envs.shell_args import Args, Result, msg, no_result, reason_text
 from rt_jax.envs.shell_commands import cat, cd, echo, head, ls, pwd, python, rm, tail, wc
 from rt_jax.envs.shell_grep import grep
 from rt_jax.envs.shell_paths import (EMPTY, IS_DIR, NAME_TOO_LONG, NO_SPACE, NO_SUCH, NOT_DIR,
-                                     TOO_LONG, FileSystem, lookup, resolve)
+                                     TOO_LONG, FileSystem, insert_order, lookup, resolve)
 from rt_jax.envs.shell_syntax import (OUT, WORD, Lexed, Parsed, lex_lines, parse, token_is,
                                       token_text, words)
 from rt_jax.envs.text import Stream
@@ -138,6 +138,7 @@ def _opened(fs: FileSystem, slot, target, opened, found, redirect) -> FileSystem
   path, path_len = target
   new = opened & ~found
   return fs.replace(
+      order=insert_order(fs, slot, path, path_len, new),
       path=fs.path.at[slot].set(jnp.where(new, path, fs.path[slot])),
       path_len=fs.path_len.at[slot].set(jnp.where(new, path_len, fs.path_len[slot])),
       exists=fs.exists.at[slot].set(fs.exists[slot] | opened),

@@ -110,12 +110,24 @@ def _listing(fs, slot, show_all, listed, out):
   rows = jnp.concatenate([fs.path, extra])
   lens = jnp.concatenate([fs.path_len, jnp.stack([prefix_len + 2, prefix_len + 3])])
   child = under(fs, path, path_len, children_only=True)
-  first_byte = fs.path[jnp.arange(MAX_ENTRIES), jnp.minimum(prefix_len + 1, MAX_PATH - 1)]
-  hidden = first_byte == ord('.')
-  include = jnp.concatenate([child & (show_all | ~hidden), jnp.stack([show_all, show_all])])
-  include &= listed[0] & listed[1] & fs.is_dir[slot]
+  name_byte = lambda k: fs.path[jnp.arange(MAX_ENTRIES), jnp.minimum(prefix_len + 1 + k,
+                                                                      MAX_PATH - 1)]
+  hidden = name_byte(0) == ord('.')
+  shown = child & (show_all | ~hidden) & listed[0] & listed[1] & fs.is_dir[slot]
+  dots = show_all & listed[0] & listed[1] & fs.is_dir[slot]
+  include = jnp.concatenate([shown, jnp.stack([dots, dots])])
+  # '.' and '..' are no entries: a child's name sorts before '.' when its first byte does, and
+  # before '..' when its first byte does or it is '.' followed by a smaller byte (no name is '.'
+  # or '..' itself, so a name starting with either is longer and sorts after it).
+  dot = ord('.')
+  before_dot = name_byte(0) < dot
+  before_dotdot = before_dot | (hidden & (name_byte(1) < dot))
+  after_dots = (~before_dot).astype(I32) + (~before_dotdot).astype(I32)
+  children_first = rank(fs.order, shown) + jnp.where(dots, after_dots, 0)
+  order_of = jnp.concatenate([children_first, jnp.stack([jnp.sum(shown & before_dot),
+                                                         jnp.sum(shown & before_dotdot) + 1])])
   return append_pieces(out, rows, jnp.full(MAX_ENTRIES + 2, prefix_len + 1), lens - prefix_len - 1,
-                       rank(rows, lens, include), include, '\n')
+                       order_of, include, '\n')
 
 
 def cat(fs, args, name, stdin, alone):

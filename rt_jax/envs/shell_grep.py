@@ -2,10 +2,11 @@
 order of their paths) laid side by side in one flat buffer, lines matched by rolling hashes, and
 the matching lines written out with their prefixes in one gather (`reference.Shell.grep`).
 
-The buffer is packed: the texts' live bytes back to back in PACK units, so a scan costs what the
-text it reads does, not what a full filesystem would. When some row of a batch reads more than
-PACK bytes, the whole batch takes the full layout instead (every file in its own MAX_FILE block),
-a second program with the same semantics; which one ran is invisible in the output."""
+The buffer is packed: the texts' live bytes back to back in the smallest of PACKS units that
+holds what every row of the batch reads, so a scan costs what the text it reads does, not what a
+full filesystem would. When some row reads more than the largest, the whole batch takes the full
+layout instead (every file in its own MAX_FILE block); all these programs have the same
+semantics, and which one ran is invisible in the output."""
 import functools
 
 import jax
@@ -16,7 +17,7 @@ from rt_jax.envs.limits import MAX_COMMAND, MAX_ENTRIES, MAX_FILE, MAX_PATH, MAX
 from rt_jax.envs.shell_args import (arg, find, msg, no_result, operands, option_error, options,
                                     reason_text)
 from rt_jax.envs.shell_paths import NO_SUCH, lookup, rank, under
-from rt_jax.envs.text import const, join, number_text, window
+from rt_jax.envs.text import const, join, window
 
 I32 = jnp.int32
 
@@ -27,8 +28,9 @@ I32 = jnp.int32
 HASHES = ((0x01000193, 0), (0x5BD1E995, 0), (40503, 65521), (52429, 65519))
 _MOD = np.array([[m or 1] for _, m in HASHES], np.uint32)
 _WRAPS = np.array([[m == 0] for _, m in HASHES])
-PACK = MAX_STREAM  # packed units: stdin always fits, and so do the files of most greps
+PACKS = (1024, MAX_STREAM)  # packed sizes: stdin always fits the largest, and so do most greps
 FULL = MAX_ENTRIES * MAX_FILE
+_DIGITS = len(str(FULL))  # a line number has at most this many digits
 
 
 @functools.cache
@@ -69,7 +71,7 @@ def grep_units(units, valid, source, first, pattern, pattern_len, prefixes, pref
   line = jnp.cumsum(starts)  # global line id, from 1
   number = line - jax.lax.cummax(jnp.where(first, line - 1, 0))
   keep = _matching_lines(units, valid, newline, starts, first, idx, pattern, pattern_len)
-  num_len = 1 + sum((number >= 10**d).astype(I32) for d in range(1, 5))
+  num_len = 1 + sum((number >= 10**d).astype(I32) for d in range(1, _DIGITS))
   extra = jnp.where(starts, prefix_lens[source] + jnp.where(numbered, num_len + 1, 0), 0)
   next_open = jnp.concatenate([valid[1:] & ~first[1:], jnp.zeros(1, bool)])
   close = keep & ~next_open & ~newline
@@ -84,7 +86,10 @@ def _matching_lines(units, valid, newline, starts, first, idx, pattern, pattern_
   size = units.shape[0]
   powers = jnp.asarray(_powers(max(size, MAX_COMMAND) + 1))
   h = _prefix_hash(units, powers)
-  ph = _reduce(_prefix_hash(pattern, powers)[:, pattern_len][:, None])
+  # The pattern's hashes alone: one masked sum, not a prefix sum over its whole buffer.
+  terms = _reduce((pattern.astype(jnp.uint32) + 1)[None] * powers[:, :pattern.shape[0]])
+  ph = _reduce(jnp.sum(jnp.where(jnp.arange(pattern.shape[0]) < pattern_len, terms, 0), -1,
+                       dtype=jnp.uint32)[:, None])
   next_at = lambda mask: jax.lax.cummin(jnp.where(mask, idx, size)[::-1])[::-1]
   line_end = next_at(newline | ~valid)  # the unit that ends the line
   text_end = next_at(jnp.concatenate([first[1:], jnp.ones(1, bool)]))  # the text's last unit
@@ -105,13 +110,18 @@ def _write_lines(units, source, numbers, extra, count, prefixes, prefix_lens):
   size = units.shape[0]
   end = jnp.cumsum(count)
   pos = jnp.arange(MAX_STREAM)
-  u = jnp.clip(jnp.searchsorted(end, pos, side='right'), 0, size - 1)
+  # The unit each output byte comes from: units that write mark their first byte, and a running
+  # max carries the mark over the bytes they write (a binary search per byte cost 3x more).
+  first_byte = jnp.where(count > 0, end - count, MAX_STREAM)
+  u = jax.lax.cummax(jnp.zeros(MAX_STREAM, I32).at[first_byte].max(jnp.arange(size, dtype=I32),
+                                                                     mode='drop'))
   r = pos - (end[u] - count[u])
   src = source[u]
-  digits, _ = jax.vmap(number_text)(number[u])
-  k = jnp.clip(r - prefix_lens[src], 0, 9)
+  k = jnp.clip(r - prefix_lens[src], 0, _DIGITS - 1)  # which digit of the line number
+  place = jnp.asarray([10**d for d in range(_DIGITS)], I32)[jnp.clip(num_len[u] - 1 - k, 0,
+                                                                      _DIGITS - 1)]
+  digit = (number[u] // place) % 10 + ord('0')
   prefix_byte = prefixes[src, jnp.clip(r, 0, prefixes.shape[1] - 1)]
-  digit = jnp.take_along_axis(digits, k[:, None], 1)[:, 0]
   extra_byte = jnp.where(r < prefix_lens[src], prefix_byte,
                          jnp.where(k < num_len[u], digit, ord(':')))
   byte = jnp.where(r < extra[u], extra_byte, jnp.where(r == extra[u], units[u], ord('\n')))
@@ -154,7 +164,8 @@ def _select(fs, args, name, stdin):
 
 
 def _search(fs, stdin, sel, size: int):
-  """One row's output text and its full length, over a buffer of `size` units (PACK: packed)."""
+  """One row's output text and its full length, over a buffer of `size` units (one of PACKS:
+  packed; FULL: a block per file)."""
   units, valid, source, first, by_rank = _texts(fs, stdin, sel['files'], sel['from_stdin'], size)
   prefixes, prefix_lens = _prefixes(fs, sel['shown'], sel['slot'], by_rank, sel['walk'])
   return grep_units(units, valid & (sel['from_stdin'] | sel['on_path']), source, first,
@@ -163,15 +174,16 @@ def _search(fs, stdin, sel, size: int):
 
 def grep(fs, args, name, stdin, alone, chosen):
   """A batched runner: every argument has a leading batch axis, and `chosen` marks the rows that
-  run grep (the others' results are discarded). The packed program serves the batch unless a
-  chosen row reads more than PACK bytes of files."""
+  run grep (the others' results are discarded). The smallest packed program that holds every
+  chosen row's text serves the batch; the full layout when none does."""
   del alone
   res, sel = jax.vmap(_select)(fs, args, name, stdin)
-  need = jnp.sum(jnp.where(sel['files'], fs.data_len, 0), axis=1)
-  text, text_len = jax.lax.cond(
-      jnp.all(~chosen | (need <= PACK)),
-      lambda: jax.vmap(lambda *a: _search(*a, PACK))(fs, stdin, sel),
-      lambda: jax.vmap(lambda *a: _search(*a, FULL))(fs, stdin, sel))
+  need = jnp.where(sel['from_stdin'], jnp.minimum(stdin.n, MAX_STREAM),
+                   jnp.sum(jnp.where(sel['files'], fs.data_len, 0), axis=1))
+  program = sum(jnp.any(chosen & (need > size)).astype(I32) for size in PACKS)
+  text, text_len = jax.lax.switch(
+      program, [lambda size=size: jax.vmap(lambda *a: _search(*a, size))(fs, stdin, sel)
+                for size in PACKS + (FULL,)])
   shows = sel['go'] & (sel['from_stdin'] | jnp.any(sel['files'], axis=1))
   return res.replace(out=jax.vmap(lambda out, show, t, n: msg(out, show, (t, n)))(
       res.out, shows, text, text_len))
@@ -182,12 +194,12 @@ grep.batched = True
 
 def _texts(fs, stdin, files, from_stdin, size: int):
   """The texts side by side, as grep_units takes them: stdin alone, or the files in byte order
-  of their paths, packed back to back (size PACK) or each in its MAX_FILE block (size FULL)
+  of their paths, packed back to back (a size in PACKS) or each in its MAX_FILE block (FULL)
   -> (units, valid, source, first, the files' slots in that order)."""
-  order_of = rank(fs.path, fs.path_len, files)
+  order_of = rank(fs.order, files)
   by_rank = jnp.argsort(jnp.where(files, order_of, MAX_ENTRIES))
   flat = jnp.arange(size)
-  stdin_units = jnp.pad(stdin.buf[:MAX_STREAM], (0, size - MAX_STREAM))
+  stdin_units = jnp.pad(stdin.buf[:MAX_STREAM], (0, max(0, size - MAX_STREAM)))[:size]
   stdin_valid = flat < jnp.minimum(stdin.n, MAX_STREAM)
   if size == FULL:
     col = jnp.arange(MAX_FILE)

@@ -27,6 +27,8 @@ class FileSystem:
   read: jax.Array  # bool[MAX_ENTRIES]: the slot's original file was read (kept after it is removed)
   cwd: jax.Array  # u8[MAX_PATH]
   cwd_len: jax.Array  # i32
+  order: jax.Array  # i32[MAX_ENTRIES]: sorts the existing entries in byte order of their paths
+  #   (kept as entries are created, so listing them takes no sort)
 
 
 def normalize(raw, raw_len):
@@ -86,16 +88,23 @@ def under(fs: FileSystem, path, path_len, children_only: bool):
   return ok & ~jnp.any(deeper, -1) if children_only else ok
 
 
-def rank(rows, lens, include):
-  """Each included row's position in byte order among the included rows (which are distinct;
-  the others get the positions after them). One sort, keyed on the rows as big-endian 32-bit
-  words with the bytes past each length zeroed, then on the length: that is byte order, a
-  prefix first, even for rows that contain zero bytes."""
-  n, size = rows.shape
-  live = jnp.arange(size) < lens[:, None]
-  padded = jnp.pad(jnp.where(live, rows, 0).astype(jnp.uint32), ((0, 0), (0, -size % 4)))
-  quads = padded.reshape(n, -1, 4)
-  words = (quads[..., 0] << 24) | (quads[..., 1] << 16) | (quads[..., 2] << 8) | quads[..., 3]
-  keys = [(~include).astype(jnp.uint32)] + list(words.T) + [lens.astype(jnp.uint32)]
-  perm = jax.lax.sort(keys + [jnp.arange(n, dtype=I32)], num_keys=len(keys))[-1]
-  return jnp.zeros(n, I32).at[perm].set(jnp.arange(n, dtype=I32))
+def rank(order, include):
+  """Each included entry's position among the included ones, given their sort keys."""
+  return jnp.sum(include[None, :] & (order[None, :] < order[:, None]), -1).astype(I32)
+
+
+def before(fs: FileSystem, path, path_len):
+  """bool[MAX_ENTRIES]: the entries whose paths sort before path (byte order; a prefix first)."""
+  idx = jnp.arange(MAX_PATH)
+  diff = (fs.path != path[None]) & (idx < jnp.minimum(fs.path_len, path_len)[:, None])
+  k = jnp.argmax(diff, -1)
+  mine = jnp.take_along_axis(fs.path, k[:, None], -1)[:, 0]
+  return jnp.where(jnp.any(diff, -1), mine < path[k], fs.path_len < path_len)
+
+
+def insert_order(fs: FileSystem, slot, path, path_len, new):
+  """fs.order with a new entry (at slot, with path) placed among the existing ones, if new."""
+  earlier = fs.exists & before(fs, path, path_len)
+  pred = jnp.max(jnp.where(earlier, fs.order, -1))
+  order = jnp.where(fs.exists & (fs.order > pred), fs.order + 1, fs.order)
+  return jnp.where(new, order.at[slot].set(pred + 1), fs.order)
