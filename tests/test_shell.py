@@ -358,3 +358,45 @@ def test_created_files_list_in_byte_order():
     actions, lens, texts = _actions([f'<bash>{line}</bash>'] * batch)
     state, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
     assert _observations(tokens, counts)[0] == ep.step(texts[0]), line
+
+
+def test_observation_encoder_buckets_equal_the_whole_buffer(tmp_path):
+  """core.encode_batch encodes on the shortest prefix that holds every row: batches whose
+  longest row falls in each bucket (and on each side of its edge) give the tokens that encoding
+  the whole buffer gives, and those decode to the text. A BPE codec (byte-level ones skip it)."""
+  from test_tokenizer import tiny_tokenizer_json
+  tok = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path))
+  codec = core.make_codec(tok)
+  assert not codec.byte_level
+  size = core.OBS_TOKENS
+  text = ('the  the!! 9 x the\n' * (size // 19 + 1)).encode()[:size]
+  edges = [s + d for s in core.ENCODE_SIZES for d in (-1, 0, 1)] + [size, 0, 7]
+  whole = jax.jit(jax.vmap(core.encode_bytes, (None, 0, 0)))
+  for longest in edges:
+    lens = np.array([longest, min(longest, 5), 0, longest // 2], np.int32)
+    data = np.stack([np.pad(np.frombuffer(text[:n], np.uint8), (0, size - n)) for n in lens])
+    got, want = jax.jit(core.encode_batch)(codec, data, lens), whole(codec, data, lens)
+    np.testing.assert_array_equal(got[1], want[1], err_msg=str(longest))
+    np.testing.assert_array_equal(got[0], want[0], err_msg=str(longest))
+    assert tok.decode(np.asarray(got[0][0, :got[1][0]]).tolist()) == text[:longest].decode()
+
+
+def test_observation_encoder_finds_a_token_whose_first_hash_is_shared(tmp_path):
+  """Two vocabulary keys with one first hash sit side by side; the encoder must check both. A
+  decoy key (same first hash, smaller second one) is planted just before the ' the' token's."""
+  from test_tokenizer import tiny_tokenizer_json
+  tok = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path))
+  codec = core.make_codec(tok)
+  the = tok.encode(' the')
+  assert len(the) == 1
+  keys, ids = np.asarray(codec.keys), np.asarray(codec.key_ids)
+  at = int(np.flatnonzero(ids == the[0])[0])
+  assert keys[at, 1] > 0
+  decoy = keys[at] - np.array([0, 1], np.uint32)
+  planted = codec.replace(keys=np.insert(keys, at, decoy, axis=0),
+                          key_ids=np.insert(ids, at, tok.encode('x')[0]))
+  data = np.zeros((1, 64), np.uint8)
+  data[0, :8] = np.frombuffer(b'x the x ', np.uint8)
+  tokens, count = jax.jit(jax.vmap(core.encode_bytes, (None, 0, 0)))(planted, data,
+                                                                      np.array([8], np.int32))
+  assert the[0] in np.asarray(tokens[0, :count[0]]).tolist()

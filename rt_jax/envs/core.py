@@ -127,6 +127,10 @@ def make_codec(tok: tokenizer_lib.Tokenizer) -> Codec:
       keyed.setdefault(key, i)  # the lowest id wins a (vanishingly rare) full collision
   order = sorted(keyed)
   keys = np.array(order, np.uint32).reshape(-1, 2)
+  _, shared = np.unique(keys[:, 0], return_counts=True)
+  if len(keys) and shared.max() > 2:  # encode_bytes looks at two keys per first hash
+    raise ValueError(f'{shared.max()} vocabulary tokens share a first hash; the observation '
+                     'encoder handles at most two')
   return Codec(token_bytes, token_len, keys, np.array([keyed[k] for k in order], np.int32),
                byte_level)
 
@@ -166,11 +170,13 @@ def encode_bytes(codec: Codec, data, length):
     (p1, inv1), (p2, inv2) = hashes
     h1 = (p1[ends] - p1[idx]) * inv1 + jnp.uint32(span * 0x27D4EB2F % 2**32)
     h2 = (p2[ends] - p2[idx]) * inv2
-    at = jnp.clip(jnp.searchsorted(codec.keys[:, 0], h1), 0, codec.keys.shape[0] - 1)
-    hit = ((codec.keys[at, 0] == h1) & (codec.keys[at, 1] == h2) & (idx + span <= length)
-           & (codec.token_len[codec.key_ids[at]] == span))
-    best_len = jnp.where(hit, span, best_len)
-    best_id = jnp.where(hit, codec.key_ids[at], best_id)
+    first = jnp.searchsorted(codec.keys[:, 0], h1)
+    for at in (first, first + 1):  # two tokens may share a first hash (make_codec allows two)
+      at = jnp.clip(at, 0, codec.keys.shape[0] - 1)
+      hit = ((codec.keys[at, 0] == h1) & (codec.keys[at, 1] == h2) & (idx + span <= length)
+             & (codec.token_len[codec.key_ids[at]] == span))
+      best_len = jnp.where(hit, span, best_len)
+      best_id = jnp.where(hit, codec.key_ids[at], best_id)
   # A byte no token covers (absent from the vocabulary) is dropped, as the tokenizer drops it.
   step_len = jnp.maximum(best_len, 1)
 
@@ -285,7 +291,7 @@ def _read_action(codec: Codec, state: EnvState, action, action_len):
   return call, has_open, cmd, jnp.where(call & has_open, cmd_len, 0), head, head_len
 
 
-def _respond(codec: Codec, state: EnvState, new_fs, out, err, call, has_open, head, head_len):
+def _respond(state: EnvState, new_fs, out, err, call, has_open, head, head_len):
   no_tag = Stream.empty().text(reference.NO_OPEN_TAG)
   err = jax.tree.map(lambda a, b: jnp.where(has_open, a, b), err, no_tag)
   out = out.replace(n=jnp.where(has_open, out.n, 0))
@@ -296,8 +302,27 @@ def _respond(codec: Codec, state: EnvState, new_fs, out, err, call, has_open, he
       calls=state.calls + call, done=state.done | ends,
       answer=jnp.where(ends, head, state.answer),
       answer_len=jnp.where(ends, head_len, state.answer_len))
-  tokens, count = encode_bytes(codec, obs_bytes, jnp.where(call, obs_len, 0))
-  return state, tokens, count, ends
+  return state, obs_bytes, jnp.where(call, obs_len, 0), ends
+
+
+ENCODE_SIZES = (512, 1024)  # observation prefixes the encoder runs on when a batch's fit
+
+
+def encode_batch(codec: Codec, data_BxS, length_B):
+  """vmap(encode_bytes) on the shortest prefix (ENCODE_SIZES, else the whole buffer) that holds
+  every row's bytes; the tokens are the same, since a match never reaches past a row's length."""
+  size = data_BxS.shape[1]
+  sizes = [s for s in ENCODE_SIZES if s < size] + [size]
+  encode = jax.vmap(encode_bytes, (None, 0, 0))
+
+  def on_prefix(s):
+    tokens, count = encode(codec, data_BxS[:, :s], length_B)
+    return jnp.pad(tokens, ((0, 0), (0, size - s))), count
+
+  if codec.byte_level or len(sizes) == 1:
+    return encode(codec, data_BxS, length_B)
+  which = sum((jnp.max(length_B) > s).astype(jnp.int32) for s in sizes[:-1])
+  return jax.lax.switch(which, [lambda s=s: on_prefix(s) for s in sizes])
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -319,8 +344,10 @@ def advance(codec: Codec, state: EnvState, actions, action_lens):
   new_fs, out, err = jax.lax.cond(jnp.any(call & has_open),
                                   lambda: shell.run_lines(state.fs, cmd, cmd_len),
                                   lambda: (state.fs, empty, empty))
-  return jax.vmap(_respond, (None,) + (0,) * 8)(codec, state, new_fs, out, err, call, has_open,
-                                                 head, head_len)
+  state, obs_bytes, obs_len, ends = jax.vmap(_respond)(state, new_fs, out, err, call, has_open,
+                                                       head, head_len)
+  tokens, count = encode_batch(codec, obs_bytes, obs_len)
+  return state, tokens, count, ends
 
 
 def step(env: Environment, params: EnvParams, state: EnvState, actions, action_lens):
