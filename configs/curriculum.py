@@ -138,7 +138,7 @@ def _smollm2_paper(c):
                # prompt's best episode, as the probability scale's threshold 0 does.
                'threshold': -1e9})
   c.compile_ahead = True  # the host compiles while the accelerator trains
-  # 32 distinct held-out instances x 32 samples per environment (the rubric environments hold 60):
+  # 32 distinct held-out instances x 32 samples per environment (the rubric environments hold 68):
   # the intervals account for the clustering.
   c.eval.update({'episodes': 1024, 'samples': 32, 'prompts': 32})
   c.pm.update({'steps': 2000, 'batch_size': 32, 'seq_len': 512, 'train_pairs': 16_384})
