@@ -124,8 +124,8 @@ def errors(plan) -> list:
 
 
 def cache_shapes(plan) -> list:
-  """Per-device shapes of the rollout's KV cache buffers ([rows, kv heads, slots, head dim]) in
-  the compiled program: sharded, they are a fraction of the whole cache's."""
+  """Per-device [rows, kv heads] of the rollout's value cache buffers ([rows, blocks, kv heads,
+  block slots, head dim]) in the compiled program: sharded, they are a fraction of the whole."""
   tok = tokenizer_lib.builtin()
   _, table, _ = envs.make(ENV, tok, 'train')
   b = EI.prompts * EI.samples
@@ -136,8 +136,9 @@ def cache_shapes(plan) -> list:
       plan.put_key(jax.random.key(1)), rows(np.ones(b, np.float32)),
       rows(np.ones(b, np.float32)), plan.put(rollout.allowed_tokens(tok, CFG.vocab_size),
                                              plan.replicated), tok.im_end_id, samples=EI.samples)
-  slots = -(-(RC.context + RC.chunk) // model_lib.CACHE_BLOCK) * model_lib.CACHE_BLOCK
-  found = re.findall(rf'f32\[(\d+),(\d+),{slots},{CFG.head_dim}\]', lowered.compile().as_text())
+  blocks = -(-(RC.context + RC.chunk) // model_lib.CACHE_BLOCK)
+  found = re.findall(rf'f32\[(\d+),{blocks},(\d+),{model_lib.CACHE_BLOCK},{CFG.head_dim}\]',
+                     lowered.compile().as_text())
   return sorted({(int(r), int(k)) for r, k in found})
 
 

@@ -50,7 +50,7 @@ def test_cached_chunks_match_full_forward(tiny):
   tokens = jax.random.randint(jax.random.key(1), (2, length), 0, cfg.vocab_size)
   full, _ = model.forward(params, cfg, tokens)
   cache = model.init_cache(cfg, 2, length)
-  assert cache[0]['k'].shape[2] == 3 * model.CACHE_BLOCK
+  assert cache[0]['k'].shape[1] == 3 and cache[0]['k'].shape[-1] == model.CACHE_BLOCK
   # Row 0 is fed in chunks [0:100) [100:250) [250:300); row 1 in [0:129) [129:200) [200:300).
   starts = np.array([[0, 100, 250], [0, 129, 200]])
   widths = np.array([[100, 150, 50], [129, 71, 100]])

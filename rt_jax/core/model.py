@@ -16,9 +16,10 @@ import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-# One cache entry per layer: {'k': [B, K, S, H], 'v': [B, K, S, H]}. Heads before slots, so the
-# attention contractions read the cache in place (a [B, S, K, H] cache made XLA transpose all of
-# it in every layer of every decode step: half of SmolLM2's decode time on CPU).
+# One cache entry per layer: {'k': [B, N, K, H, C], 'v': [B, N, K, C, H]}, the slots in N blocks
+# of C = CACHE_BLOCK. A block is contiguous for each row, heads before slots, and keys have
+# slots minor: the attention reads block i as cache[:, i] in the layout its contractions want
+# (slicing slots out of a [B, K, S, H] cache copied every block it visited, 2.5x slower).
 Cache = list[dict[str, jax.Array]]
 CACHE_BLOCK = 128  # cache slots per step of the cached attention's loop
 
@@ -110,42 +111,45 @@ def rope(x_BxTxNxH, positions_BxT, base: float):
   return out.astype(x_BxTxNxH.dtype)
 
 
-def _write_chunk(cache_BxKxSxH, chunk_BxKxTxH, start_B):
-  """Writes each row's chunk at that row's own start slot."""
-  write = lambda c, u, s: jax.lax.dynamic_update_slice_in_dim(c, u, s, axis=1)
-  return jax.vmap(write)(cache_BxKxSxH, chunk_BxKxTxH.astype(cache_BxKxSxH.dtype), start_B)
+def _write_chunk(cache, chunk_BxTxKxH, positions_BxT, keys: bool):
+  """Scatters each row's chunk into the cache slots at its positions (past the end: dropped)."""
+  block = cache.shape[-1] if keys else cache.shape[-2]
+  rows_Bx1 = jnp.arange(positions_BxT.shape[0])[:, None]
+  blk_BxT, slot_BxT = positions_BxT // block, positions_BxT % block
+  blk_BxT = jnp.where(positions_BxT < cache.shape[1] * block, blk_BxT, cache.shape[1])
+  index = ((rows_Bx1, blk_BxT, slice(None), slice(None), slot_BxT) if keys else
+           (rows_Bx1, blk_BxT, slice(None), slot_BxT, slice(None)))
+  return cache.at[index].set(chunk_BxTxKxH.astype(cache.dtype), mode='drop')
 
 
-def _masked_logits(q_BxKxGxTxH, k_BxKxSxH, q_pos_BxT, k_pos_BxS):
+def _masked_logits(q_BxKxGxTxH, k_BxKxSxH, q_pos_BxT, k_pos_BxS, keys='bksh'):
   """Scaled attention logits (f32); a query sees the keys at or before its own position."""
-  logits_BxKxGxTxS = jnp.einsum('bkgth,bksh->bkgts', q_BxKxGxTxH, k_BxKxSxH,
+  logits_BxKxGxTxS = jnp.einsum(f'bkgth,{keys}->bkgts', q_BxKxGxTxH, k_BxKxSxH,
                                 preferred_element_type=jnp.float32)
   logits_BxKxGxTxS = logits_BxKxGxTxS * q_BxKxGxTxH.shape[-1] ** -0.5
   visible_BxTxS = k_pos_BxS[:, None, :] <= q_pos_BxT[:, :, None]
   return jnp.where(visible_BxTxS[:, None, None], logits_BxKxGxTxS, -1e30)
 
 
-def _attend_cache(q_BxKxGxTxH, k_BxKxSxH, v_BxKxSxH, positions_BxT):
-  """Attention over the cache, CACHE_BLOCK slots at a time with a running softmax, visiting only
-  the blocks that the furthest query can see: a decode step costs what the longest row's length
-  costs, not what the whole cache does (3.4x less per SmolLM2 layer at 350 of 1,088 slots on
-  CPU). A cache that is not whole blocks (not made by `init_cache`) is one block."""
+def _attend_cache(q_BxKxGxTxH, k_BxNxKxHxC, v_BxNxKxCxH, positions_BxT):
+  """Attention over the cache, a block at a time with a running softmax, visiting only the blocks
+  that the furthest query can see: a decode step costs what the longest row's length costs, not
+  what the whole cache does (3.4x less per SmolLM2 layer at 350 of 1,088 slots on CPU)."""
   b, k, g, t, h = q_BxKxGxTxH.shape
-  s = k_BxKxSxH.shape[2]
-  block = CACHE_BLOCK if s % CACHE_BLOCK == 0 else s
-  n_blocks = jnp.minimum(jnp.max(positions_BxT) // block + 1, s // block)
+  n, block = k_BxNxKxHxC.shape[1], k_BxNxKxHxC.shape[-1]
+  n_blocks = jnp.minimum(jnp.max(positions_BxT) // block + 1, n)
 
   def body(i, carry):
     max_BxKxGxT, sum_BxKxGxT, acc_BxKxGxTxH = carry
-    keys, values = (jax.lax.dynamic_slice_in_dim(c, i * block, block, axis=2)
-                    for c in (k_BxKxSxH, v_BxKxSxH))
+    keys_BxKxHxC, values_BxKxCxH = k_BxNxKxHxC[:, i], v_BxNxKxCxH[:, i]
     slots_BxC = jnp.broadcast_to(i * block + jnp.arange(block), (b, block))
-    logits_BxKxGxTxC = _masked_logits(q_BxKxGxTxH, keys, positions_BxT, slots_BxC)
+    logits_BxKxGxTxC = _masked_logits(q_BxKxGxTxH, keys_BxKxHxC, positions_BxT, slots_BxC,
+                                      keys='bkhs')
     new_max = jnp.maximum(max_BxKxGxT, jnp.max(logits_BxKxGxTxC, axis=-1))
     rescale = jnp.exp(max_BxKxGxT - new_max)
     probs_BxKxGxTxC = jnp.exp(logits_BxKxGxTxC - new_max[..., None])
     acc_BxKxGxTxH = acc_BxKxGxTxH * rescale[..., None] + jnp.einsum(
-        'bkgtc,bkch->bkgth', probs_BxKxGxTxC.astype(values.dtype), values,
+        'bkgtc,bkch->bkgth', probs_BxKxGxTxC.astype(values_BxKxCxH.dtype), values_BxKxCxH,
         preferred_element_type=jnp.float32)
     return new_max, sum_BxKxGxT * rescale + jnp.sum(probs_BxKxGxTxC, axis=-1), acc_BxKxGxTxH
 
@@ -170,21 +174,20 @@ class Attention(nn.Module):
           bias_init=_param(nn.initializers.zeros, heads_axis, 'head_dim'), name=name)(x_BxTxD)
 
     q_BxTxNxH = rope(proj('q', cfg.n_heads, 'q_heads'), positions_BxT, cfg.rope_base)
-    k_BxKxTxH = rope(proj('k', cfg.n_kv_heads, 'kv_heads'), positions_BxT,
-                     cfg.rope_base).transpose(0, 2, 1, 3)
-    v_BxKxTxH = proj('v', cfg.n_kv_heads, 'kv_heads').transpose(0, 2, 1, 3)
+    k_BxTxKxH = rope(proj('k', cfg.n_kv_heads, 'kv_heads'), positions_BxT, cfg.rope_base)
+    v_BxTxKxH = proj('v', cfg.n_kv_heads, 'kv_heads')
 
     b, t, n, h = q_BxTxNxH.shape
     g = n // cfg.n_kv_heads
     q_BxKxGxTxH = q_BxTxNxH.reshape(b, t, cfg.n_kv_heads, g, h).transpose(0, 2, 3, 1, 4)
     if cache is None:  # training / plain forward: keys are this chunk
+      k_BxKxTxH, v_BxKxTxH = k_BxTxKxH.transpose(0, 2, 1, 3), v_BxTxKxH.transpose(0, 2, 1, 3)
       logits_BxKxGxTxT = _masked_logits(q_BxKxGxTxH, k_BxKxTxH, positions_BxT, positions_BxT)
       probs_BxKxGxTxT = jax.nn.softmax(logits_BxKxGxTxT, axis=-1).astype(dtype)
       out_BxKxGxTxH = jnp.einsum('bkgts,bksh->bkgth', probs_BxKxGxTxT, v_BxKxTxH)
     else:  # cached: write the chunk at its positions, attend over the slots up to them
-      start_B = positions_BxT[:, 0]
-      cache = {'k': _write_chunk(cache['k'], k_BxKxTxH, start_B),
-               'v': _write_chunk(cache['v'], v_BxKxTxH, start_B)}
+      cache = {'k': _write_chunk(cache['k'], k_BxTxKxH, positions_BxT, keys=True),
+               'v': _write_chunk(cache['v'], v_BxTxKxH, positions_BxT, keys=False)}
       out_BxKxGxTxH = _attend_cache(q_BxKxGxTxH, cache['k'], cache['v'], positions_BxT)
     out_BxTxNxH = out_BxKxGxTxH.astype(dtype).transpose(0, 3, 1, 2, 4).reshape(b, t, n, h)
     out_BxTxD = nn.DenseGeneral(
@@ -263,13 +266,12 @@ class Decoder(nn.Module):
 
 def init_cache(cfg: ModelConfig, batch: int, length: int) -> Cache:
   """Zeros for at least `length` slots, rounded up to whole CACHE_BLOCKs (see `_attend_cache`)."""
-  length = -(-length // CACHE_BLOCK) * CACHE_BLOCK
-  shape = (batch, cfg.n_kv_heads, length, cfg.head_dim)
-  zeros = lambda: jnp.zeros(shape, jnp.dtype(cfg.dtype))
-  return [{'k': zeros(), 'v': zeros()} for _ in range(cfg.n_layers)]
+  n = -(-length // CACHE_BLOCK)
+  k, h, c, dtype = cfg.n_kv_heads, cfg.head_dim, CACHE_BLOCK, jnp.dtype(cfg.dtype)
+  return [{'k': jnp.zeros((batch, n, k, h, c), dtype), 'v': jnp.zeros((batch, n, k, c, h), dtype)}
+          for _ in range(cfg.n_layers)]
 
 
-@functools.partial(jax.jit, static_argnums=0)
 def init_params(cfg: ModelConfig, key) -> dict:
   """Plain (unboxed) parameter pytree; logical axis names are in `param_axes`. Jitted: flax's
   init runs a forward pass, which op by op is ~80 small compiles."""
