@@ -272,6 +272,7 @@ def init_cache(cfg: ModelConfig, batch: int, length: int) -> Cache:
           for _ in range(cfg.n_layers)]
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init_params(cfg: ModelConfig, key) -> dict:
   """Plain (unboxed) parameter pytree; logical axis names are in `param_axes`. Jitted: flax's
   init runs a forward pass, which op by op is ~80 small compiles."""
