@@ -1,7 +1,8 @@
 """Work on only the rows of a batch that need it, so a command, a long line or a path costs what
-its rows do rather than what the whole batch would. `chunked` gathers the chosen rows into dense chunks of a fixed size and runs a vmapped
-function on one chunk per `while_loop` iteration, so the function is compiled once (at the chunk
-size) and a step costs the chunks its chosen rows fill, not the whole batch."""
+its rows do rather than what the whole batch would. `chunked` gathers the chosen rows into dense
+chunks of a fixed size and runs a vmapped function on one chunk per `while_loop` iteration, so
+the function is compiled once (at the chunk size) and a step costs the chunks its chosen rows
+fill, not the whole batch."""
 import jax
 import jax.numpy as jnp
 
