@@ -116,7 +116,6 @@ def _write_chunk(cache, chunk_BxTxKxH, positions_BxT, keys: bool):
   block = cache.shape[-1] if keys else cache.shape[-2]
   rows_Bx1 = jnp.arange(positions_BxT.shape[0])[:, None]
   blk_BxT, slot_BxT = positions_BxT // block, positions_BxT % block
-  blk_BxT = jnp.where(positions_BxT < cache.shape[1] * block, blk_BxT, cache.shape[1])
   index = ((rows_Bx1, blk_BxT, slice(None), slice(None), slot_BxT) if keys else
            (rows_Bx1, blk_BxT, slice(None), slot_BxT, slice(None)))
   return cache.at[index].set(chunk_BxTxKxH.astype(cache.dtype), mode='drop')

@@ -71,7 +71,7 @@ def commands(fs, lexed, resolved, first, size, stdin, alone) -> Result:
   chunk = -(-which.shape[0] // COMMAND_CHUNKS)
   for k, run in enumerate(DISTINCT):
     # A runner marked `batched` takes a whole chunk and its valid rows (grep, which picks one
-    # of two programs per chunk); the others are per-row functions.
+    # of its programs per chunk); the others are per-row functions.
     batched = getattr(run, 'batched', False)
     fn = (lambda valid, *a, run=run: run(*a, valid)) if batched else run
     result = rows.chunked(fn, which == k, chunk, fs, args, name, stdin, alone, into=result,
@@ -186,9 +186,7 @@ def run_lines(fs: FileSystem, cmd, n):
     fs, out, err = carry
     stdin = out.replace(n=jnp.where(s == 0, 0, jnp.minimum(out.n, MAX_STREAM)))
     res = commands(fs, lexed, resolved, parsed.first[:, s], sizes[:, s], stdin, ~piped)
-    ran = (sizes[:, s] > 0).reshape(-1, 1)
-    out = jax.tree.map(lambda a, b: jnp.where(ran.reshape(ran.shape[:1] + (1,) * (a.ndim - 1)),
-                                              a, b), res.out, out)
+    out = rows.pick(sizes[:, s] > 0, res.out, out)
     err = jax.vmap(lambda e, r: e.append(r.buf[:MAX_STREAM], r.n))(err, res.err)
     return (jax.vmap(_apply)(fs, res), out, err), None
 

@@ -113,8 +113,9 @@ def _listing(fs, slot, show_all, listed, out):
   name_byte = lambda k: fs.path[jnp.arange(MAX_ENTRIES), jnp.minimum(prefix_len + 1 + k,
                                                                       MAX_PATH - 1)]
   hidden = name_byte(0) == ord('.')
-  shown = child & (show_all | ~hidden) & listed[0] & listed[1] & fs.is_dir[slot]
-  dots = show_all & listed[0] & listed[1] & fs.is_dir[slot]
+  listing = listed[0] & listed[1] & fs.is_dir[slot]
+  shown = child & (show_all | ~hidden) & listing
+  dots = show_all & listing
   include = jnp.concatenate([shown, jnp.stack([dots, dots])])
   # '.' and '..' are no entries: a child's name sorts before '.' when its first byte does, and
   # before '..' when its first byte does or it is '.' followed by a smaller byte (no name is '.'
