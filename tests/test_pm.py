@@ -209,3 +209,22 @@ def test_math_answers_are_correct_and_wrong_ones_are_wrong():
     assert abs(result(p.chosen) - _true_answer(p.query)) < 0.006, p
     if p.kind == 'wrong_math':
       assert abs(result(p.rejected) - _true_answer(p.query)) > 0.5, p
+
+
+def test_init_from_smollm2_names_the_converted_model_in_the_cache(small_dir, tmp_path,
+                                                                  monkeypatch):
+  """pm.init_from='smollm2' loads the model directory a run's init_from='smollm2' converts into
+  $RT_JAX_CACHE: here a SMALL decoder planted there, so nothing is fetched."""
+  import shutil
+  shutil.copytree(small_dir, tmp_path / 'smollm2_135m_instruct')
+  monkeypatch.setenv('RT_JAX_CACHE', str(tmp_path))
+  cfg = pm.default_config()
+  cfg.update(init_from='smollm2', steps=2, batch_size=2, seq_len=32, train_pairs=4,
+             heldout_pairs=2)
+  model_, _ = pm.train(cfg, None, jax.random.key(0), log=lambda _: None)
+  assert model_.cfg == SMALL
+  _, _, planted = checkpoint.load_model(small_dir)
+  # Training (a warmup step at lr 0, then one) moved the planted weights: they were the ones loaded.
+  diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), planted,
+                      model_.params['decoder'])
+  assert 0 < max(jax.tree.leaves(diff)) < 1

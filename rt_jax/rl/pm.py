@@ -26,6 +26,7 @@ from flax import struct
 from jax.experimental import multihost_utils
 
 from rt_jax.core import checkpoint as checkpoint_lib
+from rt_jax.core import convert
 from rt_jax.core import model as model_lib
 from rt_jax.core import sharding
 from rt_jax.core import staging
@@ -51,7 +52,9 @@ def default_config() -> ml_collections.ConfigDict:
   """Settings that train the `tiny` preset from scratch in about a minute on 2 CPU cores."""
   return ml_collections.ConfigDict({
       'preset': 'tiny',
-      'init_from': '',  # a model directory (checkpoint.load_model); replaces preset
+      # a model directory, or 'smollm2' (fetched and converted once, as a run's init_from);
+      # replaces preset
+      'init_from': '',
       'steps': 60,
       'batch_size': 8,  # pairs per step: 2 * batch_size sequences
       'lr': 2e-3,
@@ -163,7 +166,7 @@ def _optimizer(pm_cfg) -> optax.GradientTransformation:
 def _model(pm_cfg, tok, key):
   """(cfg, tok, decoder params) from init_from, or a fresh preset over `tok` (builtin if None)."""
   if pm_cfg.init_from:
-    cfg, tok, decoder = checkpoint_lib.load_model(pm_cfg.init_from)
+    cfg, tok, decoder = convert.load_named(pm_cfg.init_from)
   else:
     try:
       cfg = model_lib.preset(pm_cfg.preset)
@@ -318,7 +321,7 @@ def trained(pm_cfg, directory: str, key, log: Callable[[str], Any] = print,
     return pm, metrics
   if pm is None:  # the architecture from the config; the weights and seq_len from process 0
     if pm_cfg.init_from:
-      cfg, tok = checkpoint_lib.read_model_files(pm_cfg.init_from)
+      cfg, tok, _ = convert.load_named(pm_cfg.init_from)
     else:
       cfg, tok = model_lib.preset(pm_cfg.preset), tokenizer_lib.builtin()
     zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), _abstract_params(cfg))
