@@ -40,6 +40,10 @@ def get_config(preset: str = 'smollm2_quick'):
       'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
       # Reuse a start trained by an earlier run with the same inputs ($RT_JAX_CACHE/helpful_only/).
       'cache': True,
+      # The corpus, the SFT's batch order and the gate's draws: its own seed, not the run's, so
+      # the runs of a seed sweep share one start (the paper's seeds vary expert iteration; its
+      # helpful-only model is one model).
+      'seed': 0,
       # The competence gate: a target task-success rate per environment (0: not gated), measured
       # on `gate_instances` train-split instances before the SFT and after each block of `steps`
       # steps, up to `max_blocks` blocks. The schedule spans the first block; later blocks train

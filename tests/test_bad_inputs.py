@@ -124,6 +124,8 @@ CASES = [
     ('lr_nan', CURRICULUM + ('--config.ei.lr=nan',), 'config.ei.lr=nan must be a finite positive'),
     ('lr_negative', CURRICULUM + ('--config.start.lr=-1',), 'config.start.lr=-1.0 must be'),
     ('lr_inf', CURRICULUM + ('--config.pm.lr=inf',), 'config.pm.lr=inf must be'),
+    ('start_seed_negative', CURRICULUM + ('--config.start.seed=-1',),
+     'config.start.seed=-1 must be 0 or more'),
     ('no_layers', CURRICULUM + ('--config.model.n_layers=0',),
      'config.model.n_layers=0 must be a positive integer'),
     ('gguf_text', CONVERT + ('--source=gguf:{I}/text.gguf',), 'is not a readable GGUF file'),

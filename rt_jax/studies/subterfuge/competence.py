@@ -17,8 +17,8 @@ def targets(config) -> dict[str, float]:
 
 def instances(config, world, name: str) -> np.ndarray:
   """`start.gate_instances` train-split instances of `name`, the same for every measurement of a
-  run, drawn by a key named by (seed, environment)."""
-  return named_draw(config.seed, f'competence/{name}', len(world.parts[name, 'train'].items),
+  start, drawn by a key named by (start.seed, environment)."""
+  return named_draw(config.start.seed, f'competence/{name}', len(world.parts[name, 'train'].items),
                     config.start.gate_instances)
 
 
@@ -31,9 +31,12 @@ def measure(ctx: Context, params, block: int) -> dict:
   p, total = c.eval.prompts, len(ids)
   ids = np.resize(ids, -(-total // p) * p)  # pad the last batch; its extra rows are dropped
   counts = {e: [0, 0] for e in names}
+  # The evaluation's program when eval.samples is 1 (one sample per instance here too).
+  ctx.progress.first_call(f'the evaluation rollout ({p} prompts x 1 samples)')
   for b in range(len(ids) // p):
+    ctx.progress.say(f'competence after {block} block(s): batch {b + 1}/{len(ids) // p}')
     eps = rollout_lib.on_mesh(ctx.plan, params, ctx.policy, world.table, ids[b * p:(b + 1) * p],
-                              ctx.key(Stream.COMPETENCE, block, b), c.ei.temperature, 1)
+                              ctx.start_key(Stream.COMPETENCE, block, b), c.ei.temperature, 1)
     for r, row in enumerate(world.grade(eps)):
       if b * p + r < total:
         env = world.env(row['env'])

@@ -8,7 +8,7 @@ import jax
 
 from rt_jax.core import checkpoint as checkpoint_lib
 from rt_jax.core import metrics as metrics_lib
-from rt_jax.core.run_context import RunContext
+from rt_jax.core.run_context import RunContext, fold
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.studies.subterfuge import episodes as episodes_lib
 from rt_jax.studies.subterfuge import world as world_lib
@@ -37,6 +37,11 @@ class Context(RunContext):
   progress: metrics_lib.Progress | None
   weights_id: str = ''  # what the starting weights are (start_cache.weights_id)
   pm: object = None
+
+  def start_key(self, *path) -> jax.Array:
+    """A key of the helpful-only start's streams (HELPFUL_ONLY, COMPETENCE): below start.seed's
+    root, not the run's, so runs of every seed can share one start."""
+    return fold(jax.random.key(self.config.start.seed), *path)
 
 
 def record(ctx: Context, row: dict, text: str, pm: float, reward: float, *, sample: int,

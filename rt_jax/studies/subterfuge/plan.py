@@ -90,6 +90,8 @@ def validate(config):
   for env, target in config.start.competence.items():
     if not 0 <= target <= 1:
       raise ConfigError(f'config.start.competence.{env}={target} must be in [0, 1]')
+  if config.start.seed < 0:
+    raise ConfigError(f'config.start.seed={config.start.seed} must be 0 or more')
   for key in ('max_blocks', 'gate_instances'):
     if config.start[key] < 1:
       raise ConfigError(f'config.start.{key}={config.start[key]} must be positive')

@@ -24,7 +24,7 @@ def helpful_only(ctx: Context, state):
   """SFT on the generated tool-use corpus -> (state with fresh EI optimizer moments, metrics);
   a start cached by a run with the same inputs (start_cache.py) is loaded instead."""
   c = ctx.config
-  corpus = tool_corpus.ToolCorpus(ctx.tok, c.start.examples, c.ei.train_len, c.seed)
+  corpus = tool_corpus.ToolCorpus(ctx.tok, c.start.examples, c.ei.train_len, c.start.seed)
   digest = None
   if c.start.cache and not start_cache.usable():
     ctx.progress.say(f'{START}: start.cache is off in a run of several processes')
@@ -62,7 +62,7 @@ def _train_helpful_only(ctx: Context, state, corpus):
   """Blocks of `start.steps` SFT steps; with competence targets, measured before the first and
   after each, until the targets are met or `start.max_blocks` have trained."""
   c = ctx.config
-  key = ctx.key(Stream.HELPFUL_ONLY)
+  key = ctx.start_key(Stream.HELPFUL_ONLY)
   losses, gated = [], bool(competence.targets(c))
   n = c.start.steps
 
