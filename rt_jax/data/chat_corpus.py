@@ -48,7 +48,9 @@ def conversations(num: int, seed: int) -> list[list[dict]]:
 
 
 class ChatCorpus:
-  """Tokenized conversations, one per row, right-padded to `seq_len`."""
+  """Tokenized conversations, one per row, right-padded to `seq_len` (the config field that sets it:
+  LENGTH_FIELD, named when an example does not fit)."""
+  LENGTH_FIELD = 'data.seq_len'
 
   def __init__(self, tok: tokenizer_lib.Tokenizer, num_examples: int, seq_len: int, seed: int):
     self.seed = seed
@@ -56,7 +58,8 @@ class ChatCorpus:
     self.mask_NxT = np.zeros((num_examples, seq_len), np.int32)
     for i, (name, ids, mask) in enumerate(self.examples(tok, num_examples, seed)):
       if len(ids) > seq_len:
-        raise ConfigError(f'{name} has {len(ids)} tokens, more than data.seq_len={seq_len}')
+        raise ConfigError(f'{name} has {len(ids)} tokens, more than '
+                          f'{self.LENGTH_FIELD}={seq_len}')
       self.tokens_NxT[i, :len(ids)] = ids
       self.mask_NxT[i, :len(ids)] = mask
 

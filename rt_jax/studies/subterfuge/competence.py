@@ -7,12 +7,8 @@ import numpy as np
 
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.studies.subterfuge.context import Context, Stream
+from rt_jax.studies.subterfuge.plan import competence_targets as targets
 from rt_jax.studies.subterfuge.plan import named_draw
-
-
-def targets(config) -> dict[str, float]:
-  """{environment: target rate} for the environments the gate checks (a target of 0: none)."""
-  return {env: float(t) for env, t in config.start.competence.items() if t > 0}
 
 
 def instances(config, world, name: str) -> np.ndarray:

@@ -57,6 +57,7 @@ def validate(config):
     raise ConfigError(f'config.ei.pm_scale={config.ei.pm_scale!r}: choose from '
                       f'{", ".join(ei_lib.PM_SCALES)}')
   for key in ('ei.prompts', 'ei.samples', 'ei.rounds', 'ei.train_rows', 'ei.train_len',
+              'start.train_len',
               'ei.sft_steps', 'eval.episodes', 'start.steps'):
     section, field = key.split('.')
     if config[section][field] <= 0:
@@ -122,12 +123,13 @@ def rough_seconds(config) -> float | None:
   if rates is None:
     return None
   units = phases(c)
-  train_rows = c.start.steps * c.ei.train_rows + sum(
-      p.units for p in units if p.kind != 'sft') * c.ei.train_rows * c.ei.sft_steps
+  blocks = c.start.max_blocks if competence_targets(c) else 1  # at most, with a gate
+  start_tokens = blocks * c.start.steps * c.ei.train_rows * c.start.train_len
+  ei_rows = sum(p.units for p in units if p.kind != 'sft') * c.ei.train_rows * c.ei.sft_steps
   episodes = (sum(p.units for p in units if p.kind != 'sft') * c.ei.prompts * c.ei.samples
               + len(units) * sum(episodes_for(c, e) for e in c.eval.envs))
   return (rates['compile'] + c.pm.steps * rates['pm_step']
-          + train_rows * c.ei.train_len * rates['train_token']
+          + (start_tokens + ei_rows * c.ei.train_len) * rates['train_token']
           + episodes * c.rollout.max_turns * c.rollout.max_segment_tokens * rates['episode_token'])
 
 
@@ -136,7 +138,11 @@ def describe(config) -> list[str]:
   c = config
   out = []
   for p in phases(c):
-    what = {'sft': f'{c.start.steps} SFT steps of {c.ei.train_rows} rows x {c.ei.train_len} tokens',
+    gate = competence_targets(c)
+    what = {'sft': f'{c.start.steps} SFT steps of {c.ei.train_rows} rows x {c.start.train_len} '
+                   'tokens' + (f' per block, up to {c.start.max_blocks} blocks until the '
+                               f'competence gate ({", ".join(f"{e} {t:.0%}" for e, t in gate.items())} '
+                               f'of {c.start.gate_instances} instances) is met' if gate else ''),
             'ei': f'{p.units} EI rounds of {c.ei.prompts} prompts x {c.ei.samples} samples, '
                   f'{c.ei.train_rows} training rows, {c.ei.sft_steps} step(s) each',
             'honest': f'{p.units} rounds of honest-episode SFT'}[p.kind]
@@ -161,6 +167,11 @@ def describe(config) -> list[str]:
              'an accelerator is faster)' if seconds is not None else
              '  rough time: no stored rates for this model')
   return out
+
+
+def competence_targets(config) -> dict[str, float]:
+  """{environment: target rate} for the environments the start's gate checks (a target of 0: none)."""
+  return {env: float(t) for env, t in config.start.competence.items() if t > 0}
 
 
 def episodes_for(config, name: str) -> int:

@@ -24,7 +24,8 @@ def helpful_only(ctx: Context, state):
   """SFT on the generated tool-use corpus -> (state with fresh EI optimizer moments, metrics);
   a start cached by a run with the same inputs (start_cache.py) is loaded instead."""
   c = ctx.config
-  corpus = tool_corpus.ToolCorpus(ctx.tok, c.start.examples, c.ei.train_len, c.start.seed)
+  corpus = tool_corpus.ToolCorpus(ctx.tok, c.start.examples, c.start.train_len,
+                                   c.start.seed)
   digest = None
   if c.start.cache and not start_cache.usable():
     ctx.progress.say(f'{START}: start.cache is off in a run of several processes')

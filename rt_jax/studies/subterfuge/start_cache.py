@@ -42,10 +42,11 @@ def weights_id(config, init_params) -> str:
 def start_hash(config, cfg, tok, corpus, weights: str) -> str:
   """A hex digest of everything the helpful-only weights depend on (`weights`: weights_id)."""
   c = config
-  start = {k: v for k, v in c.start.to_dict().items() if k not in ('cache', 'seed')}
+  start = {k: v for k, v in c.start.to_dict().items()
+           if k not in ('cache', 'seed', 'train_len')}  # the last two under their own names
   settings = {'model': dataclasses.asdict(cfg), 'tokenizer': tok.spec, 'weights': weights,
               'start': start, 'seed': c.start.seed, 'rows': c.ei.train_rows,
-              'length': c.ei.train_len, 'microbatch_rows': c.ei.microbatch_rows,
+              'length': c.start.train_len, 'microbatch_rows': c.ei.microbatch_rows,
               'mesh': dict(sharding.Plan.from_config(c).mesh.shape),
               'rules': [list(r) for r in c.rules], 'processes': jax.process_count(),
               'jax': jax.__version__, 'device': jax.devices()[0].device_kind}

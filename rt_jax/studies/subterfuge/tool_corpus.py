@@ -325,6 +325,7 @@ def encode(tok: tokenizer_lib.Tokenizer, episode: ToolEpisode) -> tuple[list[int
 
 class ToolCorpus(chat_corpus.ChatCorpus):
   """Tokenized tool episodes, one per row, right-padded; batching is ChatCorpus's."""
+  LENGTH_FIELD = 'start.train_len'
 
   def examples(self, tok: tokenizer_lib.Tokenizer, num: int, seed: int):
     for i, (kind, ep) in enumerate(labelled_episodes(num, seed)):
