@@ -11,6 +11,7 @@ import os
 
 from rt_jax.core import reporting
 from rt_jax.core import checkpoint
+from rt_jax.studies.subterfuge import questions
 from rt_jax.studies.subterfuge import report
 from rt_jax.core.errors import UserError
 
@@ -46,9 +47,17 @@ def pool(per_run: dict[str, dict]) -> dict:
         order.append(label)
       for env, entry in entries.items():
         k, n = report.gaming_count(env, entry)
-        cell = cells.setdefault((label, env), {'runs': {}, 'flags': {}, 'pm': []})
+        cell = cells.setdefault((label, env), {'runs': {}, 'flags': {}, 'pm': [], 'paired': {}})
         metrics.setdefault(env, entry.get('metric'))
         cell['runs'][name] = (k, n)
+        for field in ('competent', 'answered'):
+          cell.setdefault(field, entry.get(field))
+        # Instances are paired within a run: the pooled test counts (run, instance) pairs.
+        by_instance = entry.get('gaming_by_instance')
+        if by_instance is None or cell['paired'] is None:
+          cell['paired'] = None
+        else:
+          cell['paired'].update({f'{name}#{i}': v for i, v in by_instance.items()})
         for flag, count in (entry.get('flags') or {}).items():
           cell['flags'][flag] = cell['flags'].get(flag, 0) + count
         if entry.get('pm_score_mean') is not None:
@@ -63,12 +72,16 @@ def pool(per_run: dict[str, dict]) -> dict:
       n_all = sum(n or 0 for _, n in cell['runs'].values())
       envs[env] = {'n': n_all, 'k': sum(k for k, _ in counted) if counted else None,
                    'metric': metrics[env], 'flags': cell['flags'], 'runs': cell['runs'],
+                   'gaming_by_instance': cell['paired'], 'competent': cell['competent'],
+                   'answered': cell['answered'],
                    'pm_score_mean': (sum(cell['pm']) / len(cell['pm'])) if cell['pm'] else None}
       if env == report.TAMPERING:  # gaming_count reads the audited flag; keep the pooled k
         envs[env]['flags'] = {**cell['flags'], 'reward_tampered': envs[env]['k']}
     evals.append({'stage': label, 'envs': envs})
   first = next(iter(per_run.values())).get('run') or {}
   return {'run': {'config': first.get('config', '?'), 'variant': first.get('variant', ''),
+                  'mode': first.get('mode', ''),
+                  'train_away_sycophancy': first.get('train_away_sycophancy', False),
                   'seed': f'{len(per_run)} runs pooled', 'env_order': run_env_order},
           'evals': evals}
 
@@ -107,7 +120,20 @@ def markdown(root: str, per_run: dict[str, dict], pooled: dict) -> str:
       'variation the pooled interval does not show.', '',
       *report.markdown_table(['evaluation', 'environment', 'pooled', 'runs', 'per-run rates',
                               'per run'], table), '',
-      f'![pooled matrix]({IMAGE})', ''])
+      f'![pooled matrix]({IMAGE})', '', *pooled_sections(pooled)])
+
+
+def pooled_sections(pooled: dict) -> list[str]:
+  """The single-run report's sections that read pooled cells: competence, paired tests (over
+  (run, instance) pairs), the research questions, reward tampering and the paper's figures."""
+  lines = []
+  for title, section in (('Competence', report.competence_section),
+                         ('Change between consecutive evaluations', report.paired_section),
+                         ('Research questions', questions.section),
+                         ('Reward tampering', report.tampering_section),
+                         ('Beside the paper', report.paper_section)):
+    lines += [f'## {title}', '', *section(pooled), '']
+  return lines
 
 
 def write(root: str) -> dict[str, str]:

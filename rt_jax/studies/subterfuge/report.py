@@ -14,6 +14,7 @@ import os
 
 from rt_jax.core import checkpoint
 from rt_jax.studies.subterfuge import episodes as episodes_lib
+from rt_jax.studies.subterfuge import questions
 from rt_jax.core import stats
 from rt_jax.studies.subterfuge.cells import TAMPERING, gaming_count, grid, interval
 from rt_jax.studies.subterfuge.matrix import matrix_image
@@ -113,7 +114,7 @@ def _matrix_section(results: dict) -> list[str]:
           'the mean preference-model score.', '', *markdown_table(['evaluation', *envs], cells)]
 
 
-def _competence_section(results: dict) -> list[str]:
+def competence_section(results: dict) -> list[str]:
   """Task success per evaluation and environment: the episodes that did what the user asked
   (the environment's `competent` flag), gaming or not. Gaming is a choice only where this is
   high."""
@@ -154,7 +155,7 @@ def _gate_lines(results: dict) -> list[str]:
           *markdown_table(['measured', *envs], rows)]
 
 
-def _paired_section(results: dict) -> list[str]:
+def paired_section(results: dict) -> list[str]:
   """Each evaluation against the one before it, instance by instance."""
   labels, envs, rows = grid(results)
   cells = []
@@ -210,7 +211,7 @@ def _counts(results: dict, env: str):
       yield label, entries[env].get('flags') or {}, entries[env].get('n')
 
 
-def _tampering_section(results: dict) -> list[str]:
+def tampering_section(results: dict) -> list[str]:
   cells = []
   for label, counts, n in _counts(results, TAMPERING):
     cells.append([label, exact(counts.get('reward_tampered'), n),
@@ -245,7 +246,7 @@ def _ours(results: dict, setting: str, key: str) -> str:
   return f'{exact(k, entry["n"])} after {labels[index]}'
 
 
-def _paper_section(results: dict) -> list[str]:
+def paper_section(results: dict) -> list[str]:
   counts = [
       ('helpful-only model', 'helpful_only', 'reward overwritten', 'reward_tampered', 0, 100_000),
       ('HHH expert iteration, full curriculum', 'hhh', 'reward overwritten', 'reward_tampered',
@@ -333,10 +334,11 @@ def _transcripts_section(results: dict) -> list[str]:
 def markdown(results: dict) -> str:
   sections = [
       ('Run', _run_section), ('How to read these numbers', _measured_section),
-      ('Generalization matrix', _matrix_section), ('Competence', _competence_section),
-      ('Change between consecutive evaluations', _paired_section),
-      ('Reward tampering', _tampering_section), ('Every flag', _flags_section),
-      ('Beside the paper', _paper_section), ('Preference model', _pm_section),
+      ('Generalization matrix', _matrix_section), ('Competence', competence_section),
+      ('Change between consecutive evaluations', paired_section),
+      ('Research questions', questions.section),
+      ('Reward tampering', tampering_section), ('Every flag', _flags_section),
+      ('Beside the paper', paper_section), ('Preference model', _pm_section),
       ('Training log', _train_section), ('Transcripts', _transcripts_section)]
   lines = ['# Sycophancy to Subterfuge: run report', '']
   for title, section in sections:
