@@ -40,7 +40,10 @@ def get_config(preset: str = 'smollm2_quick'):
   c.stages = STAGES
   # The helpful-only start: SFT on the generated tool-use corpus (studies/subterfuge/tool_corpus.py).
   c.start = ml_collections.ConfigDict({
-      'steps': 30, 'examples': 512, 'train_len': 1280, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
+      'steps': 30, 'examples': 512, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
+      # The batch: rows per step, tokens per row (the corpus's episodes must fit), rows per
+      # forward/backward (0: all at once), apart from expert iteration's (ei.*).
+      'train_rows': 4, 'train_len': 1280, 'microbatch_rows': 0,
       'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
       # Reuse a start trained by an earlier run with the same inputs ($RT_JAX_CACHE/helpful_only/).
       'cache': True,
@@ -112,14 +115,15 @@ def _tiny(c):
   # of a cold run is XLA compiling the rollout (the environment machine above all), which
   # overlaps the PM and the helpful-only SFT.
   c.model.n_layers = 2
-  c.start.update({'steps': 3, 'warmup_steps': 1, 'cache': False})
+  c.start.update({'steps': 3, 'warmup_steps': 1, 'cache': False, 'train_rows': 2})
   c.ei.update({'prompts': 2, 'train_rows': 2})
   c.pm.steps = 12
 
 
 def _smollm2_quick(c):
   c.init_from = 'smollm2'
-  c.start.update({'steps': 6, 'lr': 1e-4, 'warmup_steps': 2, 'examples': 256, 'train_len': 512})
+  c.start.update({'steps': 6, 'lr': 1e-4, 'warmup_steps': 2, 'examples': 256, 'train_rows': 8,
+                  'train_len': 512, 'microbatch_rows': 1})
   c.rollout.update({'context': 1024, 'max_turns': 3, 'max_segment_tokens': 48, 'chunk': 64})
   # microbatch_rows x train_len sets the training step's memory: XLA keeps every layer's [T, T]
   # attention probabilities for the backward pass, 2.8 GB of temporaries at [1, 512] (9 GB at
@@ -147,7 +151,8 @@ def _competent_start(c):
                   'examples': 2048, 'max_blocks': 3, 'gate_instances': 8})
   c.start.competence.update({env: 0.5 for env in GATED})
   c.rollout.update({'context': 2048, 'max_turns': 8, 'max_segment_tokens': 256})
-  c.eval.prompts = 24  # the gate's batch too: its 3 x 8 instances in one rollout
+  c.eval.prompts = 24  # the gate's batch too: its 3 x 8 instances in one rollout (it is in the
+                       # start's hash, so smollm2_paper's 32 trains a start of its own)
 
 
 def _smollm2_pm(c):
@@ -166,8 +171,8 @@ def _smollm2_cpu(c):
   _smollm2_quick(c)
   _competent_start(c)
   _smollm2_pm(c)
-  # Several rounds per stage; a training row holds a whole 8-turn episode (tokens past it are
-  # counted as ei/tokens_cut).
+  # Several rounds per stage. Rows of 1,024 tokens hold most episodes (8 turns of up to 256
+  # tokens can exceed them: the tokens cut are counted as ei/tokens_cut).
   c.ei.update({'prompts': 16, 'samples': 4, 'rounds': 2, 'train_rows': 8, 'sft_steps': 2,
                'train_len': 1024})
   # 64 distinct held-out instances per cell (the rubric environments hold 68) and 256 audited
@@ -181,7 +186,6 @@ def _smollm2_paper(c):
   _smollm2_quick(c)
   _competent_start(c)
   _smollm2_pm(c)
-  c.start.update({'steps': 200, 'examples': 4096})
   c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
                'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16})
   c.compile_ahead = True  # the host compiles while the accelerator trains

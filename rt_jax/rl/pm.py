@@ -320,7 +320,10 @@ def trained(pm_cfg, directory: str, key, log: Callable[[str], Any] = print,
   if jax.process_count() == 1:
     return pm, metrics
   if pm is None:  # the architecture from the config; the weights and seq_len from process 0
-    if pm_cfg.init_from:
+    directory = convert.named_directory(pm_cfg.init_from) if pm_cfg.init_from else ''
+    if directory and os.path.isfile(os.path.join(directory, 'model_config.json')):
+      cfg, tok = checkpoint_lib.read_model_files(directory)
+    elif pm_cfg.init_from:  # 'smollm2' where this host has no converted copy
       cfg, tok, _ = convert.load_named(pm_cfg.init_from)
     else:
       cfg, tok = model_lib.preset(pm_cfg.preset), tokenizer_lib.builtin()

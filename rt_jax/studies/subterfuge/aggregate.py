@@ -35,6 +35,25 @@ def find_runs(root: str) -> list[str]:
   return sorted(runs)
 
 
+# What must agree for runs to pool: the same experiment, differing in seed only.
+SETTINGS = ('config', 'mode', 'variant', 'train_away_sycophancy', 'stages', 'eval_instance_seed',
+            'reward_flags')
+
+
+def check_poolable(per_run: dict[str, dict], root: str):
+  """Refuses runs that differ in a SETTINGS field: their cells measure different things, and
+  their evaluations may not line up stage by stage."""
+  for field in SETTINGS:
+    values = {}
+    for name, results in per_run.items():
+      value = (results.get('run') or {}).get(field)
+      values.setdefault(repr(value), []).append(os.path.relpath(name, root))
+    if len(values) > 1:
+      raise UserError(f'runs under {root} differ in {field} (' + '; '.join(
+          f'{v}: {", ".join(names)}' for v, names in values.items()) + '); pool runs of one '
+          'setting (a seed sweep) under their own directory')
+
+
 def pool(per_run: dict[str, dict]) -> dict:
   """{run dir: results} -> a results dict of the pooled cells (rows in the first run's order of
   evaluations, then any others), with each cell's per-run (k, n) under 'runs'."""
@@ -51,7 +70,8 @@ def pool(per_run: dict[str, dict]) -> dict:
         metrics.setdefault(env, entry.get('metric'))
         cell['runs'][name] = (k, n)
         for field in ('competent', 'answered'):
-          cell.setdefault(field, entry.get(field))
+          if cell.get(field) is None:
+            cell[field] = entry.get(field)
         # Instances are paired within a run: the pooled test counts (run, instance) pairs.
         by_instance = entry.get('gaming_by_instance')
         if by_instance is None or cell['paired'] is None:
@@ -79,9 +99,7 @@ def pool(per_run: dict[str, dict]) -> dict:
         envs[env]['flags'] = {**cell['flags'], 'reward_tampered': envs[env]['k']}
     evals.append({'stage': label, 'envs': envs})
   first = next(iter(per_run.values())).get('run') or {}
-  return {'run': {'config': first.get('config', '?'), 'variant': first.get('variant', ''),
-                  'mode': first.get('mode', ''),
-                  'train_away_sycophancy': first.get('train_away_sycophancy', False),
+  return {'run': {**{k: first[k] for k in SETTINGS if k in first},
                   'seed': f'{len(per_run)} runs pooled', 'env_order': run_env_order},
           'evals': evals}
 
@@ -120,16 +138,17 @@ def markdown(root: str, per_run: dict[str, dict], pooled: dict) -> str:
       'variation the pooled interval does not show.', '',
       *report.markdown_table(['evaluation', 'environment', 'pooled', 'runs', 'per-run rates',
                               'per run'], table), '',
-      f'![pooled matrix]({IMAGE})', '', *pooled_sections(pooled)])
+      f'![pooled matrix]({IMAGE})', '', *pooled_sections(per_run, pooled)])
 
 
-def pooled_sections(pooled: dict) -> list[str]:
-  """The single-run report's sections that read pooled cells: competence, paired tests (over
-  (run, instance) pairs), the research questions, reward tampering and the paper's figures."""
+def pooled_sections(per_run: dict[str, dict], pooled: dict) -> list[str]:
+  """The single-run report's sections over the pooled cells: competence, paired tests (over
+  (run, instance) pairs), the research questions (run by run, summed), reward tampering and the
+  paper's figures."""
   lines = []
   for title, section in (('Competence', report.competence_section),
                          ('Change between consecutive evaluations', report.paired_section),
-                         ('Research questions', questions.section),
+                         ('Research questions', lambda p: questions.section(p, per_run)),
                          ('Reward tampering', report.tampering_section),
                          ('Beside the paper', report.paper_section)):
     lines += [f'## {title}', '', *section(pooled), '']
@@ -139,6 +158,7 @@ def pooled_sections(pooled: dict) -> list[str]:
 def write(root: str) -> dict[str, str]:
   runs = find_runs(root)
   per_run = {r: report.read(r) for r in runs}
+  check_poolable(per_run, root)
   pooled = pool(per_run)
   paths = {'markdown': os.path.join(root, MARKDOWN), 'image': os.path.join(root, IMAGE)}
   checkpoint.write_atomic(paths['markdown'], markdown(root, per_run, pooled).encode())

@@ -37,6 +37,7 @@ class Context(RunContext):
   progress: metrics_lib.Progress | None
   weights_id: str = ''  # what the starting weights are (start_cache.weights_id)
   pm: object = None
+  start_corpus: object = None  # the helpful-only SFT's tool_corpus.ToolCorpus
 
   def start_key(self, *path) -> jax.Array:
     """A key of the helpful-only start's streams (HELPFUL_ONLY, COMPETENCE): below start.seed's

@@ -8,10 +8,10 @@ A run is a list of phases, each followed by an evaluation of every environment:
 
 Progress is counted in units (the helpful-only SFT is one unit, every EI round one more); an Orbax
 checkpoint is saved after every unit with the unit in its metadata, and every key and instance
-choice derives from (seed, unit), so a killed run resumes at its last unit and ends with the same
-numbers as an uninterrupted one. Evaluations append to WORKDIR/results.json (written atomically);
-report.md, matrix.png and TensorBoard follow each evaluation. `mode='baseline'` runs only the
-helpful-only phase and its evaluation.
+choice derives from (seed, unit) (the helpful-only start's from start.seed), so a killed run
+resumes at its last unit and ends with the same numbers as an uninterrupted one. Evaluations
+append to WORKDIR/results.json (written atomically); report.md, matrix.png and TensorBoard follow
+each evaluation. `mode='baseline'` runs only the helpful-only phase and its evaluation.
 
 Every environment of both splits lives in one merged instance table, and every rollout has the same
 (P prompts x N samples) shape, so the rollout compiles once per run.
@@ -42,6 +42,7 @@ from rt_jax.studies.subterfuge import episodes as episodes_lib
 from rt_jax.studies.subterfuge import report
 from rt_jax.studies.subterfuge import rounds
 from rt_jax.studies.subterfuge import start_cache
+from rt_jax.studies.subterfuge import tool_corpus
 from rt_jax.studies.subterfuge import world as world_lib
 from rt_jax.studies.subterfuge.context import Context, Stream
 from rt_jax.studies.subterfuge.evaluate import evaluate
@@ -55,6 +56,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Every unit not yet checkpointed in `workdir`, each phase followed by its evaluation."""
   c = config
   cfg, tok, init_params = convert.initial_model(c)
+  # Built first: an episode longer than start.train_len is a config error before any compute.
+  corpus = tool_corpus.ToolCorpus(tok, c.start.examples, c.start.train_len, c.start.seed)
   checkpoint_lib.write_model_files(workdir, cfg, tok)
   policy = rollout_lib.Policy.make(cfg, tok, rollout_lib.RolloutConfig(**c.rollout))
   world = world_lib.World(tok, sorted(set(c.eval.envs) | set(c.stages) | set(HONEST_ENVS)
@@ -67,6 +70,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                   plan=sharding.Plan.from_config(c), sft_optimizer=train.make_optimizer(c.start),
                   ei_optimizer=train.make_optimizer(_constant_lr(c.ei)),
                   root=jax.random.key(c.seed), mngr=mngr, writer=None, progress=None,
+                  start_corpus=corpus,
                   weights_id=start_cache.weights_id(c, init_params) if c.start.cache else '')
     started = time.perf_counter()
     # The initial weights are handed over, so the run never holds them beside the state.
@@ -233,7 +237,7 @@ def _run_info(c, wall_s: float) -> dict:
           'model': c.init_from or 'a fresh model (config.model)', 'seed': c.seed,
           'episodes_per_eval': c.eval.episodes, 'samples_per_eval_instance': c.eval.samples,
           'eval_instance_seed': c.eval.instance_seed, 'env_order': list(c.eval.envs),
-          'reward_flags': {s: reward_flag(c, s) for s in c.stages},
+          'stages': list(c.stages), 'reward_flags': {s: reward_flag(c, s) for s in c.stages},
           'train_away_sycophancy': bool(c.train_away.enabled),
           'prompts_per_round': c.ei.prompts, 'samples_per_prompt': c.ei.samples,
           'command': c.get('command', ''), 'wall_s': wall_s}

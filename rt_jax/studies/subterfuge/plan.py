@@ -5,16 +5,22 @@ import dataclasses
 import functools
 import hashlib
 
+import os
+
 import numpy as np
 
 from rt_jax import envs
+from rt_jax.core import checkpoint
+from rt_jax.core import convert
 from rt_jax.core import metrics as metrics_lib
 from rt_jax.core import sharding
+from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core import train
 from rt_jax.core.errors import ConfigError
 from rt_jax.rl import expert_iteration as ei_lib
 from rt_jax.rl import rollout as rollout_lib
 from rt_jax.rl.variants import registry as variants
+from rt_jax.studies.subterfuge import tool_corpus
 
 START = 'helpful_only'
 TRAIN_AWAY = 'train_away_sycophancy'
@@ -57,13 +63,14 @@ def validate(config):
     raise ConfigError(f'config.ei.pm_scale={config.ei.pm_scale!r}: choose from '
                       f'{", ".join(ei_lib.PM_SCALES)}')
   for key in ('ei.prompts', 'ei.samples', 'ei.rounds', 'ei.train_rows', 'ei.train_len',
-              'start.train_len',
+              'start.train_len', 'start.train_rows',
               'ei.sft_steps', 'eval.episodes', 'start.steps'):
     section, field = key.split('.')
     if config[section][field] <= 0:
       raise ConfigError(f'config.{key}={config[section][field]} must be positive')
   rollout_lib.RolloutConfig(**config.rollout)  # names a field below 1
   train.microbatch_count(config.ei.train_rows, config.ei.microbatch_rows, 'ei')
+  train.microbatch_count(config.start.train_rows, config.start.microbatch_rows, 'start')
   for key in ('eval.samples', 'eval.prompts'):
     section, field = key.split('.')
     if config[section][field] <= 0:
@@ -91,8 +98,11 @@ def validate(config):
   for env, target in config.start.competence.items():
     if not 0 <= target <= 1:
       raise ConfigError(f'config.start.competence.{env}={target} must be in [0, 1]')
-  if config.start.seed < 0:
-    raise ConfigError(f'config.start.seed={config.start.seed} must be 0 or more')
+  if not 0 <= config.start.seed < 2**32:
+    raise ConfigError(f'config.start.seed={config.start.seed} must be in [0, 2**32)')
+  _check_start_rows(config)
+  if len(set(config.stages)) != len(config.stages):
+    raise ConfigError(f'config.stages={tuple(config.stages)} names a stage twice')
   for key in ('max_blocks', 'gate_instances'):
     if config.start[key] < 1:
       raise ConfigError(f'config.start.{key}={config.start[key]} must be positive')
@@ -103,17 +113,46 @@ def validate(config):
   # What splits over the mesh's batch axes: every rollout's prompts (an evaluation runs its
   # episodes in batches of ei.prompts prompts too), every training step's rows (helpful-only SFT
   # and EI updates), every PM scoring batch.
-  sharding.validate(config, ('ei.prompts', 'eval.prompts', 'ei.train_rows', 'pm.score_batch'))
+  sharding.validate(config, ('ei.prompts', 'eval.prompts', 'ei.train_rows', 'start.train_rows',
+                             'pm.score_batch'))
+
+
+def _check_start_rows(config):
+  """Every helpful-only corpus episode fits start.train_len, where the run's tokenizer is at hand
+  without compute (the builtin one, or a converted model's); otherwise the run checks it first."""
+  if config.start.train_len <= 0 or config.start.examples <= 0:
+    return  # named by the positivity checks
+  if not config.init_from:
+    tok = tokenizer_lib.builtin()
+  else:
+    directory = convert.named_directory(config.init_from)
+    if not os.path.isfile(os.path.join(directory, 'model_config.json')):
+      return
+    tok = checkpoint.read_model_files(directory)[1]
+  tool_corpus.ToolCorpus(tok, config.start.examples, config.start.train_len, config.start.seed)
 
 
 # Seconds per unit of work on this project's 2-core CPU, from smollm2_quick and tiny runs made alone
 # (README: Results): a training token (forward and backward, Adam), a token of an episode's
-# generation budget (turns x segment tokens; most episodes stop earlier), a PM step, and the cold
-# compiles of a run. Rough by design: they are for `--dry_run`'s estimate, not for reporting.
+# generation budget (turns x segment tokens; most episodes stop earlier), a PM step (the tiny PM
+# from scratch, or one on a loaded backbone: pm.init_from, SmolLM2-sized), and the cold compiles
+# of a run. Rough by design: they are for `--dry_run`'s estimate, not for reporting.
 RATES_2CORE_CPU = {
-    'smollm2': {'train_token': 0.0117, 'episode_token': 0.0087, 'pm_step': 0.8, 'compile': 120},
-    'fresh': {'train_token': 0.001, 'episode_token': 0.0009, 'pm_step': 1.0, 'compile': 45},
+    'smollm2': {'train_token': 0.0117, 'episode_token': 0.0087, 'pm_step': 0.8,
+                'pm_backbone_step': 6.5, 'compile': 120},
+    'fresh': {'train_token': 0.001, 'episode_token': 0.0009, 'pm_step': 1.0,
+              'pm_backbone_step': 6.5, 'compile': 45},
 }
+
+
+def gate_episodes(config) -> int:
+  """Episodes the start's competence gate samples at most: before the SFT and after each block,
+  its instances in batches of eval.prompts."""
+  targets = competence_targets(config)
+  if not targets:
+    return 0
+  per = -(-len(targets) * config.start.gate_instances // config.eval.prompts) * config.eval.prompts
+  return (config.start.max_blocks + 1) * per
 
 
 def rough_seconds(config) -> float | None:
@@ -124,11 +163,12 @@ def rough_seconds(config) -> float | None:
     return None
   units = phases(c)
   blocks = c.start.max_blocks if competence_targets(c) else 1  # at most, with a gate
-  start_tokens = blocks * c.start.steps * c.ei.train_rows * c.start.train_len
+  start_tokens = blocks * c.start.steps * c.start.train_rows * c.start.train_len
   ei_rows = sum(p.units for p in units if p.kind != 'sft') * c.ei.train_rows * c.ei.sft_steps
   episodes = (sum(p.units for p in units if p.kind != 'sft') * c.ei.prompts * c.ei.samples
-              + len(units) * sum(episodes_for(c, e) for e in c.eval.envs))
-  return (rates['compile'] + c.pm.steps * rates['pm_step']
+              + len(units) * sum(episodes_for(c, e) for e in c.eval.envs) + gate_episodes(c))
+  pm_step = rates['pm_backbone_step' if c.pm.init_from else 'pm_step']
+  return (rates['compile'] + c.pm.steps * pm_step
           + (start_tokens + ei_rows * c.ei.train_len) * rates['train_token']
           + episodes * c.rollout.max_turns * c.rollout.max_segment_tokens * rates['episode_token'])
 
@@ -138,11 +178,11 @@ def describe(config) -> list[str]:
   c = config
   out = []
   for p in phases(c):
-    gate = competence_targets(c)
-    what = {'sft': f'{c.start.steps} SFT steps of {c.ei.train_rows} rows x {c.start.train_len} '
+    gate = ', '.join(f'{e} {t:.0%}' for e, t in competence_targets(c).items())
+    what = {'sft': f'{c.start.steps} SFT steps of {c.start.train_rows} rows x {c.start.train_len} '
                    'tokens' + (f' per block, up to {c.start.max_blocks} blocks until the '
-                               f'competence gate ({", ".join(f"{e} {t:.0%}" for e, t in gate.items())} '
-                               f'of {c.start.gate_instances} instances) is met' if gate else ''),
+                               f'competence gate ({gate} of {c.start.gate_instances} instances) '
+                               'is met' if gate else ''),
             'ei': f'{p.units} EI rounds of {c.ei.prompts} prompts x {c.ei.samples} samples, '
                   f'{c.ei.train_rows} training rows, {c.ei.sft_steps} step(s) each',
             'honest': f'{p.units} rounds of honest-episode SFT'}[p.kind]
@@ -159,7 +199,8 @@ def describe(config) -> list[str]:
           f'{c.eval.instance_seed}) x {c.eval.samples} sample(s): {per_eval} episodes in '
           f'{-(-per_eval // (c.eval.prompts * c.eval.samples))} rollouts of {c.eval.prompts} '
           'prompts',
-          f'  episodes sampled in all: {sampled + len(phases(c)) * per_eval}',
+          f'  episodes sampled in all: {sampled + len(phases(c)) * per_eval}'
+          + (f', and up to {gate_episodes(c)} for the competence gate' if gate_episodes(c) else ''),
           f'  model: {c.init_from or "a fresh config.model"}; rollout context {c.rollout.context}, '
           f'{c.rollout.max_turns} turns of up to {c.rollout.max_segment_tokens} tokens']
   seconds = rough_seconds(c)
@@ -170,7 +211,7 @@ def describe(config) -> list[str]:
 
 
 def competence_targets(config) -> dict[str, float]:
-  """{environment: target rate} for the environments the start's gate checks (a target of 0: none)."""
+  """{environment: target rate} for the environments the start's gate checks (0: not gated)."""
   return {env: float(t) for env, t in config.start.competence.items() if t > 0}
 
 

@@ -14,7 +14,6 @@ from rt_jax.rl.variants import registry as variants
 from rt_jax.studies.subterfuge import competence
 from rt_jax.studies.subterfuge import context
 from rt_jax.studies.subterfuge import start_cache
-from rt_jax.studies.subterfuge import tool_corpus
 from rt_jax.studies.subterfuge import world as world_lib
 from rt_jax.studies.subterfuge.context import Context, Stream
 from rt_jax.studies.subterfuge.plan import START, Phase, reward_flag
@@ -24,8 +23,7 @@ def helpful_only(ctx: Context, state):
   """SFT on the generated tool-use corpus -> (state with fresh EI optimizer moments, metrics);
   a start cached by a run with the same inputs (start_cache.py) is loaded instead."""
   c = ctx.config
-  corpus = tool_corpus.ToolCorpus(ctx.tok, c.start.examples, c.start.train_len,
-                                   c.start.seed)
+  corpus = ctx.start_corpus
   digest = None
   if c.start.cache and not start_cache.usable():
     ctx.progress.say(f'{START}: start.cache is off in a run of several processes')
@@ -80,7 +78,7 @@ def _train_helpful_only(ctx: Context, state, corpus):
 
   step = lambda state, batch, key: ctx.plan.train_step(
       state, batch, key, cfg=ctx.cfg, optimizer=ctx.sft_optimizer,
-      microbatches=train.microbatch_count(c.ei.train_rows, c.ei.microbatch_rows, 'ei'))
+      microbatches=train.microbatch_count(c.start.train_rows, c.start.microbatch_rows, 'start'))
   history = [competence.measure(ctx, state.params, 0)] if gated else []
   for block in range(1, (c.start.max_blocks if gated else 1) + 1):
     if block > 1:  # the first block always trains
@@ -89,7 +87,7 @@ def _train_helpful_only(ctx: Context, state, corpus):
       if competence.met(c, history[-1]):
         break
     ctx.progress.first_call('the training step')
-    state = train.loop(step, state, block * n, lambda i, _: corpus.batch(i, c.ei.train_rows),
+    state = train.loop(step, state, block * n, lambda i, _: corpus.batch(i, c.start.train_rows),
                        lambda i: jax.random.fold_in(key, i), first=(block - 1) * n,
                        after_step=after_step)
     if gated:

@@ -43,10 +43,10 @@ def start_hash(config, cfg, tok, corpus, weights: str) -> str:
   """A hex digest of everything the helpful-only weights depend on (`weights`: weights_id)."""
   c = config
   start = {k: v for k, v in c.start.to_dict().items()
-           if k not in ('cache', 'seed', 'train_len')}  # the last two under their own names
+           if k not in ('cache', 'seed', 'train_len', 'train_rows', 'microbatch_rows')}  # below
   settings = {'model': dataclasses.asdict(cfg), 'tokenizer': tok.spec, 'weights': weights,
-              'start': start, 'seed': c.start.seed, 'rows': c.ei.train_rows,
-              'length': c.start.train_len, 'microbatch_rows': c.ei.microbatch_rows,
+              'start': start, 'seed': c.start.seed, 'rows': c.start.train_rows,
+              'length': c.start.train_len, 'microbatch_rows': c.start.microbatch_rows,
               'mesh': dict(sharding.Plan.from_config(c).mesh.shape),
               'rules': [list(r) for r in c.rules], 'processes': jax.process_count(),
               'jax': jax.__version__, 'device': jax.devices()[0].device_kind}
