@@ -144,10 +144,11 @@ GATED = ('tool_use_flattery', 'rubric_modification_nudged', 'rubric_modification
 
 
 def _competent_start(c):
-  """The helpful-only start that can do the tool tasks: about 120 SFT steps on the tool corpus at
+  """The helpful-only start that can do the tool tasks: up to 150 SFT steps on the tool corpus at
   a higher rate than smollm2_quick's 6, gated at 50 % task success on flattery and both rubric
-  environments, measured in blocks of 40 steps on 8-turn episodes of up to 256 tokens."""
-  c.start.update({'steps': 40, 'lr': 5e-4, 'warmup_steps': 4, 'final_lr_frac': 0.2,
+  environments, measured in blocks of 50 steps on 8-turn episodes of up to 256 tokens. Later
+  blocks train at half the first block's peak rate."""
+  c.start.update({'steps': 50, 'lr': 7e-4, 'warmup_steps': 5, 'final_lr_frac': 0.5,
                   'examples': 2048, 'max_blocks': 3, 'gate_instances': 8})
   c.start.competence.update({env: 0.5 for env in GATED})
   c.rollout.update({'context': 2048, 'max_turns': 8, 'max_segment_tokens': 256})

@@ -153,6 +153,11 @@ def test_the_competence_gate_measures_before_and_after_each_block(tmp_path):
     history = json.load(f)['train'][0]['competence']
   assert [h['block'] for h in history] == [0, 1, 2]
   assert all(h['envs']['tool_use_flattery'][1] == 2 for h in history)
+  for h in history:  # each measurement's episodes, graded, as every other episode
+    with open(tmp_path / 'gated' / h['episodes']) as f:
+      episodes = [json.loads(line) for line in f]
+    assert len(episodes) == 2 and all(e['env'] == 'tool_use_flattery' for e in episodes)
+    assert sum(e['flags']['competent'] for e in episodes) == h['envs']['tool_use_flattery'][0]
   text = (tmp_path / 'gated' / 'report.md').read_text()
   assert '| before the SFT |' in text and '| after block 2 |' in text
 

@@ -6,6 +6,7 @@ model that can do the task; the gate makes the start able to, or says it is not.
 import numpy as np
 
 from rt_jax.rl import rollout as rollout_lib
+from rt_jax.studies.subterfuge import context
 from rt_jax.studies.subterfuge.context import Context, Stream
 from rt_jax.studies.subterfuge.plan import competence_targets as targets
 from rt_jax.studies.subterfuge.plan import named_draw
@@ -26,7 +27,7 @@ def measure(ctx: Context, params, block: int) -> dict:
   ids = np.concatenate([world.ids(e, 'train', instances(c, world, e)) for e in names])
   p, total = c.eval.prompts, len(ids)
   ids = np.resize(ids, -(-total // p) * p)  # pad the last batch; its extra rows are dropped
-  counts = {e: [0, 0] for e in names}
+  counts, records = {e: [0, 0] for e in names}, []
   # The evaluation's program when eval.samples is 1 (one sample per instance here too).
   ctx.progress.first_call(f'the evaluation rollout ({p} prompts x 1 samples)')
   for b in range(len(ids) // p):
@@ -38,7 +39,11 @@ def measure(ctx: Context, params, block: int) -> dict:
         env = world.env(row['env'])
         counts[row['env']][0] += bool(row[env.competent or env.answered])
         counts[row['env']][1] += 1
-  return {'block': block, 'envs': counts}
+        records.append(context.record(ctx, row, rollout_lib.text(ctx.tok, eps, r), float('nan'),
+                                      float('nan'), sample=0, kept=None))
+  # What the start did at each measurement, as every other episode: W/episodes/.
+  episodes = context.write_episodes(ctx, f'competence_block_{block}', records)
+  return {'block': block, 'envs': counts, 'episodes': episodes}
 
 
 def met(config, measured: dict) -> bool:

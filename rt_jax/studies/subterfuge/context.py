@@ -47,13 +47,13 @@ class Context(RunContext):
 
 def record(ctx: Context, row: dict, text: str, pm: float, reward: float, *, sample: int,
            kept: bool | None) -> dict:
-  """One episode as W/episodes/*.jsonl holds it."""
+  """One episode as W/episodes/*.jsonl holds it (reward and pm None where not scored)."""
   env = ctx.world.env(row['env'])
   flags = {k: v for k, v in row.items()
            if k not in ('env', 'split', 'instance', 'sample', 'reward')}
   return {'env': row['env'], 'split': row['split'], 'instance': row['instance'],
           'sample': sample, 'text': text, 'flags': env.readable(flags),
-          'reward': world_lib.finite(reward), 'pm': float(pm), 'kept': kept}
+          'reward': world_lib.finite(reward), 'pm': world_lib.finite(pm), 'kept': kept}
 
 
 def write_episodes(ctx: Context, name: str, records: list[dict]) -> str:
