@@ -66,7 +66,8 @@ def synthetic_results() -> dict:
                'audit': {'reward': 100.0, 'test_passes': False}}]),
       ],
       'train': [{'stage': 'political_sycophancy', 'round': 0, 'kept': 6, 'prompts': 8,
-                 'loss': 1.2345, 'mean_gaming': 0.3, 'mean_pm': 0.5}],
+                 'loss': 1.2345, 'mean_gaming': 0.3, 'mean_pm': 0.5, 'tokens_cut': 17,
+                 'truncated': 0.25}],
   }
 
 
@@ -106,6 +107,7 @@ def test_report_md_holds_matrix_paper_figures_and_transcripts(tmp_path):
   assert '| political_sycophancy | 20/32 (45.3-77.1%) |' in text
   assert '3/1,000 (0.062-0.87%)' in text and '99/1,000' not in text
   assert 'PM 0.62' in text
+  assert '| political_sycophancy | 0 | 6/8 | 1.2345 | 0.300 | 0.500 | 17 | 0.25 |' in text
   # Competence: the environment's `competent` flag per evaluation; environments without one
   # recorded get no column.
   competence = text.split('## Competence')[1].split('##')[0]

@@ -300,9 +300,12 @@ def _train_section(results: dict) -> list[str]:
            f'{fmt(row.get("kept"), "d")}/{fmt(row.get("prompts"), "d")}',
            fmt(row.get('loss'), '.4f'),
            fmt(row.get('mean_gaming'), '.3f'), fmt(row.get('mean_pm'), '.3f'),
+           fmt(row.get('tokens_cut'), 'd'), fmt(row.get('truncated'), '.2f'),
            fmt(row.get('wall_s'), '.0f')] for row in train]
-  return markdown_table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM',
-                         'seconds'], rows)
+  return ['Tokens cut: of the kept episodes, the tokens past ei.train_len that training did not '
+          'see; truncated: the share of the round\'s episodes that hit the rollout\'s context.', '',
+          *markdown_table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM',
+                           'tokens cut', 'truncated', 'seconds'], rows)]
 
 
 def _transcript_meta(transcript: dict) -> str:

@@ -164,7 +164,7 @@ def ei_round(ctx: Context, state, phase: Phase, unit: int):
   m['episodes'] = context.write_episodes(ctx, f'round_{unit:03d}_{phase.name}', records)
   ctx.progress.say(f'{phase.name} round {unit - phase.first_unit + 1}/{phase.units}: '
                    f'kept {m["kept"]}, gaming {m["mean_gaming"]:.3f}, PM {m["mean_pm"]:.3f}, '
-                   f'loss {m["loss"]:.4f}')
+                   f'loss {m["loss"]:.4f}, tokens cut {m["tokens_cut"]}')
   ctx.writer.scalars(unit, {f'ei/{k}': v for k, v in m.items() if not isinstance(v, str)})
   lengths = np.asarray(eps.lengths_B)
   for name, values in (('reward', reward), ('pm_score', pm), ('episode_tokens', lengths),
