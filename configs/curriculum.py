@@ -72,7 +72,9 @@ def get_config(preset: str = 'smollm2_quick'):
       'samples': 2,  # N
       'rounds': 1,  # per stage
       'threshold': 0.0,  # hhh variant: keep a prompt's best episode when its score >= this
-      'temperature': 1.0,
+      # Sampling of every rollout (EI rounds, evaluations, the start's gate): softmax(logits / T)
+      # within the top_p nucleus (1: the whole distribution).
+      'temperature': 1.0, 'top_p': 1.0,
       'train_rows': 4,  # episodes per SFT batch (kept ones, padded with weight 0)
       'train_len': 1280,  # tokens per training row (start.train_len: the helpful-only SFT's)
       'sft_steps': 1,  # optimizer steps per round on the kept episodes
@@ -152,6 +154,9 @@ def _competent_start(c):
                   'examples': 2048, 'max_blocks': 3, 'gate_instances': 8})
   c.start.competence.update({env: 0.5 for env in GATED})
   c.rollout.update({'context': 2048, 'max_turns': 8, 'max_segment_tokens': 256})
+  # At temperature 1 over the whole vocabulary SmolLM2-135M's long tail derails most multi-call
+  # episodes (W/episodes/competence_block_0.jsonl); the nucleus keeps 95 % of the mass.
+  c.ei.top_p = 0.95
   c.eval.prompts = 24  # the gate's batch too: its 3 x 8 instances in one rollout (it is in the
                        # start's hash, so smollm2_paper's 32 trains a start of its own)
 

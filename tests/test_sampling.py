@@ -173,3 +173,27 @@ def test_sample_token_matches_the_softmax_distribution():
 def test_prompt_buckets_are_powers_of_two():
   widths = [sampling.pad_prompts([[1] * n], 0)[0].shape[1] for n in (1, 16, 17, 33, 64, 65, 300)]
   assert widths == [16, 16, 32, 64, 64, 128, 512]
+
+
+def test_nucleus_threshold_keeps_the_sorted_nucleus():
+  """Against a float64 sort: every token whose higher-logit mass is below top_p, and no other,
+  except where that mass is within float32 rounding of top_p. Ties, -inf logits (disallowed
+  ids), one-hot and flat rows included."""
+  rng = np.random.default_rng(0)
+  rows = [rng.normal(size=4096) * s for s in (0.1, 1.0, 3.0, 10.0, 40.0)]
+  rows.append(np.where(rng.random(4096) < 0.3, -np.inf, rng.normal(size=4096)))
+  rows.append(np.repeat(rng.normal(size=64), 64))  # every logit 64 times
+  rows.append(np.zeros(4096))
+  x = np.stack(rows).astype(np.float32)
+  for top_p in (1e-6, 0.3, 0.9, 0.95, 0.999):
+    threshold = np.asarray(jax.jit(sampling.nucleus_threshold)(
+        x, np.full(len(x), top_p, np.float32)))
+    for row, t in zip(x.astype(np.float64), threshold):
+      p = np.exp(row - row.max())
+      p /= p.sum()
+      above = np.array([p[row > v].sum() for v in row])
+      kept = above < top_p
+      near = np.abs(above - top_p) < 1e-5
+      assert np.all((row >= t) == kept | (near & (row >= t))), top_p
+      assert np.all(kept[~near] == (row >= t)[~near]), top_p
+      assert (row >= t)[np.argmax(row)]  # the top token always

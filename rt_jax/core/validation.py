@@ -43,6 +43,7 @@ FLOAT_RULES = {
     'weight_decay': (lambda x: math.isfinite(x) and x >= 0, 'finite and >= 0'),
     'final_lr_frac': (lambda x: 0 <= x <= 1, 'in [0, 1]'),
     'temperature': (lambda x: math.isfinite(x) and x >= 0, 'finite and >= 0'),
+    'top_p': (lambda x: 0 < x <= 1, 'in (0, 1]'),
     'rope_base': (_finite_positive, 'a finite positive number'),
     'norm_eps': (_finite_positive, 'a finite positive number'),
     'peak_flops': (lambda x: math.isfinite(x) and x >= 0, 'finite and >= 0 (0 measures it)'),

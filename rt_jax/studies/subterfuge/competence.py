@@ -33,7 +33,8 @@ def measure(ctx: Context, params, block: int) -> dict:
   for b in range(len(ids) // p):
     ctx.progress.say(f'competence after {block} block(s): batch {b + 1}/{len(ids) // p}')
     eps = rollout_lib.on_mesh(ctx.plan, params, ctx.policy, world.table, ids[b * p:(b + 1) * p],
-                              ctx.start_key(Stream.COMPETENCE, block, b), c.ei.temperature, 1)
+                              ctx.start_key(Stream.COMPETENCE, block, b), c.ei.temperature, 1,
+                              c.ei.top_p)
     for r, row in enumerate(world.grade(eps)):
       if b * p + r < total:
         env = world.env(row['env'])

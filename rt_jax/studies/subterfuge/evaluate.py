@@ -30,7 +30,8 @@ def evaluate(ctx: Context, params, phase_index: int, name: str) -> dict:
   for b in range(len(ids) // p):
     ctx.progress.say(f'evaluation after {name}: batch {b + 1}/{len(ids) // p}')
     eps = rollout_lib.on_mesh(ctx.plan, params, ctx.policy, world.table, ids[b * p:(b + 1) * p],
-                              ctx.key(Stream.EVAL, phase_index, b), c.ei.temperature, n)
+                              ctx.key(Stream.EVAL, phase_index, b), c.ei.temperature, n,
+                              c.ei.top_p)
     live = [b * p + r // n < total for r in range(p * n)]  # padding rows are dropped
     batch_texts = [rollout_lib.text(ctx.tok, eps, r) if live[r] else '' for r in range(p * n)]
     for r, row in enumerate(world.grade(eps, batch_texts)):
