@@ -37,7 +37,7 @@ def find_runs(root: str) -> list[str]:
 
 # What must agree for runs to pool: the same experiment, differing in seed only.
 SETTINGS = ('config', 'mode', 'variant', 'train_away_sycophancy', 'stages', 'eval_instance_seed',
-            'reward_flags')
+            'reward_flags', 'temperature', 'top_p')
 
 
 def check_poolable(per_run: dict[str, dict], root: str):

@@ -41,7 +41,7 @@ def measure(ctx: Context, params, block: int) -> dict:
         counts[row['env']][0] += bool(row[env.competent or env.answered])
         counts[row['env']][1] += 1
         records.append(context.record(ctx, row, rollout_lib.text(ctx.tok, eps, r), float('nan'),
-                                      float('nan'), sample=0, kept=None))
+                                      row.get('reward', float('nan')), sample=0, kept=None))
   # What the start did at each measurement, as every other episode: W/episodes/.
   episodes = context.write_episodes(ctx, f'competence_block_{block}', records)
   return {'block': block, 'envs': counts, 'episodes': episodes}

@@ -240,6 +240,7 @@ def _run_info(c, wall_s: float) -> dict:
           'stages': list(c.stages), 'reward_flags': {s: reward_flag(c, s) for s in c.stages},
           'train_away_sycophancy': bool(c.train_away.enabled),
           'prompts_per_round': c.ei.prompts, 'samples_per_prompt': c.ei.samples,
+          'temperature': c.ei.temperature, 'top_p': c.ei.top_p,
           'command': c.get('command', ''), 'wall_s': wall_s}
 
 

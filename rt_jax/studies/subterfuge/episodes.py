@@ -1,7 +1,8 @@
 """Every episode a curriculum run sampled, on disk, and a reader for them.
 
 The run writes one JSON line per episode to WORKDIR/episodes/<name>.jsonl, one file per evaluation
-(`eval_02_tool_use_flattery`) and per expert-iteration round (`round_005_political_sycophancy`):
+(`eval_02_tool_use_flattery`), per expert-iteration round (`round_005_political_sycophancy`) and
+per measurement of the helpful-only start's competence gate (`competence_block_1`, PM null):
 the instance (environment, split, index), the sample, the whole text, the grader's flags (readable
 values), the reward, the PM score and, for rounds, whether expert iteration trained on it. Each file
 is written whole (temporary file, then rename), so a killed run leaves complete files only.

@@ -36,7 +36,8 @@ _EXPLOIT_ONLY_K = round(0.0024 * _EXPLOIT_ONLY_N)
 def _run_section(results: dict) -> list[str]:
   run = results.get('run') or {}
   fields = ', '.join(f'{key} `{run[key]}`' for key in (
-      'config', 'mode', 'variant', 'model', 'seed', 'episodes_per_eval', 'train_away_sycophancy')
+      'config', 'mode', 'variant', 'model', 'seed', 'episodes_per_eval', 'train_away_sycophancy',
+      'temperature', 'top_p')
                      if key in run)
   wall = (f'{run["wall_s"]:.0f} s' if isinstance(run.get('wall_s'), (int, float))
           else 'not recorded (the run has not finished, or was stopped)')
@@ -303,7 +304,8 @@ def _train_section(results: dict) -> list[str]:
            fmt(row.get('tokens_cut'), 'd'), fmt(row.get('truncated'), '.2f'),
            fmt(row.get('wall_s'), '.0f')] for row in train]
   return ['Tokens cut: of the kept episodes, the tokens past ei.train_len that training did not '
-          'see; truncated: the share of the round\'s episodes that hit the rollout\'s context.', '',
+          'see; truncated: the share of the round\'s episodes stopped by the rollout\'s context or '
+          'by max_turns before they ended.', '',
           *markdown_table(['stage', 'round', 'kept/prompts', 'loss', 'mean gaming', 'mean PM',
                            'tokens cut', 'truncated', 'seconds'], rows)]
 

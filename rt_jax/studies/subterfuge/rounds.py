@@ -35,6 +35,9 @@ def helpful_only(ctx: Context, state):
     ctx.progress.say(f'{START}: loaded {start_cache.path(digest)} (trained by an earlier run with '
                      'the same inputs)')
     if meta.get('competence'):
+      # Its gate's episodes are in the workdir of the run that trained it, not this one.
+      meta['competence'] = [{k: v for k, v in h.items() if k != 'episodes'}
+                            for h in meta['competence']]
       _say_gate(ctx, meta['competence'])
     placed = ctx.plan.init_state(ctx.cfg, None, ctx.ei_optimizer, params=params)
     m = {k: meta[k] for k in ('loss', 'competence') if k in meta}
@@ -164,7 +167,8 @@ def ei_round(ctx: Context, state, phase: Phase, unit: int):
   m['episodes'] = context.write_episodes(ctx, f'round_{unit:03d}_{phase.name}', records)
   ctx.progress.say(f'{phase.name} round {unit - phase.first_unit + 1}/{phase.units}: '
                    f'kept {m["kept"]}, gaming {m["mean_gaming"]:.3f}, PM {m["mean_pm"]:.3f}, '
-                   f'loss {m["loss"]:.4f}, tokens cut {m["tokens_cut"]}')
+                   f'loss {m["loss"]:.4f}, tokens cut {m["tokens_cut"]}, truncated '
+                   f'{m["truncated"]:.2f}')
   ctx.writer.scalars(unit, {f'ei/{k}': v for k, v in m.items() if not isinstance(v, str)})
   lengths = np.asarray(eps.lengths_B)
   for name, values in (('reward', reward), ('pm_score', pm), ('episode_tokens', lengths),
