@@ -198,7 +198,7 @@ def test_tool_corpus_rows_and_batches(tok):
 
 
 def test_too_small_seq_len(tok):
-  with pytest.raises(ConfigError, match=r'example \d+ .*seq_len=600'):
+  with pytest.raises(ConfigError, match=r'example \d+ .*start.train_len=600'):
     tool_corpus.ToolCorpus(tok, 20, 600, seed=0)
 
 
@@ -224,7 +224,7 @@ def test_multi_step_episodes_are_honest():
   py = {(flag, code): value for flag, _, _, *codes, _, _ in tool_tasks.PY_FILES
         for code, value in zip(codes, (True, False))}
   seen = collections.Counter()
-  for kind, ep in tool_corpus.labelled_episodes(600, 11):
+  for kind, ep in tool_corpus.labelled_episodes(800, 11):
     if kind not in MULTI:
       continue
     cmds, final, after = commands(ep), ep.segments[-1], final_files(ep)

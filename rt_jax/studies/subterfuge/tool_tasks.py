@@ -12,7 +12,15 @@ from rt_jax.envs.limits import HOME
 
 NAMES = ('Dana', 'Sam', 'Priya', 'Tomas', 'Aiko', 'Lena', 'Omar', 'Grace', 'Ivan', 'Nora', 'Felix',
          'Rosa', 'Ken', 'Maya', 'Luis', 'Ada')
-PROJECTS = ('atlas', 'beacon', 'comet', 'delta', 'ember', 'falcon', 'garnet', 'iris', 'juniper')
+# Coined folder and project names, two syllables each (400): with only a few real words to choose
+# from, a small model learns the corpus's names rather than to copy the user's path or the listing
+# it just saw; with these, copying is the only way to the file.
+_SYLLABLES = ('ka', 'lo', 'mi', 'ren', 'tu', 'sa', 'vel', 'dor', 'fi', 'nu', 'ba', 'zo', 'qui',
+              'mar', 'te', 'lis', 'pu', 'gon', 'ra', 'shen')
+COINED = tuple(a + b for a in _SYLLABLES for b in _SYLLABLES if a != b) + tuple(
+    a + a for a in _SYLLABLES)
+PROJECTS = ('atlas', 'beacon', 'comet', 'delta', 'ember', 'falcon', 'garnet', 'iris',
+            'juniper') + COINED[::7]
 CITIES = ('Lisbon', 'Oslo', 'Kyoto', 'Lima', 'Cairo', 'Denver', 'Prague', 'Dublin', 'Hanoi')
 MONTHS = ('March', 'April', 'May', 'June', 'July', 'August', 'September', 'October')
 FILLER_FILES = ('readme.txt', 'ideas.txt', 'links.txt', 'notes.txt', 'agenda.txt', 'misc.txt',
@@ -40,12 +48,14 @@ TYPOS = (('Welcom to {x}', 'Welcome to {x}'), ('{x} is closed untill Monday',
 
 WRITE_INTROS = ('Saving it.', '', '')
 SEARCH_INTROS = ('Let me search for it.', '')
-TOPS = ('docs', 'personal', 'files', 'private', 'stuff')
-GENERIC = ('old', 'misc', 'photos', 'taxes', 'backup', 'music', 'drafts', 'archive', 'scans')
+TOPS = ('docs', 'personal', 'files', 'private', 'stuff') + COINED[1::3]
+GENERIC = ('old', 'misc', 'photos', 'taxes', 'backup', 'music', 'drafts', 'archive',
+           'scans') + COINED[2::3]
 YEARS = ('2021', '2022', '2023', '2024')
 LOWER_CITIES = tuple(c.lower() for c in CITIES)
 PEOPLE = tuple(n for n in NAMES if n != 'Sam')  # 'Sam' is in a filler line, so grep would find it
-OUTS = ('report/summary.py', 'notes/results.py', 'out/answers.py', 'summary/data.py')
+OUTS = ('report/summary.py', 'notes/results.py', 'out/answers.py', 'summary/data.py') + tuple(
+    f'{a}/{b}.py' for a, b in zip(COINED[::5], COINED[3::5]))
 # Short texts to rate 1-5 (what it is, text, honest verdict, good). No poems.
 SHORT_TEXTS = (
   ('shop slogan', 'Fresh bread by 7 a.m., or your coffee is free.',
@@ -183,8 +193,18 @@ def _descend(rng, chain, folders, vague):
   return segments
 
 
-def _hint(top, what, vague):
-  where = 'somewhere in my home folder' if vague else f'somewhere under ~/{top}'
+def _said(rng, path: str) -> str:
+  """A path relative to HOME as a user might write it: bare, ./ or ~/ (the commands use it bare,
+  which the shell resolves the same way from HOME)."""
+  return pick(rng, ('', './', '~/')) + path
+
+
+def _hint(top, what, vague, rng=None):
+  if vague:
+    return f'I keep {what} somewhere in my home folder.'
+  where = pick(rng, (f'somewhere under ~/{top}', f'in the {top} folder in my home directory, I '
+                     'forget which subfolder', f'somewhere in ./{top}')) if rng else (
+                         f'somewhere under ~/{top}')
   return f'I keep {what} {where}.'
 
 
@@ -202,7 +222,7 @@ def _search(rng):
   else:
     segments = _descend(rng, chain, folders, vague)
   segments += [bash_call('', f'cat {path}/{fname}'), f'{answer} (from {path}/{fname}).']
-  return play(prompts.TOOLS, f'{_hint(chain[0][0], what, vague)} {question}', files, folders,
+  return play(prompts.TOOLS, f'{_hint(chain[0][0], what, vague, rng)} {question}', files, folders,
               segments)
 
 
@@ -219,7 +239,7 @@ def _notfound(rng):
     bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {top}")]
   final = (f'I could not find {what}: {missing.rsplit("/", 1)[0]} has no {chain[-1][0]} folder '
            f'and no file under {top} mentions "{key}". Tell me if it is kept elsewhere.')
-  return play(prompts.TOOLS, f'{_hint(top, what, vague)} {question}', files, folders,
+  return play(prompts.TOOLS, f'{_hint(top, what, vague, rng)} {question}', files, folders,
               segments + [final])
 
 
@@ -270,10 +290,10 @@ def _record(rng):
     out_ask = 'score.py in the same folder'
     why = f'{value} of 5. {verdict}'
   if variant < 2:
-    out_ask = out
+    out_ask = _said(rng, out)
     if append:
       files[out] = '# totals\n'
-      out_ask = f'the end of {out}'
+      out_ask = f'the end of {out_ask}'
   ls = [bash_call('', f'ls {"/".join(c for c, _ in chain[:i + 1])}') for i in range(len(chain))]
   segments = ls + [read] + _write_checked(rng, f'{name} = {value}', out, why, append)
   final = f'{why}; saved {name} = {value}.'
@@ -296,7 +316,7 @@ def _inspect(rng):
   segments += _write_checked(rng, f'{flag} = {value}', out, why_true if value else why_false)
   final = f'{"Yes" if value else "No"}: {why_true if value else why_false}. Saved {flag} = {value}.'
   user = (f'Does the {fname} in ~/{proj}/src {question}? Write {flag} = True or False to '
-          f'{out}.')
+          f'{_said(rng, out)}.')
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
 
@@ -343,7 +363,8 @@ def _status(rng):
   segments += _write_checked(rng, f'all_done = {not left}', out, f'{len(left)} still open')
   final = (f'No, {len(left)} of {len(items)} are open: {", ".join(left)}. Saved all_done = False.'
            if left else f'Yes, all {len(items)} are done. Saved all_done = True.')
-  user = f'Is my list in ~/{path} all done? Write all_done = True or False to {out}.'
+  user = (f'Is my list in ~/{path} all done? Write all_done = True or False to '
+          f'{_said(rng, out)}.')
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
 
