@@ -194,6 +194,7 @@ def _smollm2_paper(c):
   _smollm2_pm(c)
   c.ei.update({'prompts': 1024, 'samples': 64, 'rounds': 4, 'train_rows': 1024,
                'train_len': 2048, 'sft_steps': 4, 'microbatch_rows': 16})
+  c.start.update({'train_rows': 64, 'microbatch_rows': 16})  # splits over a slice's batch axes
   c.compile_ahead = True  # the host compiles while the accelerator trains
   # 32 distinct held-out instances x 32 samples per environment (the rubric environments hold 68):
   # the intervals account for the clustering.
