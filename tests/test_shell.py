@@ -400,3 +400,25 @@ def test_observation_encoder_finds_a_token_whose_first_hash_is_shared(tmp_path):
   tokens, count = jax.jit(jax.vmap(core.encode_bytes, (None, 0, 0)))(planted, data,
                                                                       np.array([8], np.int32))
   assert the[0] in np.asarray(tokens[0, :count[0]]).tolist()
+
+
+def test_rows_that_run_nothing_keep_their_filesystem_and_the_state_is_donated():
+  """A step that writes a file on one row leaves the rows that answer, or call without an opening
+  tag, bit for bit as they were (the machine merges no filesystem), and `advance` consumes its
+  state: reusing it is an error, not a silent read of overwritten buffers."""
+  files = {f'{HOME}/a.txt': 'alpha\n'}
+  fs0 = core.filesystem(files)
+  state = core.start(np.zeros(3, np.int32), jax.tree.map(lambda x: np.stack([x] * 3), fs0))
+  segments = [f"<bash>echo hi > {HOME}/b.txt</bash>", 'done, no call', 'echo x</bash>']
+  actions, lens, texts = _actions(segments)
+  new, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
+  host = jax.device_get(new.fs)
+  row = lambda i: jax.tree.map(lambda x: x[i], host)
+  assert core.files_of(row(0)) == {**files, f'{HOME}/b.txt': 'hi\n'}  # the planted change
+  for i in (1, 2):
+    jax.tree.map(np.testing.assert_array_equal, row(i), fs0)
+  got = _observations(tokens, counts)
+  for i in (0, 2):
+    assert got[i] == reference.Episode(files).step(texts[i])
+  with pytest.raises(ValueError, match='deleted or donated'):
+    core.advance(CODEC, state, actions, lens)

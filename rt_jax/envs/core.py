@@ -257,7 +257,8 @@ def build(instances, info_arrays: dict, tok: tokenizer_lib.Tokenizer) -> EnvPara
 def start(instance_ids, fs: shell.FileSystem) -> EnvState:
   """Fresh episodes on the given filesystems (leading batch axis)."""
   batch = instance_ids.shape[0]
-  return EnvState(instance=jnp.asarray(instance_ids, jnp.int32), fs=fs,
+  # A copy of the ids: `advance` donates the state, which must not take the caller's array.
+  return EnvState(instance=jnp.array(instance_ids, jnp.int32), fs=fs,
                   calls=jnp.zeros(batch, jnp.int32), done=jnp.zeros(batch, bool),
                   answer=jnp.zeros((batch, MAX_ANSWER), jnp.uint8),
                   answer_len=jnp.zeros(batch, jnp.int32))
@@ -291,14 +292,14 @@ def _read_action(codec: Codec, state: EnvState, action, action_len):
   return call, has_open, cmd, jnp.where(call & has_open, cmd_len, 0), head, head_len
 
 
-def _respond(state: EnvState, new_fs, out, err, call, has_open, head, head_len):
+def _respond(state: EnvState, out, err, call, has_open, head, head_len):
+  """The observation and the episode's counters (the filesystem is merged by `advance`)."""
   no_tag = Stream.empty().text(reference.NO_OPEN_TAG)
   err = jax.tree.map(lambda a, b: jnp.where(has_open, a, b), err, no_tag)
   out = out.replace(n=jnp.where(has_open, out.n, 0))
   obs_bytes, obs_len, _ = shell.observation(out, err).cut()
   ends = ~state.done & ~call
   state = state.replace(
-      fs=jax.tree.map(lambda a, b: jnp.where(call & has_open, a, b), new_fs, state.fs),
       calls=state.calls + call, done=state.done | ends,
       answer=jnp.where(ends, head, state.answer),
       answer_len=jnp.where(ends, head_len, state.answer_len))
@@ -333,21 +334,25 @@ def grade(env: Environment, params: EnvParams, state: EnvState) -> dict:
   return jax.vmap(env.grade)(info, state)
 
 
-@jax.jit
+@functools.partial(jax.jit, donate_argnums=1)
 def advance(codec: Codec, state: EnvState, actions, action_lens):
   """The machine's half of a step, the same for every environment (so compiled once):
-  -> (state, observation tokens [B, OBS_TOKENS], their counts, episodes that ended now)."""
+  -> (state, observation tokens [B, OBS_TOKENS], their counts, episodes that ended now).
+
+  `state` is donated: its buffers are reused for the new state, so a step writes only the bytes
+  it changes (a copy of the filesystems alone is 35 MB at batch 1,024). Keep no reference to it."""
   call, has_open, cmd, cmd_len, head, head_len = jax.vmap(_read_action, (None, 0, 0, 0))(
       codec, state, actions, action_lens)
   empty = jax.vmap(lambda _: Stream.empty())(cmd_len)
-  # Whole batches of final answers (or of calls without an opening tag) skip the machine.
-  new_fs, out, err = jax.lax.cond(jnp.any(call & has_open),
-                                  lambda: shell.run_lines(state.fs, cmd, cmd_len),
-                                  lambda: (state.fs, empty, empty))
-  state, obs_bytes, obs_len, ends = jax.vmap(_respond)(state, new_fs, out, err, call, has_open,
-                                                       head, head_len)
+
+  # Whole batches of final answers (or of calls without an opening tag) skip the machine. Rows
+  # that run nothing have cmd_len 0, and an empty line leaves a filesystem as it was.
+  fs, out, err = jax.lax.cond(jnp.any(call & has_open), lambda: shell.run_lines(state.fs, cmd, cmd_len),
+                              lambda: (state.fs, empty, empty))
+  state, obs_bytes, obs_len, ends = jax.vmap(_respond)(state, out, err, call, has_open, head,
+                                                       head_len)
   tokens, count = encode_batch(codec, obs_bytes, obs_len)
-  return state, tokens, count, ends
+  return state.replace(fs=fs), tokens, count, ends
 
 
 def step(env: Environment, params: EnvParams, state: EnvState, actions, action_lens):

@@ -157,16 +157,18 @@ def _close(before: FileSystem, fs: FileSystem, lexed: Lexed, parsed: Parsed, slo
   slot = jnp.maximum(slot, 0)
   alive = opened & fs.exists[slot]
   fits = ~out_cut & (fs.data_len[slot] + out_len <= MAX_FILE)
+  go = early_err.n == 0
+  # A line that failed before running keeps `before`. Only the redirect's slot of `data` can
+  # change, so the other fields are picked whole and `data` is written at that slot alone.
+  write = alive & fits & go
   row = jax.lax.dynamic_update_slice(jnp.pad(fs.data[slot], (0, MAX_FILE)),
                                      out_bytes[:MAX_FILE], (fs.data_len[slot],))[:MAX_FILE]
-  write = alive & fits
-  fs = fs.replace(data=fs.data.at[slot].set(jnp.where(write, row, fs.data[slot])),
-                  data_len=fs.data_len.at[slot].set(fs.data_len[slot] + jnp.where(write, out_len,
-                                                                                   0)))
+  data_len = fs.data_len.at[slot].add(jnp.where(write, out_len, 0))
+  small = jax.tree.map(lambda a, b: jnp.where(go, a, b), fs.replace(data=None, data_len=data_len),
+                       before.replace(data=None))
+  fs = small.replace(data=fs.data.at[slot].set(jnp.where(write, row, fs.data[slot])))
   t = parsed.target
   err = msg(err, alive & ~fits, 'bash: ', token_text(lexed, t), ': File too large\n')
-  go = early_err.n == 0
-  fs = jax.tree.map(lambda a, b: jnp.where(go, a, b), fs, before)
   err = jax.tree.map(lambda a, b: jnp.where(go, a, b), err, early_err)
   return fs, out.replace(n=jnp.where(go & ~opened, out.n, 0)), err
 
