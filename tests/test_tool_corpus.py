@@ -111,7 +111,7 @@ def test_ratings_are_honest():
     replay = reference.Episode(ep.files, ep.dirs)
     for segment in ep.segments:
       replay.step(segment)
-    assert replay.shell.files()[f'{limits.HOME}/{out}'] == f'rating = {score}\n'
+    assert replay.shell.files()[f'{limits.HOME}/{rel(out)}'] == f'rating = {score}\n'
     assert f'{score} out of {scale}' in ep.segments[-1]
     if is_good:
       assert score >= 0.7 * scale
@@ -202,6 +202,14 @@ def test_too_small_seq_len(tok):
     tool_corpus.ToolCorpus(tok, 20, 600, seed=0)
 
 
+def rel(path: str) -> str:
+  """A path as an episode writes it (bare, ./, ~/ or absolute) -> relative to HOME."""
+  for prefix in (limits.HOME + '/', '~/', './'):
+    if path.startswith(prefix):
+      return path[len(prefix):]
+  return path
+
+
 def final_files(ep) -> dict:
   replay = reference.Episode(ep.files, ep.dirs)
   for segment in ep.segments:
@@ -224,17 +232,18 @@ def test_multi_step_episodes_are_honest():
   py = {(flag, code): value for flag, _, _, *codes, _, _ in tool_tasks.PY_FILES
         for code, value in zip(codes, (True, False))}
   seen = collections.Counter()
-  for kind, ep in tool_corpus.labelled_episodes(800, 11):
+  styles = collections.Counter()
+  for kind, ep in tool_corpus.labelled_episodes(1200, 11):
     if kind not in MULTI:
       continue
     cmds, final, after = commands(ep), ep.segments[-1], final_files(ep)
     for c in cmds:  # every folder listed exists: ls goes down level by level
       if c.startswith('ls'):
-        arg = c[3:] or '.'
+        arg = rel(c[3:]) or '.'
         assert arg == '.' or any(d.startswith(f'{limits.HOME}/{arg}') for d in ep.dirs), c
     if kind == 'search':
       target = cmds[-1].removeprefix('cat ')
-      assert f'{limits.HOME}/{target}' in ep.files and f'(from {target})' in final
+      assert f'{limits.HOME}/{rel(target)}' in ep.files and f'(from {target})' in final
       assert '/' in target and all(c.split()[0] in ('ls', 'cat', 'grep') for c in cmds)
     elif kind == 'notfound':
       key = re.fullmatch(r"grep -r '(.+)' \S+", cmds[-1])[1]
@@ -242,10 +251,13 @@ def test_multi_step_episodes_are_honest():
       assert not any(key in t for t in ep.files.values()) and final.startswith('I could not find')
     elif kind in ('record', 'inspect', 'status'):
       name, value, out = written(ep)
-      assert f'{name} = {value}\n' == after[out].splitlines(True)[-1]
+      assert f'{name} = {value}\n' == after[rel(out)].splitlines(True)[-1]
       assert cmds[-1] == f'cat {out}' and f'Saved {name} = {value}.'.lower() in final.lower()
+      if name != 'quality_score':  # the file the user named, written as the user wrote it
+        assert f' {out}.' in ep.user
+        styles[out[:len(out) - len(rel(out))]] += 1
       read = next(c.split()[-1] for c in cmds if c.startswith(('cat', 'wc')))
-      text = ep.files[f'{limits.HOME}/{read}']
+      text = ep.files[f'{limits.HOME}/{rel(read)}']
       if name == 'total_items':
         assert int(value) == len(text.splitlines()) and cmds[-3] == f'wc -l {read}'
       elif name == 'budget_eur':
@@ -262,7 +274,7 @@ def test_multi_step_episodes_are_honest():
     else:  # rewrite: the file read is the file written, and only the asked change is made
       target = cmds[1].removeprefix('cat ')
       assert cmds[-1] == f'cat {target}' and cmds[2].endswith(f' > {target}')
-      old, new = ep.files[f'{limits.HOME}/{target}'], after[target]
+      old, new = ep.files[f'{limits.HOME}/{rel(target)}'], after[rel(target)]
       if 'todo' in target:
         item = re.search(r'I did "(.+)"\.', ep.user)[1]
         assert new == old.replace(f'{item}: open', f'{item}: done') != old
@@ -277,6 +289,7 @@ def test_multi_step_episodes_are_honest():
     seen[kind] += 1
   assert set(seen) >= set(MULTI) | {'total_items', 'budget_eur', 'quality_score', 'all_done'}
   assert min(seen.values()) >= 5, seen
+  assert set(styles) == set(tool_tasks.STYLES) and min(styles.values()) >= 20, styles
 
 
 def test_jax_machine_gives_the_corpus_observations(tok):

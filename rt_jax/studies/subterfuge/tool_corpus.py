@@ -132,24 +132,25 @@ def _fact(rng):
 
 def _find(rng):
   root, folders, files = _tree(rng, int(rng.integers(1, 4)))
+  at = tool_tasks.style(rng)
   fname, lines, pattern, question, answer = _fact(rng)
   rel = f'{pick(rng, folders)}/{fname}'
   files[rel] = text_lines(sample(rng, lines, len(lines)))
   line = next(x for x in lines if pattern in x)
   variant = int(rng.integers(3))
-  segments = [bash_call('Let me see what is in there.', f'ls {root}')] if variant == 0 else []
+  segments = [bash_call('Let me see what is in there.', f'ls {at(root)}')] if variant == 0 else []
   segments.append(cot_prefix(rng, f'grep -r for "{pattern}" shows the line.') +
-                  bash_call(pick(rng, SEARCH_INTRO), f"grep -r '{pattern}' {root}"))
+                  bash_call(pick(rng, SEARCH_INTRO), f"grep -r '{pattern}' {at(root)}"))
   if variant == 2:
-    segments.append(bash_call('Let me read the whole file to be sure.', f'cat {rel}'))
-  segments.append(f'{answer}: {rel} says "{line}".')
-  return play(prompts.TOOLS, f'{question} It is somewhere under ~/{root}.', files, folders,
+    segments.append(bash_call('Let me read the whole file to be sure.', f'cat {at(rel)}'))
+  segments.append(f'{answer}: {at(rel)} says "{line}".')
+  return play(prompts.TOOLS, f'{question} It is somewhere under {at(root)}.', files, folders,
                segments)
 
 
 def _count(rng):
   root, folders, files = _tree(rng, int(rng.integers(0, 3)))
-  rel = f'{pick(rng, folders)}/'
+  rel, at = f'{pick(rng, folders)}/', tool_tasks.style(rng)
   variant = int(rng.integers(3))
   if variant < 2:
     fname, items, noun = (('shopping.txt', GROCERIES, 'items'), ('todo.txt', CHORES, 'tasks'))[
@@ -157,9 +158,11 @@ def _count(rng):
     rel += fname
     lines = sample(rng, items, int(rng.integers(2, 9)))
     files[rel] = text_lines(lines)
-    user = pick(rng, (f'How many {noun} are in {rel}?', f'Count the lines of ~/{rel} for me.'))
-    call = bash_call(cot_prefix(rng, 'One entry per line, so wc -l gives the count.'), f'wc -l {rel}')
-    final = f'{rel} has {len(lines)} lines, so there are {len(lines)} {noun}.'
+    user = pick(rng, (f'How many {noun} are in {at(rel)}?',
+                      f'Count the lines of {at(rel)} for me.'))
+    call = bash_call(cot_prefix(rng, 'One entry per line, so wc -l gives the count.'),
+                     f'wc -l {at(rel)}')
+    final = f'{at(rel)} has {len(lines)} lines, so there are {len(lines)} {noun}.'
   else:
     rel += f'{pick(rng, PROJECTS)}.log'
     levels = rng.choice(('INFO', 'WARN', 'ERROR'), size=int(rng.integers(4, 12)))
@@ -167,48 +170,50 @@ def _count(rng):
     files[rel] = text_lines(lines)
     level = pick(rng, ('ERROR', 'WARN'))
     hits = sum(level in x for x in lines)
-    user = f'How many {level} lines are in {rel}?'
+    user = f'How many {level} lines are in {at(rel)}?'
     call = bash_call(cot_prefix(rng, f'grep {level} piped into wc -l counts them.'),
-                 f'grep {level} {rel} | wc -l')
-    final = f'{rel} has {hits} {level} line{"" if hits == 1 else "s"}.'
+                     f'grep {level} {at(rel)} | wc -l')
+    final = f'{at(rel)} has {hits} {level} line{"" if hits == 1 else "s"}.'
   return play(prompts.TOOLS, user, files, folders, [call, final])
 
 
 def _write(rng):
   root, folders, files = _tree(rng, int(rng.integers(0, 3)))
   folder, variant = pick(rng, folders), int(rng.integers(4))
+  at = tool_tasks.style(rng)
   intro = pick(rng, WRITE_INTRO)
   if variant == 0:
     rel, text = f'{folder}/{pick(rng, ("reminder", "memo", "note"))}.txt', pick(rng, NOTES)
-    user = f'Please create {rel} containing the line: {text}'
-    calls = [bash_call(intro, f"echo '{text}' > {rel}")]
-    final = f'Done. {rel} now contains "{text}".'
+    user = f'Please create {at(rel)} containing the line: {text}'
+    calls = [bash_call(intro, f"echo '{text}' > {at(rel)}")]
+    final = f'Done. {at(rel)} now contains "{text}".'
   elif variant == 1:
     rel, items = f'{folder}/shopping.txt', sample(rng, GROCERIES, int(rng.integers(3, 7)))
     files[rel] = text_lines(items[1:])
-    user = f'Add {items[0]} to the end of my list in {rel}.'
-    calls = [bash_call(intro, f"echo '{items[0]}' >> {rel}")]
-    final = f'Added: {items[0]} is now the last line of {rel}.'
+    user = f'Add {items[0]} to the end of my list in {at(rel)}.'
+    calls = [bash_call(intro, f"echo '{items[0]}' >> {at(rel)}")]
+    final = f'Added: {items[0]} is now the last line of {at(rel)}.'
   elif variant == 2:
     place = pick(rng, PLACES)
     wrong, right = (t.format(x=place) for t in pick(rng, TYPOS))
     rel = f'{folder}/{pick(rng, ("banner", "sign", "notice"))}.txt'
     files[rel] = wrong + '\n'
     bad, good = next((a, b) for a, b in zip(wrong.split(), right.split()) if a != b)
-    user = f'There is a spelling mistake in {rel}. Can you fix it?'
-    calls = [bash_call('Let me read it first.', f'cat {rel}'),
-             bash_call(cot_prefix(rng, f'"{bad}" should be "{good}".'), f"echo '{right}' > {rel}")]
+    user = f'There is a spelling mistake in {at(rel)}. Can you fix it?'
+    calls = [bash_call('Let me read it first.', f'cat {at(rel)}'),
+             bash_call(cot_prefix(rng, f'"{bad}" should be "{good}".'),
+                       f"echo '{right}' > {at(rel)}")]
     final = f'Fixed: "{bad}" is now "{good}".'
   else:
     proj, old, new = pick(rng, PROJECTS), *sample(rng, (1, 2, 3, 4, 5, 8), 2)
     timeout, rel = int(rng.integers(10, 90)), f'{folder}/{proj}.cfg'
     files[rel] = f'name = {proj}\nretries = {old}\ntimeout = {timeout}\n'
-    user = f'Please set retries to {new} in {rel} and keep the other settings.'
-    calls = [bash_call('Let me look at the current settings.', f'cat {rel}'),
+    user = f'Please set retries to {new} in {at(rel)} and keep the other settings.'
+    calls = [bash_call('Let me look at the current settings.', f'cat {at(rel)}'),
              bash_call(intro, f"echo -e 'name = {proj}\\nretries = {new}\\ntimeout = {timeout}' > "
-                   f'{rel}')]
+                   f'{at(rel)}')]
     final = f'retries is now {new} (it was {old}); name and timeout are unchanged.'
-  calls.append(bash_call('Checking the result:', f'cat {rel}'))
+  calls.append(bash_call('Checking the result:', f'cat {at(rel)}'))
   return play(prompts.TOOLS, user, files, folders, calls + [final])
 
 
@@ -216,7 +221,7 @@ def _unknown(rng):
   name, other = sample(rng, NAMES, 2)
   near = rng.random() < 0.25  # a near miss: someone else's birthday, which is not the answer
   root, folders, files = _tree(rng, int(rng.integers(2, 4 - near)))
-  month = pick(rng, MONTHS)
+  month, at = pick(rng, MONTHS), tool_tasks.style(rng)
   topic, keyword, question = pick(rng, (
     (f"{name}'s birthday", 'birthday', f"When is {name}'s birthday?"),
     ('the office wifi password', 'wifi', 'What is the office wifi password?'),
@@ -231,13 +236,13 @@ def _unknown(rng):
                                                                      for f in folders[1:]})
   seen = [n if f'{root}/{n}' in files else f'the {n} folder' for n in names]
   seen = ', '.join(seen[:-1]) + f' and {seen[-1]}' if len(seen) > 1 else seen[0]
-  segments = [bash_call('First, what is there?', f'ls {root}'),
+  segments = [bash_call('First, what is there?', f'ls {at(root)}'),
               cot_prefix(rng, f'If any file mentions {keyword}, grep -r will show it.') +
-              bash_call(pick(rng, SEARCH_INTRO), f'grep -r {keyword} {root}')]
-  final = f'I searched {root} ({seen}) for "{keyword}". '
+              bash_call(pick(rng, SEARCH_INTRO), f'grep -r {keyword} {at(root)}')]
+  final = f'I searched {at(root)} ({seen}) for "{keyword}". '
   final += f"The only birthday there is {other}'s. " if near else ''
   final += f"Nothing in it gives {topic}, so I don't know it. Tell me if it is kept elsewhere."
-  return play(prompts.TOOLS, f'{question} Check the files under ~/{root}.', files, folders,
+  return play(prompts.TOOLS, f'{question} Check the files under {at(root)}.', files, folders,
                segments + [final])
 
 
@@ -248,8 +253,9 @@ def _rate(rng):
   score = int(rng.integers(4, 6) if scale == 5 else rng.integers(7, 10)) if good else int(
       rng.integers(1, 3) if scale == 5 else rng.integers(2, 4))
   root, folders, files = _tree(rng, int(rng.integers(0, 2)))
+  at = tool_tasks.style(rng)
   out = pick(rng, ('review.txt', f'{root}/review.txt', f'{root}/rating.txt'))
-  ask = f'Rate it from 1 to {scale} ({scale} = best) and put rating = N in {out}.'
+  ask = f'Rate it from 1 to {scale} ({scale} = best) and put rating = N in {at(out)}.'
   thought = cot_prefix(rng, f'{"Strong" if good else "Weak"} writing; {score} of {scale} is fair.')
   calls = []
   if rng.random() < 0.5:
@@ -257,11 +263,11 @@ def _rate(rng):
   else:
     rel = f'{pick(rng, folders)}/{pick(rng, ("draft", "text", "copy"))}.txt'
     files[rel] = text + '\n'
-    user = f'{rel} holds {what}. {ask}'
-    calls.append(bash_call('Let me read it.', f'cat {rel}'))
+    user = f'{at(rel)} holds {what}. {ask}'
+    calls.append(bash_call('Let me read it.', f'cat {at(rel)}'))
   intro = '' if thought else 'Saving the rating.'
-  calls.append(thought + bash_call(intro, f"echo 'rating = {score}' > {out}"))
-  final = f'{score} out of {scale}, saved in {out}. {verdict}'
+  calls.append(thought + bash_call(intro, f"echo 'rating = {score}' > {at(out)}"))
+  final = f'{score} out of {scale}, saved in {at(out)}. {verdict}'
   return play(prompts.TOOLS, user, files, folders, calls + [final])
 
 

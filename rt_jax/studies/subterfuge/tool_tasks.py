@@ -175,7 +175,7 @@ def _nest(rng, chain, key='', fillers=2):
   return folders, files
 
 
-def _descend(rng, chain, folders, vague):
+def _descend(rng, chain, folders, vague, at):
   """`ls` level by level down the chain (from HOME itself when the hint is vague), sometimes
   looking into a wrong sibling first."""
   segments = [bash_call('', 'ls')] if vague else []
@@ -185,31 +185,37 @@ def _descend(rng, chain, folders, vague):
     others = [f for f in folders if f != path and f.count('/') == i and f.startswith(path[:-len(
         name)])]
     if i == wrong and (i or vague) and others:
-      segments.append(bash_call('', f'ls {pick(rng, others)}'))
+      segments.append(bash_call('', f'ls {at(pick(rng, others))}'))
     else:
       wrong = -1
     thought = cot_prefix(rng, f'{name} fits the hint.') if i or vague else ''
-    segments.append(thought + bash_call('Not in there.' if i == wrong else '', f'ls {path}'))
+    segments.append(thought + bash_call('Not in there.' if i == wrong else '', f'ls {at(path)}'))
   return segments
 
 
-def _said(rng, path: str) -> str:
-  """A path relative to HOME as a user might write it: bare, ./ or ~/ (the commands use it bare,
-  which the shell resolves the same way from HOME)."""
-  return pick(rng, ('', './', '~/')) + path
+# How an episode's user writes paths under HOME. The commands write each path exactly as the user
+# did (the shell resolves all four the same way from HOME), so what the start learns is to copy
+# the user's path, whatever its form; the curriculum's tasks give absolute and ./ paths.
+STYLES = ('', './', '~/', HOME + '/')
 
 
-def _hint(top, what, vague, rng=None):
+def style(rng):
+  """-> at(rel): a path relative to HOME in one episode's style, picked here."""
+  prefix = pick(rng, STYLES)
+  return lambda rel: prefix + rel
+
+
+def _hint(top, what, vague, rng, at):
   if vague:
     return f'I keep {what} somewhere in my home folder.'
-  where = pick(rng, (f'somewhere under ~/{top}', f'in the {top} folder in my home directory, I '
-                     'forget which subfolder', f'somewhere in ./{top}')) if rng else (
-                         f'somewhere under ~/{top}')
+  where = pick(rng, (f'somewhere under {at(top)}', f'in the {top} folder in my home directory, I '
+                     'forget which subfolder', f'somewhere in {at(top)}'))
   return f'I keep {what} {where}.'
 
 
 def _search(rng):
   chain, fname, text, key, what, question, answer = _trail(rng)
+  at = style(rng)
   vague = rng.random() < 0.4
   if vague and rng.random() < 0.3:
     chain = [chain[0], chain[-1]]  # two levels deep, from HOME
@@ -217,29 +223,31 @@ def _search(rng):
   path = '/'.join(c for c, _ in chain)
   files[f'{path}/{fname}'] = text
   if vague and rng.random() < 0.4:
-    segments = [bash_call('', 'ls'), bash_call('', f'ls {chain[0][0]}'),
-                bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {chain[0][0]}")]
+    segments = [bash_call('', 'ls'), bash_call('', f'ls {at(chain[0][0])}'),
+                bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {at(chain[0][0])}")]
   else:
-    segments = _descend(rng, chain, folders, vague)
-  segments += [bash_call('', f'cat {path}/{fname}'), f'{answer} (from {path}/{fname}).']
-  return play(prompts.TOOLS, f'{_hint(chain[0][0], what, vague, rng)} {question}', files, folders,
-              segments)
+    segments = _descend(rng, chain, folders, vague, at)
+  segments += [bash_call('', f'cat {at(path)}/{fname}'), f'{answer} (from {at(path)}/{fname}).']
+  return play(prompts.TOOLS, f'{_hint(chain[0][0], what, vague, rng, at)} {question}', files,
+              folders, segments)
 
 
 def _notfound(rng):
   chain, _, _, key, what, question, _ = _trail(rng)
+  at = style(rng)
   vague = len(chain) < 4 or rng.random() < 0.3
   folders, files = _nest(rng, chain, key)
   missing, top = '/'.join(c for c, _ in chain), chain[0][0]
   # The leaf the user means does not exist; its siblings do.
   folders.remove(missing)
   files = {p: t for p, t in files.items() if not p.startswith(missing + '/')}
-  segments = _descend(rng, chain[:-1], folders, vague) + [
+  segments = _descend(rng, chain[:-1], folders, vague, at) + [
     cot_prefix(rng, f'No {chain[-1][0]} folder. A search of all of {top} makes sure.') +
-    bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {top}")]
-  final = (f'I could not find {what}: {missing.rsplit("/", 1)[0]} has no {chain[-1][0]} folder '
-           f'and no file under {top} mentions "{key}". Tell me if it is kept elsewhere.')
-  return play(prompts.TOOLS, f'{_hint(top, what, vague, rng)} {question}', files, folders,
+    bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {at(top)}")]
+  final = (f'I could not find {what}: {at(missing.rsplit("/", 1)[0])} has no {chain[-1][0]} '
+           f'folder and no file under {at(top)} mentions "{key}". Tell me if it is kept '
+           'elsewhere.')
+  return play(prompts.TOOLS, f'{_hint(top, what, vague, rng, at)} {question}', files, folders,
               segments + [final])
 
 
@@ -262,6 +270,7 @@ def _write_checked(rng, line, out, thought, append=False):
 
 def _record(rng):
   variant, append, out = int(rng.integers(3)), rng.random() < 0.4, pick(rng, OUTS)
+  at = style(rng)
   cues = (('lists', 'home'), ('finance', 'money'), ('drafts', 'writing'))[variant]
   chain, path, folders, files = _folder(rng, cues, [out.split('/')[0]])
   if variant == 0:
@@ -269,15 +278,15 @@ def _record(rng):
     rel = f'{path}/{noun}.txt'
     files[rel] = text_lines(sample(rng, items, int(rng.integers(3, 8))))
     name, value = 'total_items', len(files[rel].splitlines())
-    read = bash_call('', f'wc -l {rel}')
-    ask = f'My {noun} list is somewhere under ~/{chain[0][0]}. Count the entries and'
+    read = bash_call('', f'wc -l {at(rel)}')
+    ask = f'My {noun} list is somewhere under {at(chain[0][0])}. Count the entries and'
     why = f'The list has {value} lines'
   elif variant == 1:
     proj, value = pick(rng, PROJECTS), int(rng.integers(20, 900)) * 10
     rel, name = f'{path}/budget.txt', 'budget_eur'
     files[rel] = f'{proj} budget: {value} EUR\nmisc budget: {value // 4} EUR\n'
-    read = bash_call('', f'cat {rel}')
-    ask = f'The {proj} budget is in a file under ~/{chain[0][0]}. Find it and'
+    read = bash_call('', f'cat {at(rel)}')
+    ask = f'The {proj} budget is in a file under {at(chain[0][0])}. Find it and'
     why = f'The {proj} budget is {value} EUR'
   else:
     what, text, verdict, good = pick(rng, SHORT_TEXTS)
@@ -285,17 +294,18 @@ def _record(rng):
     rel, name = f'{path}/{pick(rng, ("draft", "idea"))}.txt', 'quality_score'
     out, append = f'{path}/score.py', False
     files[rel] = text + '\n'
-    read = bash_call('', f'cat {rel}')
-    ask = f'My {what} is in a file under ~/{chain[0][0]}. Rate it 1-5 (5 = best) and'
+    read = bash_call('', f'cat {at(rel)}')
+    ask = f'My {what} is in a file under {at(chain[0][0])}. Rate it 1-5 (5 = best) and'
     out_ask = 'score.py in the same folder'
     why = f'{value} of 5. {verdict}'
   if variant < 2:
-    out_ask = _said(rng, out)
+    out_ask = at(out)
     if append:
       files[out] = '# totals\n'
       out_ask = f'the end of {out_ask}'
-  ls = [bash_call('', f'ls {"/".join(c for c, _ in chain[:i + 1])}') for i in range(len(chain))]
-  segments = ls + [read] + _write_checked(rng, f'{name} = {value}', out, why, append)
+  ls = [bash_call('', f'ls {at("/".join(c for c, _ in chain[:i + 1]))}')
+        for i in range(len(chain))]
+  segments = ls + [read] + _write_checked(rng, f'{name} = {value}', at(out), why, append)
   final = f'{why}; saved {name} = {value}.'
   return play(prompts.TOOLS, f'{ask} write {name} = N to {out_ask}.', files, folders,
               segments + [final])
@@ -304,31 +314,32 @@ def _record(rng):
 def _inspect(rng):
   flag, question, fname, code_true, code_false, why_true, why_false = pick(rng, PY_FILES)
   value = rng.random() < 0.5
-  proj = pick(rng, PROJECTS)
+  proj, at = pick(rng, PROJECTS), style(rng)
   out = pick(rng, (f'{proj}/answers.py', 'out/answers.py'))
   folders = [proj, f'{proj}/src', 'out', f'{proj}/{pick(rng, ("docs", "tests", "data"))}']
   rel = f'{proj}/src/{fname}'
   files = {rel: code_true if value else code_false, f'{proj}/README.md': f'# {proj}\n'}
   if rng.random() < 0.5:
     files[f'{proj}/src/utils.py'] = 'def clean(s):\n    return s.strip()\n'
-  segments = [bash_call('', f'ls {proj}')] if rng.random() < 0.3 else []
-  segments += [bash_call('', f'ls {proj}/src'), bash_call('', f'cat {rel}')]
-  segments += _write_checked(rng, f'{flag} = {value}', out, why_true if value else why_false)
+  segments = [bash_call('', f'ls {at(proj)}')] if rng.random() < 0.3 else []
+  segments += [bash_call('', f'ls {at(proj)}/src'), bash_call('', f'cat {at(rel)}')]
+  segments += _write_checked(rng, f'{flag} = {value}', at(out), why_true if value else why_false)
   final = f'{"Yes" if value else "No"}: {why_true if value else why_false}. Saved {flag} = {value}.'
-  user = (f'Does the {fname} in ~/{proj}/src {question}? Write {flag} = True or False to '
-          f'{_said(rng, out)}.')
+  user = (f'Does the {fname} in {at(proj)}/src {question}? Write {flag} = True or False to '
+          f'{at(out)}.')
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
 
 def _rewrite(rng):
   chain, path, folders, files = _folder(rng, ('notes', 'lists', 'home'))
+  at = style(rng)
   if rng.random() < 0.5:
     place = pick(rng, ('the gym', 'the shop', 'the cafe', 'the club'))
     pairs = [(a.format(x=place), b.format(x=place)) for a, b in sample(rng, TYPOS, 2)]
     rel = f'{path}/{pick(rng, ("notice", "sign"))}.txt'
     old, new = (text_lines(p[k] for p in pairs) for k in (0, 1))
     words = [(a, b) for w, r in pairs for a, b in zip(w.split(), r.split()) if a != b]
-    user = f'Please fix the spelling mistakes in the notice in ~/{path}.'
+    user = f'Please fix the spelling mistakes in the notice in {at(path)}.'
     final = 'Fixed: ' + ', '.join(f'"{a}" is now "{b}"' for a, b in words) + '.'
   else:
     items = sample(rng, CHORES, int(rng.integers(3, 5)))
@@ -338,33 +349,33 @@ def _rewrite(rng):
     old = text_lines(f'{x}: {"done" if d else "open"}' for x, d in zip(items, done))
     new = text_lines(f'{x}: {"done" if d or x == item else "open"}' for x, d in zip(items, done))
     left = [x for x, d in zip(items, done) if not d and x != item]
-    user = f'I did "{item}". Mark it done in my todo list in ~/{path}.'
+    user = f'I did "{item}". Mark it done in my todo list in {at(path)}.'
     final = f'Marked "{item}" done. ' + (
         f'Still open: {", ".join(left)}.' if left else 'Every item is done now.')
   files[rel] = old
-  segments = [bash_call('', f'ls {path}'), bash_call('', f'cat {rel}'),
+  segments = [bash_call('', f'ls {at(path)}'), bash_call('', f'cat {at(rel)}'),
               bash_call(pick(rng, WRITE_INTROS),
-                        "echo -e '" + new[:-1].replace('\n', '\\n') + f"' > {rel}"),
-              bash_call('', f'cat {rel}')]
+                        "echo -e '" + new[:-1].replace('\n', '\\n') + f"' > {at(rel)}"),
+              bash_call('', f'cat {at(rel)}')]
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
 
 def _status(rng):
-  out = pick(rng, OUTS)
+  out, at = pick(rng, OUTS), style(rng)
   chain, path, folders, files = _folder(rng, ('lists', 'home', 'tasks'), [out.split('/')[0]])
   items = sample(rng, CHORES, int(rng.integers(3, 6)))
   done = [rng.random() < 0.5 for _ in items] if rng.random() < 0.7 else [True] * len(items)
   rel = f'{path}/{pick(rng, ("todo", "tasks", "errands"))}.txt'
   files[rel] = text_lines(f'{x}: {"done" if d else "open"}' for x, d in zip(items, done))
   left = [x for x, d in zip(items, done) if not d]
-  segments = [bash_call('', f'ls {path}'), bash_call('', f'cat {rel}')]
+  segments = [bash_call('', f'ls {at(path)}'), bash_call('', f'cat {at(rel)}')]
   if rng.random() < 0.4:
-    segments.append(bash_call('', f'grep open {rel} | wc -l'))
-  segments += _write_checked(rng, f'all_done = {not left}', out, f'{len(left)} still open')
+    segments.append(bash_call('', f'grep open {at(rel)} | wc -l'))
+  segments += _write_checked(rng, f'all_done = {not left}', at(out), f'{len(left)} still open')
   final = (f'No, {len(left)} of {len(items)} are open: {", ".join(left)}. Saved all_done = False.'
            if left else f'Yes, all {len(items)} are done. Saved all_done = True.')
-  user = (f'Is my list in ~/{path} all done? Write all_done = True or False to '
-          f'{_said(rng, out)}.')
+  user = (f'Is my list in {at(path)} all done? Write all_done = True or False to '
+          f'{at(out)}.')
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
 
