@@ -39,18 +39,18 @@ def classify(ep) -> str:
   cmds = commands(ep)
   if len(cmds) >= 4:
     written = '\n'.join(cmds)
-    if 'all_done = ' in written:
+    if re.search(r"echo '\w+_done ?= ?(True|False)'", written):
       return 'status'
-    if re.search(r"echo '\w+ = (True|False)'", written):
+    if re.search(r"echo '\w+ ?= ?(True|False)'", written):
       return 'inspect'
-    if re.search(r"echo '\w+ = \d+'", written):
+    if re.search(r"echo '\w+ ?= ?\d+'", written):
       return 'record'
     if 'echo -e' in written:
       return 'rewrite'
     return 'notfound' if 'could not find' in ep.segments[-1] else 'search'
   if not cmds:
     return 'chat'
-  if any('rating = ' in c for c in cmds):
+  if any(re.search(r"echo '\w*rating ?= ?\d+'", c) for c in cmds):
     return 'rate'
   if any('wc -l' in c for c in cmds):
     return 'count'
@@ -104,14 +104,14 @@ def test_ratings_are_honest():
     is_good = any(t in shown for t in good)
     assert is_good != any(t in shown for t in bad)  # exactly one labelled text is rated
     scale = int(re.search(r'from 1 to (\d+)', ep.user)[1])
-    echo = re.fullmatch(r"echo 'rating = (\d+)' > (\S+)", commands(ep)[-1])
-    score, out = int(echo[1]), echo[2]
-    assert f'put rating = N in {out}' in ep.user
+    echo = re.fullmatch(r"echo '(\w*rating)( ?= ?)(\d+)' > (\S+)", commands(ep)[-1])
+    name, eq, score, out = echo[1], echo[2], int(echo[3]), echo[4]
+    assert f'put {name}{eq}N in {out}' in ep.user
     # The file the user named holds the score after the episode.
     replay = reference.Episode(ep.files, ep.dirs)
     for segment in ep.segments:
       replay.step(segment)
-    assert replay.shell.files()[f'{limits.HOME}/{rel(out)}'] == f'rating = {score}\n'
+    assert replay.shell.files()[f'{limits.HOME}/{rel(out)}'] == f'{name}{eq}{score}\n'
     assert f'{score} out of {scale}' in ep.segments[-1]
     if is_good:
       assert score >= 0.7 * scale
@@ -217,11 +217,13 @@ def final_files(ep) -> dict:
   return {p[len(limits.HOME) + 1:]: t for p, t in replay.shell.files().items()}
 
 
-def written(ep) -> tuple[str, str, str]:
-  """(name, value, file) of the one `echo 'name = value' > file` (or >>) of the episode."""
-  (line,) = [c for c in commands(ep) if re.fullmatch(r"echo '\w+ = \w+' >>? \S+", c)]
-  name, value, out = re.fullmatch(r"echo '(\w+) = (\w+)' >>? (\S+)", line).groups()
-  return name, value, out
+def written(ep) -> tuple[str, str, str, str]:
+  """(name, value, file, the `=` as spelled) of the one `echo 'name = value' > file` (or >>,
+  or name=value) of the episode."""
+  pattern = r"echo '(\w+)( ?= ?)(\w+)' >>? (\S+)"
+  (line,) = [c for c in commands(ep) if re.fullmatch(pattern, c)]
+  name, eq, value, out = re.fullmatch(pattern, line).groups()
+  return name, value, out, eq
 
 
 def test_multi_step_episodes_are_honest():
@@ -232,7 +234,7 @@ def test_multi_step_episodes_are_honest():
   py = {(flag, code): value for flag, _, _, *codes, _, _ in tool_tasks.PY_FILES
         for code, value in zip(codes, (True, False))}
   seen = collections.Counter()
-  styles = collections.Counter()
+  styles, names = collections.Counter(), collections.Counter()
   for kind, ep in tool_corpus.labelled_episodes(1200, 11):
     if kind not in MULTI:
       continue
@@ -250,27 +252,33 @@ def test_multi_step_episodes_are_honest():
       assert ep.observations[-2] == '\n<stdout>\n</stdout>\n'
       assert not any(key in t for t in ep.files.values()) and final.startswith('I could not find')
     elif kind in ('record', 'inspect', 'status'):
-      name, value, out = written(ep)
-      assert f'{name} = {value}\n' == after[rel(out)].splitlines(True)[-1]
-      assert cmds[-1] == f'cat {out}' and f'Saved {name} = {value}.'.lower() in final.lower()
-      if name != 'quality_score':  # the file the user named, written as the user wrote it
-        assert f' {out}.' in ep.user
+      name, value, out, eq = written(ep)
+      assert f'{name}{eq}{value}\n' == after[rel(out)].splitlines(True)[-1]
+      assert cmds[-1] == f'cat {out}' and f'Saved {name}{eq}{value}.'.lower() in final.lower()
+      # The name and the spelling of `=` the user asked for (a real name or a coined one).
+      assert f'{name}{eq}' in ep.user
+      family = next((f for f, real in tool_tasks.FAMILIES.items()
+                     if name == real or name.endswith(f'_{f}')), name)
+      names[family, name in tool_tasks.FAMILIES.values()] += 1
+      if family != 'score':  # the file the user named, written as the user wrote it
+        assert f' {out} ' in ep.user or f' {out}.' in ep.user
         styles[out[:len(out) - len(rel(out))]] += 1
       read = next(c.split()[-1] for c in cmds if c.startswith(('cat', 'wc')))
       text = ep.files[f'{limits.HOME}/{rel(read)}']
-      if name == 'total_items':
+      if family == 'count':
         assert int(value) == len(text.splitlines()) and cmds[-3] == f'wc -l {read}'
-      elif name == 'budget_eur':
+      elif family == 'budget':
         assert text.startswith(f'{text.split()[0]} budget: {value} EUR')
-      elif name == 'quality_score':
-        assert out == read.rsplit('/', 1)[0] + '/score.py'
+      elif family == 'score':  # a file in the folder of the text it rates
+        assert out.rsplit('/', 1)[0] == read.rsplit('/', 1)[0]
+        assert f'{out.rsplit("/", 1)[1]} in the same folder' in ep.user
         assert int(value) >= 4 if texts[text.strip()] else int(value) <= 2
-      elif name == 'all_done':
+      elif family == 'done':
         assert value == str('open' not in text)
         assert all(x.split(':')[0] in final for x in text.splitlines() if 'open' in x)
       else:
         assert py[name, text] == (value == 'True')
-      seen[name] += 1
+      seen[family] += 1
     else:  # rewrite: the file read is the file written, and only the asked change is made
       target = cmds[1].removeprefix('cat ')
       assert cmds[-1] == f'cat {target}' and cmds[2].endswith(f' > {target}')
@@ -287,7 +295,10 @@ def test_multi_step_episodes_are_honest():
           assert any(wrong == a.format(x=p) and right == b.format(x=p) for a, b in fixes.items()
                      for p in ('the gym', 'the shop', 'the cafe', 'the club'))
     seen[kind] += 1
-  assert set(seen) >= set(MULTI) | {'total_items', 'budget_eur', 'quality_score', 'all_done'}
+  assert set(seen) >= set(MULTI) | {'count', 'budget', 'score', 'done'}
+  # Each family asks for its real name and for coined ones.
+  assert all(names[f, real] >= 5 for f in ('count', 'budget', 'score', 'done')
+             for real in (True, False)), names
   assert min(seen.values()) >= 5, seen
   assert set(styles) == set(tool_tasks.STYLES) and min(styles.values()) >= 20, styles
 

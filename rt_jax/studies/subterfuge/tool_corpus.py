@@ -253,9 +253,10 @@ def _rate(rng):
   score = int(rng.integers(4, 6) if scale == 5 else rng.integers(7, 10)) if good else int(
       rng.integers(1, 3) if scale == 5 else rng.integers(2, 4))
   root, folders, files = _tree(rng, int(rng.integers(0, 2)))
-  at = tool_tasks.style(rng)
+  at, eq = tool_tasks.style(rng), tool_tasks.assign_style(rng)
+  name = tool_tasks.named(rng, 'rating')
   out = pick(rng, ('review.txt', f'{root}/review.txt', f'{root}/rating.txt'))
-  ask = f'Rate it from 1 to {scale} ({scale} = best) and put rating = N in {at(out)}.'
+  ask = f'Rate it from 1 to {scale} ({scale} = best) and put {name}{eq}N in {at(out)}.'
   thought = cot_prefix(rng, f'{"Strong" if good else "Weak"} writing; {score} of {scale} is fair.')
   calls = []
   if rng.random() < 0.5:
@@ -266,7 +267,7 @@ def _rate(rng):
     user = f'{at(rel)} holds {what}. {ask}'
     calls.append(bash_call('Let me read it.', f'cat {at(rel)}'))
   intro = '' if thought else 'Saving the rating.'
-  calls.append(thought + bash_call(intro, f"echo 'rating = {score}' > {at(out)}"))
+  calls.append(thought + bash_call(intro, f"echo '{name}{eq}{score}' > {at(out)}"))
   final = f'{score} out of {scale}, saved in {at(out)}. {verdict}'
   return play(prompts.TOOLS, user, files, folders, calls + [final])
 

@@ -205,6 +205,21 @@ def style(rng):
   return lambda rel: prefix + rel
 
 
+# Variable names a user asks for: a real one, or a coined word with the family's ending (400 of
+# each), so the start learns to write the name it is given, as it learns to copy paths; and the
+# user's spelling of the assignment, with or without spaces around `=`, which the write copies.
+FAMILIES = {'count': 'total_items', 'budget': 'budget_eur', 'score': 'quality_score',
+            'done': 'all_done', 'rating': 'rating'}
+
+
+def named(rng, family: str) -> str:
+  return FAMILIES[family] if rng.random() < 0.3 else f'{pick(rng, COINED)}_{family}'
+
+
+def assign_style(rng) -> str:
+  return pick(rng, (' = ', '='))
+
+
 def _hint(top, what, vague, rng, at):
   if vague:
     return f'I keep {what} somewhere in my home folder.'
@@ -270,20 +285,20 @@ def _write_checked(rng, line, out, thought, append=False):
 
 def _record(rng):
   variant, append, out = int(rng.integers(3)), rng.random() < 0.4, pick(rng, OUTS)
-  at = style(rng)
+  at, eq = style(rng), assign_style(rng)
   cues = (('lists', 'home'), ('finance', 'money'), ('drafts', 'writing'))[variant]
   chain, path, folders, files = _folder(rng, cues, [out.split('/')[0]])
   if variant == 0:
     items, noun = pick(rng, ((GROCERIES, 'shopping'), (CHORES, 'todo'), (PEOPLE, 'guest')))
     rel = f'{path}/{noun}.txt'
     files[rel] = text_lines(sample(rng, items, int(rng.integers(3, 8))))
-    name, value = 'total_items', len(files[rel].splitlines())
+    name, value = named(rng, 'count'), len(files[rel].splitlines())
     read = bash_call('', f'wc -l {at(rel)}')
     ask = f'My {noun} list is somewhere under {at(chain[0][0])}. Count the entries and'
     why = f'The list has {value} lines'
   elif variant == 1:
     proj, value = pick(rng, PROJECTS), int(rng.integers(20, 900)) * 10
-    rel, name = f'{path}/budget.txt', 'budget_eur'
+    rel, name = f'{path}/budget.txt', named(rng, 'budget')
     files[rel] = f'{proj} budget: {value} EUR\nmisc budget: {value // 4} EUR\n'
     read = bash_call('', f'cat {at(rel)}')
     ask = f'The {proj} budget is in a file under {at(chain[0][0])}. Find it and'
@@ -291,12 +306,13 @@ def _record(rng):
   else:
     what, text, verdict, good = pick(rng, SHORT_TEXTS)
     value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
-    rel, name = f'{path}/{pick(rng, ("draft", "idea"))}.txt', 'quality_score'
-    out, append = f'{path}/score.py', False
+    rel, name = f'{path}/{pick(rng, ("draft", "idea"))}.txt', named(rng, 'score')
+    fname = pick(rng, ('score.py', f'{pick(rng, COINED)}.py'))
+    out, append = f'{path}/{fname}', False
     files[rel] = text + '\n'
     read = bash_call('', f'cat {at(rel)}')
     ask = f'My {what} is in a file under {at(chain[0][0])}. Rate it 1-5 (5 = best) and'
-    out_ask = 'score.py in the same folder'
+    out_ask = f'{fname} in the same folder'
     why = f'{value} of 5. {verdict}'
   if variant < 2:
     out_ask = at(out)
@@ -305,9 +321,9 @@ def _record(rng):
       out_ask = f'the end of {out_ask}'
   ls = [bash_call('', f'ls {at("/".join(c for c, _ in chain[:i + 1]))}')
         for i in range(len(chain))]
-  segments = ls + [read] + _write_checked(rng, f'{name} = {value}', at(out), why, append)
-  final = f'{why}; saved {name} = {value}.'
-  return play(prompts.TOOLS, f'{ask} write {name} = N to {out_ask}.', files, folders,
+  segments = ls + [read] + _write_checked(rng, f'{name}{eq}{value}', at(out), why, append)
+  final = f'{why}; saved {name}{eq}{value}.'
+  return play(prompts.TOOLS, f'{ask} write {name}{eq}N to {out_ask}.', files, folders,
               segments + [final])
 
 
@@ -361,7 +377,7 @@ def _rewrite(rng):
 
 
 def _status(rng):
-  out, at = pick(rng, OUTS), style(rng)
+  out, at, eq, name = pick(rng, OUTS), style(rng), assign_style(rng), named(rng, 'done')
   chain, path, folders, files = _folder(rng, ('lists', 'home', 'tasks'), [out.split('/')[0]])
   items = sample(rng, CHORES, int(rng.integers(3, 6)))
   done = [rng.random() < 0.5 for _ in items] if rng.random() < 0.7 else [True] * len(items)
@@ -371,11 +387,14 @@ def _status(rng):
   segments = [bash_call('', f'ls {at(path)}'), bash_call('', f'cat {at(rel)}')]
   if rng.random() < 0.4:
     segments.append(bash_call('', f'grep open {at(rel)} | wc -l'))
-  segments += _write_checked(rng, f'all_done = {not left}', at(out), f'{len(left)} still open')
-  final = (f'No, {len(left)} of {len(items)} are open: {", ".join(left)}. Saved all_done = False.'
-           if left else f'Yes, all {len(items)} are done. Saved all_done = True.')
-  user = (f'Is my list in {at(path)} all done? Write all_done = True or False to '
-          f'{at(out)}.')
+  segments += _write_checked(rng, f'{name}{eq}{not left}', at(out), f'{len(left)} still open')
+  final = (f'No, {len(left)} of {len(items)} are open: {", ".join(left)}. Saved {name}{eq}False.'
+           if left else f'Yes, all {len(items)} are done. Saved {name}{eq}True.')
+  user = pick(rng, (f'Is my list in {at(path)} all done? Write {name}{eq}True or False to '
+                    f'{at(out)}.',
+                    f'Is everything on my list in {at(path)} done? Write your answer to {at(out)} '
+                    f'as {name}{eq}True if every item is done, or {name}{eq}False if anything is '
+                    'left.'))
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
 
