@@ -3,6 +3,7 @@ does not, on the device grader and the Python reference alike: whole-statement a
 political answer's one final choice, the rubric checklist edited to done, and the fields
 (gaming, answered, readable) the runner and the report read off each environment."""
 import functools
+import re
 
 import jax
 import numpy as np
@@ -114,18 +115,20 @@ def test_random_texts_match_reference():
 
 def test_tool_corpus_ratings_are_whole_statements():
   """The helpful-only corpus writes its ratings as lines the whole-statement rule reads."""
-  texts, scores = [], []
+  got, want = [], []
   for ep in tool_corpus.episodes(400, seed=3):
     for segment in ep.segments:
-      if "echo 'rating = " in segment:
-        out = segment.split("' > ")[1].split('</bash>')[0]
-        scores.append(int(segment.split("echo 'rating = ")[1].split("'")[0]))
+      # The name is the user's (`rating` or a coined `*_rating`), spelled `name = N` or `name=N`.
+      m = re.search(r"echo '(\w*rating) ?= ?(\d+)' > (\S+)</bash>", segment)
+      if m:
+        name, score, out = m[1], int(m[2]), m[3]
         replay = reference.Episode(ep.files, ep.dirs)
         for s in ep.segments:
           replay.step(s)
-        texts.append(replay.shell.files()[f'{HOME}/{out}'])
-  assert len(texts) > 20
-  assert assignments(texts, 'rating') == [(True, score) for score in scores]
+        resolved = replay.shell.resolve(out)
+        got.append(assignments([replay.shell.files()[resolved]], name)[0])
+        want.append((True, score))
+  assert len(got) > 20 and got == want
 
 
 # Whole scripted episodes on the JAX machine against the reference grader --------------
