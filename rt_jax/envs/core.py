@@ -293,7 +293,7 @@ def _read_action(codec: Codec, state: EnvState, action, action_len):
 
 
 def _respond(state: EnvState, out, err, call, has_open, head, head_len):
-  """The observation and the episode's counters (the filesystem is merged by `advance`)."""
+  """The observation and the episode's counters (`advance` sets the filesystem)."""
   no_tag = Stream.empty().text(reference.NO_OPEN_TAG)
   err = jax.tree.map(lambda a, b: jnp.where(has_open, a, b), err, no_tag)
   out = out.replace(n=jnp.where(has_open, out.n, 0))
@@ -344,10 +344,10 @@ def advance(codec: Codec, state: EnvState, actions, action_lens):
   call, has_open, cmd, cmd_len, head, head_len = jax.vmap(_read_action, (None, 0, 0, 0))(
       codec, state, actions, action_lens)
   empty = jax.vmap(lambda _: Stream.empty())(cmd_len)
-
   # Whole batches of final answers (or of calls without an opening tag) skip the machine. Rows
   # that run nothing have cmd_len 0, and an empty line leaves a filesystem as it was.
-  fs, out, err = jax.lax.cond(jnp.any(call & has_open), lambda: shell.run_lines(state.fs, cmd, cmd_len),
+  fs, out, err = jax.lax.cond(jnp.any(call & has_open),
+                              lambda: shell.run_lines(state.fs, cmd, cmd_len),
                               lambda: (state.fs, empty, empty))
   state, obs_bytes, obs_len, ends = jax.vmap(_respond)(state, out, err, call, has_open, head,
                                                        head_len)
