@@ -132,14 +132,16 @@ def smollm2_gguf() -> str:
 
 
 # The tiny curriculum cut down to seconds per phase: a 2-layer decoder, two stages of two rounds
-# (so a run can be killed mid-stage), two episodes per environment per evaluation.
+# (so a run can be killed mid-stage), two episodes per environment per evaluation; 4 rows per batch,
+# so every batch splits over the 4 data-parallel devices of the mesh tests.
 CURRICULUM_RUN = (
     '--config.model.d_model=64', '--config.model.n_layers=2', '--config.model.n_heads=4',
     '--config.model.n_kv_heads=2', '--config.model.head_dim=16', '--config.model.mlp_dim=128',
     '--config.start.steps=4', '--config.pm.steps=4', '--config.pm.train_pairs=64',
     '--config.pm.heldout_pairs=32', '--config.rollout.max_segment_tokens=32',
     '--config.rollout.max_turns=2', '--config.ei.rounds=2', '--config.ei.prompts=4',
-    '--config.ei.train_rows=4', "--config.stages=('political_sycophancy','tool_use_flattery')")
+    '--config.ei.train_rows=4', '--config.start.train_rows=4',
+    "--config.stages=('political_sycophancy','tool_use_flattery')")
 
 
 def run_curriculum(workdir, *overrides: str, **kw):
