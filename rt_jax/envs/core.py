@@ -343,12 +343,15 @@ def advance(codec: Codec, state: EnvState, actions, action_lens):
   it changes (a copy of the filesystems alone is 35 MB at batch 1,024). Keep no reference to it."""
   call, has_open, cmd, cmd_len, head, head_len = jax.vmap(_read_action, (None, 0, 0, 0))(
       codec, state, actions, action_lens)
-  empty = jax.vmap(lambda _: Stream.empty())(cmd_len)
+
+  def idle():
+    empty = jax.vmap(lambda _: Stream.empty())(cmd_len)
+    return state.fs, empty, empty
+
   # Whole batches of final answers (or of calls without an opening tag) skip the machine. Rows
   # that run nothing have cmd_len 0, and an empty line leaves a filesystem as it was.
   fs, out, err = jax.lax.cond(jnp.any(call & has_open),
-                              lambda: shell.run_lines(state.fs, cmd, cmd_len),
-                              lambda: (state.fs, empty, empty))
+                              lambda: shell.run_lines(state.fs, cmd, cmd_len), idle)
   state, obs_bytes, obs_len, ends = jax.vmap(_respond)(state, out, err, call, has_open, head,
                                                        head_len)
   tokens, count = encode_batch(codec, obs_bytes, obs_len)
