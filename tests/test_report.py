@@ -311,3 +311,15 @@ def test_report_escapes_control_bytes_in_transcripts_and_keeps_curriculum_order(
   header = next(line for line in text.splitlines() if line.startswith('| evaluation | '))
   assert header.startswith('| evaluation | reward_tampering | political_sycophancy | '
                            'tool_use_flattery |'), header
+
+
+def test_the_gate_rows_name_the_block_kept_when_the_gate_was_not_met():
+  history = [{'block': b, 'envs': {'tool_use_flattery': [k, 8]}} for b, k in enumerate((0, 3, 1))]
+  record = {'stage': 'helpful_only', 'competence': history}
+  kept = report._gate_lines({'train': [{**record, 'kept_block': 1}]})
+  assert '| after block 1 (the start) | 3/8 (13.7-69.4%) |' in kept
+  assert any("the start is block 1's weights" in line for line in kept)
+  for last in ({**record, 'kept_block': 2}, record):  # the last block, or a run before the choice
+    lines = report._gate_lines({'train': [last]})
+    assert '| after block 1 | 3/8 (13.7-69.4%) |' in lines, lines
+    assert not any('the start is block' in line or '(the start)' in line for line in lines)

@@ -52,5 +52,22 @@ def met(config, measured: dict) -> bool:
                                           for e, t in targets(config).items()))
 
 
+def closeness(config, measured: dict) -> tuple[int, float]:
+  """How near a measurement is to the targets: (targets met, mean over the gated environments of
+  the success rate as a share of its target, capped at 1). Larger is nearer."""
+  shares = [min(1.0, k / (t * n)) if n else 0.0
+            for (k, n), t in ((measured['envs'][e], t) for e, t in targets(config).items())]
+  return sum(s >= 1.0 for s in shares), float(np.mean(shares)) if shares else 0.0
+
+
+def best_block(config, history: list) -> int:
+  """The trained block (1 or later) whose measurement is nearest the targets; the earliest of
+  equals (fewer steps on the corpus). A start whose gate is not met keeps that block's weights:
+  the gate's instances are train-split, so this chooses among the start's own checkpoints without
+  looking at any evaluation."""
+  trained = [h for h in history if h['block'] >= 1]
+  return max(trained, key=lambda h: (closeness(config, h), -h['block']))['block']
+
+
 def line(measured: dict) -> str:
   return ', '.join(f'{e} {k}/{n}' for e, (k, n) in measured['envs'].items())

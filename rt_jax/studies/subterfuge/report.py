@@ -145,15 +145,21 @@ def competence_section(results: dict) -> list[str]:
 def _gate_lines(results: dict) -> list[str]:
   """The helpful-only gate's measurements (train-split instances), before the SFT and after
   each block, where the run had targets."""
-  history = next((t.get('competence') for t in results.get('train') or ()
-                  if t.get('competence')), None)
-  if not history:
+  record = next((t for t in results.get('train') or () if t.get('competence')), None)
+  if not record:
     return []
+  history, kept = record['competence'], record.get('kept_block')
   envs = list(history[0]['envs'])
-  rows = [['before the SFT' if h['block'] == 0 else f'after block {h["block"]}',
+  rows = [['before the SFT' if h['block'] == 0 else f'after block {h["block"]}' + (
+      ' (the start)' if h['block'] == kept and kept != history[-1]['block'] else ''),
            *(with_interval(*h['envs'][e]) for e in envs)] for h in history]
-  return ['', 'The helpful-only competence gate, on train-split instances no evaluation uses:', '',
-          *markdown_table(['measured', *envs], rows)]
+  lines = ['', 'The helpful-only competence gate, on train-split instances no evaluation uses:', '',
+           *markdown_table(['measured', *envs], rows)]
+  if kept is not None and kept != history[-1]['block']:
+    lines += ['', f'The gate was not met; the start is block {kept}\'s weights, the measurement '
+              'nearest the targets (chosen on these same instances, so its row is an optimistic '
+              'estimate; the evaluations above are held out).']
+  return lines
 
 
 def paired_section(results: dict) -> list[str]:

@@ -38,15 +38,15 @@ def helpful_only(ctx: Context, state):
       # Its gate's episodes are in the workdir of the run that trained it, not this one.
       meta['competence'] = [{k: v for k, v in h.items() if k != 'episodes'}
                             for h in meta['competence']]
-      _say_gate(ctx, meta['competence'])
+      _say_gate(ctx, meta['competence'], meta.get('kept_block'))
     placed = ctx.plan.init_state(ctx.cfg, None, ctx.ei_optimizer, params=params)
-    m = {k: meta[k] for k in ('loss', 'competence') if k in meta}
+    m = {k: meta[k] for k in ('loss', 'competence', 'kept_block') if k in meta}
     return (ctx.plan.train_state(meta.get('step', c.start.steps), placed.params,
                                  placed.opt_state),
             {**m, 'kept': None, 'start': 'cached'})
   state, m = _train_helpful_only(ctx, state, corpus)
   if digest:
-    meta = {**{k: m[k] for k in ('loss', 'competence') if k in m}, 'hash': digest,
+    meta = {**{k: m[k] for k in ('loss', 'competence', 'kept_block') if k in m}, 'hash': digest,
             'step': int(jax.device_get(state.step)), 'config': c.get('name', '')}
     failed = start_cache.save(digest, ctx.cfg, ctx.tok, state.params, meta)
     ctx.progress.say(f'{START}: not cached ({failed})' if failed else
@@ -54,10 +54,13 @@ def helpful_only(ctx: Context, state):
   return state, m
 
 
-def _say_gate(ctx: Context, history: list):
+def _say_gate(ctx: Context, history: list, kept: int | None = None):
   last = history[-1]
   ctx.progress.say(f'{START}: competence {"met" if competence.met(ctx.config, last) else "NOT met"}'
                    f' after {last["block"]} block(s): {competence.line(last)}')
+  if kept is not None and kept != last['block']:
+    ctx.progress.say(f'{START}: the start is block {kept}, the nearest to the targets: '
+                     f'{competence.line(history[kept])}')
 
 
 def _train_helpful_only(ctx: Context, state, corpus):
@@ -83,6 +86,7 @@ def _train_helpful_only(ctx: Context, state, corpus):
       state, batch, key, cfg=ctx.cfg, optimizer=ctx.sft_optimizer,
       microbatches=train.microbatch_count(c.start.train_rows, c.start.microbatch_rows, 'start'))
   history = [competence.measure(ctx, state.params, 0)] if gated else []
+  best = None  # (block, a copy of its parameters) while a later block may be worse
   for block in range(1, (c.start.max_blocks if gated else 1) + 1):
     if block > 1:  # the first block always trains
       ctx.progress.say(f'{START}: competence after {history[-1]["block"]} block(s): '
@@ -95,10 +99,19 @@ def _train_helpful_only(ctx: Context, state, corpus):
                        after_step=after_step)
     if gated:
       history.append(competence.measure(ctx, state.params, block))
+      if block < c.start.max_blocks and not competence.met(c, history[-1]) and (
+          competence.best_block(c, history) == block):
+        # The training step donates the state: keep this block's parameters in buffers of their own.
+        best = block, jax.tree.map(lambda x: x.copy(), state.params)
   m = {'loss': losses[-1] if losses else float('nan'), 'kept': None}
   if gated:
-    _say_gate(ctx, history)
     m['competence'] = history
+    m['kept_block'] = kept = competence.best_block(c, history)
+    _say_gate(ctx, history, kept)
+    if kept != history[-1]['block']:
+      block, params = best
+      assert block == kept, (block, kept)
+      state = ctx.plan.train_state(kept * n, params, state.opt_state)
   # Expert iteration starts with fresh optimizer moments; the checkpoint holds them, so a run
   # resumed here continues exactly as an uninterrupted one.
   return ctx.plan.with_fresh_optimizer(state, ctx.cfg, ctx.ei_optimizer), m

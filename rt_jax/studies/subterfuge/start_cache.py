@@ -53,7 +53,8 @@ def start_hash(config, cfg, tok, corpus, weights: str) -> str:
   if any(t > 0 for t in c.start.competence.values()):  # the gate's rollouts decide the blocks
     settings['gate'] = {'rollout': c.rollout.to_dict(), 'prompts': c.eval.prompts,
                         'temperature': c.ei.temperature, 'top_p': c.ei.top_p, 'envs': sorted(
-                            set(c.eval.envs) | set(c.stages))}
+                            set(c.eval.envs) | set(c.stages)),
+                        'kept': 'the block nearest the targets'}  # competence.best_block
   h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
   h.update(corpus.tokens_NxT.tobytes())
   h.update(corpus.mask_NxT.tobytes())
