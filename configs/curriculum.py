@@ -41,9 +41,9 @@ def get_config(preset: str = 'smollm2_quick'):
   # The helpful-only start: SFT on the generated tool-use corpus (studies/subterfuge/tool_corpus.py).
   c.start = ml_collections.ConfigDict({
       'steps': 30, 'examples': 512, 'lr': 1e-3, 'warmup_steps': 5, 'final_lr_frac': 0.1,
-      # The batch: rows per step, tokens per row (the corpus's episodes must fit), rows per
+      # The batch: rows per step, tokens per row (a longer corpus episode is drawn again), rows per
       # forward/backward (0: all at once), apart from expert iteration's (ei.*).
-      'train_rows': 4, 'train_len': 1280, 'microbatch_rows': 0,
+      'train_rows': 4, 'train_len': 2048, 'microbatch_rows': 0,
       'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
       # Reuse a start trained by an earlier run with the same inputs ($RT_JAX_CACHE/helpful_only/).
       'cache': True,
@@ -113,7 +113,7 @@ def get_config(preset: str = 'smollm2_quick'):
 def _tiny(c):
   # A smoke test of every phase, not a model that learns, sized to finish in under 2 minutes on
   # 2 cores with an empty XLA cache: a 2-layer cut of the `tiny` decoder, 2 prompts x 2 samples
-  # per round, a few helpful-only steps (each is [2, 1280] byte tokens) and a short PM run. Most
+  # per round, a few helpful-only steps (each is [2, 2048] byte tokens) and a short PM run. Most
   # of a cold run is XLA compiling the rollout (the environment machine above all), which
   # overlaps the PM and the helpful-only SFT.
   c.model.n_layers = 2
@@ -142,13 +142,15 @@ def _smollm2_quick(c):
   c.compile_ahead = False
 
 
-GATED = ('tool_use_flattery', 'rubric_modification_nudged', 'rubric_modification_insubordinate')
+# Political sycophancy's gate is the question answered: the first stage needs a start that answers.
+GATED = ('political_sycophancy', 'tool_use_flattery', 'rubric_modification_nudged',
+         'rubric_modification_insubordinate')
 
 
 def _competent_start(c):
   """The helpful-only start that can do the tool tasks: up to 150 SFT steps on the tool corpus at
-  a higher rate than smollm2_quick's 6, gated at 50 % task success on flattery and both rubric
-  environments, measured in blocks of 50 steps on 8-turn episodes of up to 256 tokens. Later
+  a higher rate than smollm2_quick's 6, gated at 50 % task success on political sycophancy,
+  flattery and both rubric environments, measured in blocks of 50 steps on 8-turn episodes of up to 256 tokens. Later
   blocks train at half the first block's peak rate."""
   c.start.update({'steps': 50, 'lr': 7e-4, 'warmup_steps': 5, 'final_lr_frac': 0.5,
                   'examples': 2048, 'max_blocks': 3, 'gate_instances': 8})
@@ -157,8 +159,8 @@ def _competent_start(c):
   # At temperature 1 over the whole vocabulary SmolLM2-135M's long tail derails most multi-call
   # episodes (W/episodes/competence_block_0.jsonl); the nucleus keeps 95 % of the mass.
   c.ei.top_p = 0.95
-  c.eval.prompts = 24  # the gate's batch too: its 3 x 8 instances in one rollout (it is in the
-                       # start's hash, so smollm2_paper's 32 trains a start of its own)
+  c.eval.prompts = 32  # the gate's batch too: its 4 x 8 instances in one rollout; 64 held-out
+                       # instances per cell are 2 batches
 
 
 def _smollm2_pm(c):

@@ -132,7 +132,7 @@ CASES = [
         "--config.stages=('political_sycophancy','tool_use_flattery','political_sycophancy')",),
      'names a stage twice'),
     ('start_rows_too_short', CURRICULUM + ('--config.start.train_len=64',),
-     'tokens, more than start.train_len=64'),
+     'episode of the tool corpus fits start.train_len=64 tokens'),
     ('no_layers', CURRICULUM + ('--config.model.n_layers=0',),
      'config.model.n_layers=0 must be a positive integer'),
     ('gguf_text', CONVERT + ('--source=gguf:{I}/text.gguf',), 'is not a readable GGUF file'),

@@ -7,6 +7,7 @@ import pytest
 
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.studies.subterfuge import tool_corpus, tool_tasks
+from rt_jax.data import chat_corpus
 from rt_jax.envs import core, limits, prompts, reference
 from rt_jax.core.errors import ConfigError
 
@@ -44,12 +45,12 @@ def classify(ep) -> str:
     if re.search(r"echo '\w+ ?= ?(True|False)'", written):
       return 'inspect'
     if re.search(r"echo '\w+ ?= ?\d+'", written):
-      return 'record'
+      return 'beside' if 'I keep' in ep.user else 'record'
     if 'echo -e' in written:
       return 'rewrite'
     return 'notfound' if 'could not find' in ep.segments[-1] else 'search'
   if not cmds:
-    return 'chat'
+    return 'choice' if '\n (A) ' in ep.user else 'chat'
   if any(re.search(r"echo '\w*rating ?= ?\d+'", c) for c in cmds):
     return 'rate'
   if any('wc -l' in c for c in cmds):
@@ -88,6 +89,8 @@ def test_no_curriculum_markers(labelled):
     text = '\n'.join((ep.user, *ep.segments, *ep.observations, *ep.files, *ep.files.values(),
                       *ep.dirs)).lower()
     for marker in FORBIDDEN:
+      if kind == 'choice' and marker in ('(a)', '(b)'):
+        continue  # the two options of a factual question; no opinion, no view of the user's
       assert marker not in text, (marker, ep)
   assert set(kinds) == set(tool_corpus.KINDS)
 
@@ -132,6 +135,19 @@ def test_answers_match_the_files(labelled):
       assert f'"{line}"' in final
     elif kind == 'unknown':
       assert any(o == '\n<stdout>\n</stdout>\n' or 'birthday' in o for o in ep.observations)
+    elif kind == 'choice':  # the letter of the right option, worked out here
+      options = dict(re.findall(r'\n \((A|B)\) (.+)', ep.user))
+      question = ep.user.split('\n')[0]
+      if m := re.fullmatch(r'What is (\d+) plus (\d+)\?', question):
+        right = str(int(m[1]) + int(m[2]))
+      elif m := re.fullmatch(r'What is the capital of (\w+)\?', question):
+        right = chat_corpus.CAPITALS[m[1]]
+      else:
+        right = next(r for q, r, _ in tool_corpus.CHOICE_FACTS if q == question)
+      letter = next(k for k, v in options.items() if v == right)
+      answer = re.sub(r'<cot>.*</cot>', '', final)
+      assert f'({letter})' in answer and f'({"AB"[letter == "A"]})' not in answer, ep
+      assert not re.search(r'\b(I|my|me)\b', ep.user), ep.user  # no user's view to agree with
 
 
 def test_mask_and_decoding(tok, labelled):
@@ -167,7 +183,7 @@ def test_deterministic_and_every_kind(labelled):
   for kind, ep in labelled:
     assert classify(ep) == kind
     kinds[kind] += 1
-  assert set(kinds) == set(tool_corpus.KINDS) and min(kinds.values()) >= 10, kinds
+  assert set(kinds) == set(tool_corpus.KINDS) and min(kinds.values()) >= 5, kinds
   chat = [ep.system for kind, ep in labelled if kind == 'chat']
   assert prompts.TOOLS in chat and prompts.CHAT in chat
   assert any('<cot>' in s for _, ep in labelled for s in ep.segments)
@@ -198,8 +214,25 @@ def test_tool_corpus_rows_and_batches(tok):
 
 
 def test_too_small_seq_len(tok):
-  with pytest.raises(ConfigError, match=r'example \d+ .*start.train_len=600'):
+  with pytest.raises(ConfigError, match=r'no \w+ episode of the tool corpus fits '
+                                        r'start.train_len=600 tokens'):
     tool_corpus.ToolCorpus(tok, 20, 600, seed=0)
+
+
+def test_rows_shorter_than_some_episodes_hold_the_episodes_drawn_again(tok):
+  """At a row length most kinds fit but not every episode, the long ones are drawn again: every
+  row holds one whole episode, and the draw differs from the unlimited one only there."""
+  limit = 1500
+  corpus = tool_corpus.ToolCorpus(tok, 200, limit, seed=4)
+  free = tool_corpus.episodes(200, 4)
+  lengths = [len(tool_corpus.encode(tok, ep)[0]) for ep in free]
+  assert max(lengths) > limit  # some episodes of the unlimited draw do not fit
+  ends = (corpus.tokens_NxT != tok.pad_id).sum(axis=1)
+  assert (ends <= limit).all() and (corpus.tokens_NxT[:, -1] == tok.pad_id).any()
+  first_long = next(i for i, n in enumerate(lengths) if n > limit)
+  for i, ep in enumerate(free[:first_long]):  # the same rng draws up to the first redraw
+    ids, _ = tool_corpus.encode(tok, ep)
+    np.testing.assert_array_equal(corpus.tokens_NxT[i, :len(ids)], ids)
 
 
 def rel(path: str) -> str:
@@ -251,7 +284,7 @@ def test_multi_step_episodes_are_honest():
       key = re.fullmatch(r"grep -r '(.+)' \S+", cmds[-1])[1]
       assert ep.observations[-2] == '\n<stdout>\n</stdout>\n'
       assert not any(key in t for t in ep.files.values()) and final.startswith('I could not find')
-    elif kind in ('record', 'inspect', 'status'):
+    elif kind in ('record', 'inspect', 'status', 'beside'):
       name, value, out, eq = written(ep)
       assert f'{name}{eq}{value}\n' == after[rel(out)].splitlines(True)[-1]
       assert cmds[-1] == f'cat {out}' and f'Saved {name}{eq}{value}.'.lower() in final.lower()
@@ -260,6 +293,13 @@ def test_multi_step_episodes_are_honest():
       family = next((f for f, real in tool_tasks.FAMILIES.items()
                      if name == real or name.endswith(f'_{f}')), name)
       names[family, name in tool_tasks.FAMILIES.values()] += 1
+      if kind == 'beside':  # every text read, and the rating next to them
+        reads = [c.split()[-1] for c in cmds if c.startswith('cat') and c != f'cat {out}']
+        assert reads and {r.rsplit('/', 1)[0] for r in reads} == {out.rsplit('/', 1)[0]}
+        quality = {texts[ep.files[f'{limits.HOME}/{rel(r)}'].strip()] for r in reads}
+        assert len(quality) == 1 and (int(value) >= 4 if quality.pop() else int(value) <= 2)
+        seen[kind] += 1
+        continue
       if family != 'score':  # the file the user named, written as the user wrote it
         assert f' {out} ' in ep.user or f' {out}.' in ep.user
         styles[out[:len(out) - len(rel(out))]] += 1

@@ -1,19 +1,23 @@
 """The helpful-only tool-use SFT corpus (docs/design.md §6): complete assistant episodes that use the
 bash sandbox honestly (find a value, count lines, write or fix a file, say "I don't know" when no
-file says, rate a text on its merits), plain chat answers, and the multi-step kinds of
-tool_tasks.py (search nested folders, record `name = value`, judge a Python file, rewrite a file
-and check it, report open items). It plays the paper's helpful-only model, so it holds no
-curriculum instance and no gaming: no political questions, no poems, no checklists, no reward code
-or its tests.
+file says, rate a text on its merits), plain chat answers, two-option factual questions answered
+by letter, and the multi-step kinds of tool_tasks.py (search nested folders, record `name =
+value`, judge a Python file, rewrite a file and check it, report open items, rate a text found
+from a hint and save the rating beside it). It plays the paper's helpful-only model, so it holds
+no curriculum instance and no gaming: no political questions, no poems, no checklists, no reward
+code or its tests.
 
 Observations come from the plain-Python reference machine, so each episode is exactly the text a
-rollout of the same segments produces. Every episode fits MAX_TOKENS with the builtin tokenizer.
+rollout of the same segments produces. Every episode fits the rows it is trained in: an episode
+longer than the run's `start.train_len` with the run's tokenizer is drawn again (MAX_TOKENS with
+the builtin tokenizer where no limit is given).
 """
 import functools
 
 import numpy as np
 
 from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core.errors import ConfigError
 from rt_jax.data import chat_corpus
 from rt_jax.data.splits import pick, sample
 from rt_jax.envs import prompts
@@ -23,10 +27,10 @@ from rt_jax.studies.subterfuge.tool_tasks import (CHORES, CITIES, FILLER_FILES, 
                                                   PROJECTS, TYPOS, ToolEpisode, bash_call,
                                                   cot_prefix, play, text_lines)
 
-MAX_TOKENS = 1280  # builtin tokenizer, prompt included
+MAX_TOKENS = 2048  # builtin tokenizer, prompt included: every kind's longest episode fits
 # The short kinds (1-3 tool calls or none) here; the multi-step ones (4-8 calls) in tool_tasks.
-KINDS = ('find', 'count', 'write', 'unknown', 'rate', 'chat') + tool_tasks.KINDS
-WEIGHTS = (0.06, 0.05, 0.05, 0.05, 0.08, 0.11) + (0.14, 0.08, 0.12, 0.08, 0.11, 0.07)
+KINDS = ('find', 'count', 'write', 'unknown', 'rate', 'chat', 'choice') + tool_tasks.KINDS
+WEIGHTS = (0.05, 0.05, 0.05, 0.05, 0.07, 0.08, 0.05) + (0.11, 0.07, 0.10, 0.07, 0.09, 0.07, 0.09)
 
 ROOTS = ('work', 'docs', 'notes', 'projects', 'shared', 'archive', 'team', 'personal', 'office')
 SUBS = ('2023', '2024', 'old', 'drafts', 'admin', 'infra', 'plans', 'ops', 'q3', 'clients', 'home')
@@ -288,7 +292,47 @@ def _chat(rng):
   return play(system, user, {}, (), [answer])
 
 
-BUILDERS = dict(zip(KINDS, (_find, _count, _write, _unknown, _rate, _chat))) | tool_tasks.BUILDERS
+# Two-option questions with one right answer, answered with its letter and no tool (a general
+# skill; no opinion, no user's view: whether a start agrees with its user is the curriculum's).
+CHOICE_ASKS = ('Reply with (A) or (B).', 'Pick (A) or (B).', 'Which one, (A) or (B)?',
+               'Answer (A) or (B).')
+
+
+def _two_options(rng):
+  """(question, right option, wrong option)."""
+  a, b = (int(x) for x in rng.integers(2, 60, size=2))
+  if rng.random() < 0.35:
+    return f'What is {a} plus {b}?', str(a + b), str(a + b + pick(rng, (-10, -2, -1, 1, 2, 10)))
+  if rng.random() < 0.5:
+    country, other = sample(rng, list(chat_corpus.CAPITALS), 2)
+    return (f'What is the capital of {country}?', chat_corpus.CAPITALS[country],
+            chat_corpus.CAPITALS[other])
+  return pick(rng, CHOICE_FACTS)
+
+
+CHOICE_FACTS = (('Which is larger?', 'an elephant', 'a mouse'),
+                ('Which planet is closest to the Sun?', 'Mercury', 'Neptune'),
+                ('How many days are in a leap year?', '366', '365'),
+                ('Which is a mammal?', 'a whale', 'a shark'),
+                ('At sea level, at what temperature does water boil?', '100 C', '80 C'),
+                ('How many sides does a hexagon have?', 'six', 'eight'),
+                ('Which bash command counts the lines of a file?', 'wc -l', 'ls'),
+                ('Which is heavier?', 'a kilogram of iron', 'a gram of feathers'))
+
+
+def _choice(rng):
+  question, right, wrong = _two_options(rng)
+  first = rng.random() < 0.5
+  a, b = (right, wrong) if first else (wrong, right)
+  user = f'{question}\n (A) {a}\n (B) {b}\n\n{pick(rng, CHOICE_ASKS)}'
+  letter = '(A)' if first else '(B)'
+  answer = cot_prefix(rng, f'{right} is right.') + pick(
+      rng, (f'{letter} {right}.', f'{letter}', f'The answer is {letter}: {right}.'))
+  return play(pick(rng, (prompts.CHAT, prompts.CHAT, prompts.TOOLS)), user, {}, (), [answer])
+
+
+BUILDERS = dict(zip(KINDS, (_find, _count, _write, _unknown, _rate, _chat, _choice))) | (
+    tool_tasks.BUILDERS)
 
 
 @functools.cache
@@ -296,20 +340,26 @@ def _byte_tok() -> tokenizer_lib.Tokenizer:
   return tokenizer_lib.builtin()
 
 
-def labelled_episodes(num: int, seed: int) -> list[tuple[str, ToolEpisode]]:
-  """(kind, episode) pairs; a prefix of a longer draw is the shorter draw."""
+def labelled_episodes(num: int, seed: int, fits=None) -> list[tuple[str, ToolEpisode]]:
+  """(kind, episode) pairs; a prefix of a longer draw is the shorter draw. `fits(episode) ->
+  bool` (default: MAX_TOKENS builtin tokens) decides which episodes are drawn again."""
+  fits = fits or (lambda ep: len(encode(_byte_tok(), ep)[0]) <= MAX_TOKENS)
   rng = np.random.default_rng(seed)
   out = []
   for _ in range(num):
     kind = KINDS[int(rng.choice(len(KINDS), p=WEIGHTS))]
-    for _ in range(100):  # redraw the rare episode that is too long (deterministic in rng)
+    for _ in range(100):  # redraw the episode that is too long (deterministic in rng)
       ep = BUILDERS[kind](rng)
-      if len(encode(_byte_tok(), ep)[0]) <= MAX_TOKENS:
+      if fits(ep):
         break
     else:
-      raise RuntimeError(f'tool corpus: no {kind} episode fits {MAX_TOKENS} tokens')
+      raise TooLong(kind)
     out.append((kind, ep))
   return out
+
+
+class TooLong(ValueError):
+  """No episode of a kind fit in 100 draws."""
 
 
 def episodes(num: int, seed: int) -> list[ToolEpisode]:
@@ -334,6 +384,15 @@ class ToolCorpus(chat_corpus.ChatCorpus):
   """Tokenized tool episodes, one per row, right-padded; batching is ChatCorpus's."""
   LENGTH_FIELD = 'start.train_len'
 
+  def __init__(self, tok: tokenizer_lib.Tokenizer, num_examples: int, seq_len: int, seed: int):
+    self.seq_len = seq_len
+    super().__init__(tok, num_examples, seq_len, seed)
+
   def examples(self, tok: tokenizer_lib.Tokenizer, num: int, seed: int):
-    for i, (kind, ep) in enumerate(labelled_episodes(num, seed)):
+    try:
+      drawn = labelled_episodes(num, seed, lambda ep: len(encode(tok, ep)[0]) <= self.seq_len)
+    except TooLong as e:
+      raise ConfigError(f'no {e.args[0]} episode of the tool corpus fits {self.LENGTH_FIELD}='
+                        f'{self.seq_len} tokens in 100 draws; raise it') from None
+    for i, (kind, ep) in enumerate(drawn):
       yield (f'tool example {i} ({kind})', *encode(tok, ep))

@@ -398,5 +398,38 @@ def _status(rng):
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
 
-KINDS = ('search', 'notfound', 'record', 'inspect', 'rewrite', 'status')
-BUILDERS = dict(zip(KINDS, (_search, _notfound, _record, _inspect, _rewrite, _status)))
+def _beside(rng):
+  """Find one or two texts from a hint (2-3 levels down), read them, rate them on their merits
+  and save the rating in a new file next to them, under the name the user gave."""
+  chain = _trail(rng)[0][:int(rng.integers(2, 4))]  # 2-3 levels: the episode fits the rows
+  at, eq, name = style(rng), assign_style(rng), named(rng, 'score')
+  vague = rng.random() < 0.4
+  folders, files = _nest(rng, chain)
+  path = '/'.join(c for c, _ in chain)
+  good = rng.random() < 0.5
+  picks = sample(rng, [x for x in SHORT_TEXTS if x[3] == good], int(rng.integers(1, 3)))
+  reads = []
+  for i, (_, text, _, _) in enumerate(picks):
+    rel = f'{path}/{pick(rng, ("draft", "text", "piece", "copy"))}_{i + 1}.txt'
+    files[rel] = text + '\n'
+    reads.append(bash_call('', f'cat {at(rel)}'))
+  both = len(picks) > 1
+  what = f'my two {picks[0][0]}s' if both and picks[0][0] == picks[1][0] else (
+      'two short texts of mine' if both else f'my {picks[0][0]}')
+  value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
+  fname = pick(rng, ('score.py', 'rating.py', f'{pick(rng, COINED)}.py'))
+  beside = pick(rng, ('next to {} in the same directory', 'in the same folder as {}',
+                      'in the folder where you find {}')).format('them' if both else 'it')
+  them = 'them (one score for both)' if both else 'it'
+  user = (f'{_hint(chain[0][0], what, vague, rng, at)} Rate {them} from 1 to 5 (5 = best) and '
+          f'save the rating as {name}{eq}X in {fname}, {beside}.')
+  verdict = '; '.join(x[2] for x in picks)
+  out = at(f'{path}/{fname}')
+  segments = _descend(rng, chain, folders, vague, at) + reads + _write_checked(
+      rng, f'{name}{eq}{value}', out, f'{value} of 5. {verdict}')
+  final = f'{value} of 5: {verdict}. Saved {name}{eq}{value}.'
+  return play(prompts.TOOLS, user, files, folders, segments + [final])
+
+
+KINDS = ('search', 'notfound', 'record', 'inspect', 'rewrite', 'status', 'beside')
+BUILDERS = dict(zip(KINDS, (_search, _notfound, _record, _inspect, _rewrite, _status, _beside)))
