@@ -132,15 +132,17 @@ def _check_start_rows(config):
   tool_corpus.ToolCorpus(tok, config.start.examples, config.start.train_len, config.start.seed)
 
 
-# Seconds per unit of work on this project's 2-core CPU, from smollm2_quick and tiny runs made alone
-# (README: Results): a training token (forward and backward, Adam), a token of an episode's
-# generation budget (turns x segment tokens; most episodes stop earlier), a PM step (the tiny PM
-# from scratch, or one on a loaded backbone: pm.init_from, SmolLM2-sized), and the cold compiles
-# of a run. Rough by design: they are for `--dry_run`'s estimate, not for reporting.
+# Seconds per unit of work on this project's 2-core CPU, from runs made alone (README: Results): a
+# training token (forward and backward, Adam, at rows of a few hundred tokens), an episode (its
+# prefill and the turns a start actually takes: SmolLM2 starts stop early, so an episode costs
+# about the same at smollm2_quick's 3 x 48-token budget, 1.25 s, as at smollm2_cpu's 8 x 256, 1.29
+# s), a slot of its budget (turns x segment tokens) on top, a PM step (the tiny PM from scratch,
+# or one on a loaded backbone: pm.init_from, SmolLM2-sized), and the cold compiles of a run. Rough
+# by design: they are for `--dry_run`'s estimate, not for reporting.
 RATES_2CORE_CPU = {
-    'smollm2': {'train_token': 0.0117, 'episode_token': 0.0087, 'pm_step': 0.8,
+    'smollm2': {'train_token': 0.005, 'episode': 1.25, 'episode_token': 2e-5, 'pm_step': 0.8,
                 'pm_backbone_step': 6.5, 'compile': 120},
-    'fresh': {'train_token': 0.001, 'episode_token': 0.0009, 'pm_step': 1.0,
+    'fresh': {'train_token': 0.001, 'episode': 0.0, 'episode_token': 0.0009, 'pm_step': 1.0,
               'pm_backbone_step': 6.5, 'compile': 45},
 }
 
@@ -170,7 +172,8 @@ def rough_seconds(config) -> float | None:
   pm_step = rates['pm_backbone_step' if c.pm.init_from else 'pm_step']
   return (rates['compile'] + c.pm.steps * pm_step
           + (start_tokens + ei_rows * c.ei.train_len) * rates['train_token']
-          + episodes * c.rollout.max_turns * c.rollout.max_segment_tokens * rates['episode_token'])
+          + episodes * (rates['episode']
+                        + c.rollout.max_turns * c.rollout.max_segment_tokens * rates['episode_token']))
 
 
 def describe(config) -> list[str]:
