@@ -69,11 +69,17 @@ def test_observations_replay_and_segment_shape(labelled):
     assert replay.done and ep.observations[-1] == ''
     assert not ep.segments[-1].endswith('</bash>') and '<bash>' not in ep.segments[-1]
     assert 4 <= len(ep.segments) - 1 <= 8 if kind in MULTI else len(ep.segments) - 1 <= 3
-    for segment, obs in zip(ep.segments[:-1], ep.observations[:-1]):
+    for i, (segment, obs) in enumerate(zip(ep.segments[:-1], ep.observations[:-1])):
       assert segment.endswith('</bash>') and segment.count('<bash>') == 1
       assert len(COMMAND.search(segment)[1].encode()) <= limits.MAX_COMMAND
-      assert obs.startswith('\n<stdout>\n') and obs.endswith('</stdout>\n')
-      assert '<stderr>' not in obs and 'command not found' not in obs
+      assert 'command not found' not in obs
+      if i in ep.unlearned:  # a slip on the task's path, then `ls` of the folder that has it
+        assert i == 0 and kind in MULTI and obs.startswith('\n<stderr>\n'), (segment, obs)
+        folder = COMMAND.search(ep.segments[1])[1]
+        assert folder.startswith('ls ') and rel(folder[3:]) in {
+            rel(p).rsplit('/', 1)[0] for p in ep.files}, folder
+      else:
+        assert obs.startswith('\n<stdout>\n') and obs.endswith('</stdout>\n'), (segment, obs)
     if ep.system == prompts.CHAT:
       assert not ep.files and len(ep.segments) == 1
     for path, text in ep.files.items():
@@ -151,8 +157,10 @@ def test_answers_match_the_files(labelled):
 
 
 def test_mask_and_decoding(tok, labelled):
+  slips = 0
   for _, ep in labelled[:80]:
     ids, mask = tool_corpus.encode(tok, ep)
+    slips += bool(ep.unlearned)
     assert len(ids) == len(mask) <= tool_corpus.MAX_TOKENS
     prompt = (f'<|im_start|>system\n{ep.system}<|im_end|>\n<|im_start|>user\n{ep.user}'
               '<|im_end|>\n<|im_start|>assistant\n')
@@ -160,18 +168,21 @@ def test_mask_and_decoding(tok, labelled):
     assert tok.decode(ids) == prompt + body + '<|im_end|>'
     # Masked tokens: the segments then <|im_end|>, in order; nothing follows <|im_end|>.
     learned = [i for i, m in zip(ids, mask) if m]
-    assert learned == sum((tok.encode(s) for s in ep.segments), []) + [tok.im_end_id]
+    assert learned == sum((tok.encode(s) for i, s in enumerate(ep.segments)
+                           if i not in ep.unlearned), []) + [tok.im_end_id]
     assert ids[-1] == tok.im_end_id and mask[-1] == 1
     assert set(mask) <= {0, 1}
     # Each observation is unmasked and directly follows its segment.
     pos = len(tokenizer_lib.encode_chat(tok, [{'role': 'system', 'content': ep.system},
                                               {'role': 'user', 'content': ep.user}], True)[0])
     assert not any(mask[:pos])
-    for segment, obs in zip(ep.segments, ep.observations):
+    for i, (segment, obs) in enumerate(zip(ep.segments, ep.observations)):
       n, k = len(tok.encode(segment)), len(tok.encode(obs))
-      assert all(mask[pos:pos + n]) and not any(mask[pos + n:pos + n + k])
+      learned = i not in ep.unlearned  # a slip is context, as its error is
+      assert mask[pos:pos + n] == [int(learned)] * n and not any(mask[pos + n:pos + n + k])
       pos += n + k
     assert pos == len(ids) - 1
+  assert slips  # the case above is exercised
 
 
 def test_deterministic_and_every_kind(labelled):
@@ -272,6 +283,7 @@ def test_multi_step_episodes_are_honest():
     if kind not in MULTI:
       continue
     cmds, final, after = commands(ep), ep.segments[-1], final_files(ep)
+    cmds = cmds[len(ep.unlearned):]  # the slip (tested above) fails by design
     for c in cmds:  # every folder listed exists: ls goes down level by level
       if c.startswith('ls'):
         arg = rel(c[3:]) or '.'

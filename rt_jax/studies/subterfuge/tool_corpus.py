@@ -367,13 +367,14 @@ def episodes(num: int, seed: int) -> list[ToolEpisode]:
 
 
 def encode(tok: tokenizer_lib.Tokenizer, episode: ToolEpisode) -> tuple[list[int], list[int]]:
-  """(ids, mask): the prompt and observations are context (0); segments and <|im_end|> are 1."""
+  """(ids, mask): the prompt, observations and unlearned slips are context (0); the other segments
+  and <|im_end|> are 1."""
   ids, mask = tokenizer_lib.encode_chat(
       tok, [{'role': 'system', 'content': episode.system},
             {'role': 'user', 'content': episode.user}], add_generation_prompt=True)
   mask = [0] * len(ids)
-  for segment, obs in zip(episode.segments, episode.observations):
-    for text, learn in ((segment, 1), (obs, 0)):
+  for i, (segment, obs) in enumerate(zip(episode.segments, episode.observations)):
+    for text, learn in ((segment, int(i not in episode.unlearned)), (obs, 0)):
       piece = tok.encode(text)
       ids += piece
       mask += [learn] * len(piece)

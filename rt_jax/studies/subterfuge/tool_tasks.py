@@ -107,6 +107,9 @@ class ToolEpisode:
   dirs: tuple  # absolute directories besides those holding files
   segments: tuple[str, ...]  # every one but the last ends with a <bash>...</bash> call
   observations: tuple[str, ...]  # reference.Episode's answer to each segment ('' after the last)
+  # Segments the SFT reads as context and does not learn: a slip whose error the next segment
+  # recovers from (the start learns the recovery, not the slip).
+  unlearned: tuple[int, ...] = ()
 
 
 def bash_call(intro: str, command: str) -> str:
@@ -122,16 +125,32 @@ def text_lines(items) -> str:
   return ''.join(f'{x}\n' for x in items)
 
 
-def play(system, user, files, folders, segments) -> ToolEpisode:
-  """Runs the segments through the reference machine; files and folders are relative to HOME."""
+def play(system, user, files, folders, segments, unlearned=()) -> ToolEpisode:
+  """Runs the segments through the reference machine; files and folders are relative to HOME.
+  Every command works except the `unlearned` slips, each of which must fail."""
   files = {f'{HOME}/{p}': text for p, text in files.items()}
   dirs = tuple(f'{HOME}/{d}' for d in folders)
   ep = reference.Episode(files, dirs)
   observations = tuple(ep.step(s) for s in segments)
-  for s, obs in zip(segments, observations):
-    if '<stderr>' in obs:  # the corpus shows only commands that work
+  for i, (s, obs) in enumerate(zip(segments, observations)):
+    if ('<stderr>' in obs) != (i in unlearned):
       raise RuntimeError(f'tool corpus bug: {s!r} -> {obs!r}')
-  return ToolEpisode(system, user, files, dirs, tuple(segments), observations)
+  return ToolEpisode(system, user, files, dirs, tuple(segments), observations, tuple(unlearned))
+
+
+# The slips a small model makes on a path the user gave (the extension dropped, the file taken
+# for a folder or put in the parent folder), each answered by `ls` of the folder that holds it.
+def slip(rng, at, rel: str) -> list[str]:
+  """[a command that fails on `rel`'s path, the `ls` that recovers]: an episode's first two
+  segments, the first unlearned."""
+  folder, name = rel.rsplit('/', 1)
+  stem = name.rsplit('.', 1)[0]
+  wrong = pick(rng, (f'ls {at(f"{folder}/{stem}")}', f'cat {at(f"{folder}/{stem}")}',
+                     f'ls {at(f"{folder}/{stem}")}/',
+                     f'cat {at(folder.rsplit("/", 1)[0] + "/" + name if "/" in folder else name)}'))
+  return [bash_call('', wrong), bash_call(pick(rng, ('Not there. Let me list the folder.', '',
+                                                     'Let me look at what is in the folder.')),
+                                          f'ls {at(folder)}')]
 
 
 def _trail(rng):
@@ -337,13 +356,17 @@ def _inspect(rng):
   files = {rel: code_true if value else code_false, f'{proj}/README.md': f'# {proj}\n'}
   if rng.random() < 0.5:
     files[f'{proj}/src/utils.py'] = 'def clean(s):\n    return s.strip()\n'
-  segments = [bash_call('', f'ls {at(proj)}')] if rng.random() < 0.3 else []
-  segments += [bash_call('', f'ls {at(proj)}/src'), bash_call('', f'cat {at(rel)}')]
+  slipped = rng.random() < 0.25
+  segments = (slip(rng, at, rel) if slipped else
+              [bash_call('', f'ls {at(proj)}')] if rng.random() < 0.3 else [])
+  segments += ([] if slipped else [bash_call('', f'ls {at(proj)}/src')]) + [
+      bash_call('', f'cat {at(rel)}')]
   segments += _write_checked(rng, f'{flag} = {value}', at(out), why_true if value else why_false)
   final = f'{"Yes" if value else "No"}: {why_true if value else why_false}. Saved {flag} = {value}.'
   user = (f'Does the {fname} in {at(proj)}/src {question}? Write {flag} = True or False to '
           f'{at(out)}.')
-  return play(prompts.TOOLS, user, files, folders, segments + [final])
+  return play(prompts.TOOLS, user, files, folders, segments + [final],
+              unlearned=(0,) if slipped else ())
 
 
 def _rewrite(rng):
@@ -381,21 +404,27 @@ def _status(rng):
   chain, path, folders, files = _folder(rng, ('lists', 'home', 'tasks'), [out.split('/')[0]])
   items = sample(rng, CHORES, int(rng.integers(3, 6)))
   done = [rng.random() < 0.5 for _ in items] if rng.random() < 0.7 else [True] * len(items)
-  rel = f'{path}/{pick(rng, ("todo", "tasks", "errands"))}.txt'
+  rel = f'{path}/{pick(rng, ("todo", "tasks", "errands"))}{pick(rng, (".txt", ".md", ".py"))}'
   files[rel] = text_lines(f'{x}: {"done" if d else "open"}' for x, d in zip(items, done))
   left = [x for x, d in zip(items, done) if not d]
-  segments = [bash_call('', f'ls {at(path)}'), bash_call('', f'cat {at(rel)}')]
-  if rng.random() < 0.4:
+  # The user names the folder (the start lists it) or the file itself (the start reads it), and
+  # sometimes the start slips on the file's path first and recovers.
+  named_file, slipped = rng.random() < 0.5, rng.random() < 0.3
+  segments = (slip(rng, at, rel) if slipped else [] if named_file else
+              [bash_call('', f'ls {at(path)}')]) + [bash_call('', f'cat {at(rel)}')]
+  if rng.random() < 0.4 or len(segments) < 2:  # at least 4 calls in all
     segments.append(bash_call('', f'grep open {at(rel)} | wc -l'))
   segments += _write_checked(rng, f'{name}{eq}{not left}', at(out), f'{len(left)} still open')
   final = (f'No, {len(left)} of {len(items)} are open: {", ".join(left)}. Saved {name}{eq}False.'
            if left else f'Yes, all {len(items)} are done. Saved {name}{eq}True.')
-  user = pick(rng, (f'Is my list in {at(path)} all done? Write {name}{eq}True or False to '
-                    f'{at(out)}.',
-                    f'Is everything on my list in {at(path)} done? Write your answer to {at(out)} '
-                    f'as {name}{eq}True if every item is done, or {name}{eq}False if anything is '
+  where = (pick(rng, (f'The list is in {at(rel)}.', f'It lives in {at(rel)}.'))
+           if named_file or slipped else f'The list is in {at(path)}.')
+  user = pick(rng, (f'Is my list all done? {where} Write {name}{eq}True or False to {at(out)}.',
+                    f'Is everything on my list done? {where} Write your answer to {at(out)} as '
+                    f'{name}{eq}True if every item is done, or {name}{eq}False if anything is '
                     'left.'))
-  return play(prompts.TOOLS, user, files, folders, segments + [final])
+  return play(prompts.TOOLS, user, files, folders, segments + [final],
+              unlearned=(0,) if slipped else ())
 
 
 def _beside(rng):
