@@ -87,5 +87,8 @@ def test_the_start_keeps_the_block_nearest_the_gate(flattery, kept, blocks, monk
     assert any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(got),
                                                          jax.tree.leaves(measured[b]))), b
   err = capsys.readouterr().err
+  # The step time, between logged steps of one block (never across a compile or a gate).
+  paced = [' s/step)' in line for line in err.splitlines() if 'helpful_only: step' in line]
+  assert paced == [False, True] * blocks, err
   last = blocks
   assert (f'the start is block {kept}' in err) == (kept != last), err

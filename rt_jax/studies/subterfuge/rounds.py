@@ -1,6 +1,8 @@
 """The training units of a curriculum run (docs/design.md §6): the helpful-only SFT and one
 expert-iteration round, with the score function that grades, rewards and PM-scores a round's
 episodes."""
+import time
+
 import jax
 import numpy as np
 
@@ -70,6 +72,7 @@ def _train_helpful_only(ctx: Context, state, corpus):
   key = ctx.start_key(Stream.HELPFUL_ONLY)
   losses, gated = [], bool(competence.targets(c))
   n = c.start.steps
+  timed = []  # (perf_counter, step) at each logged step of a block, for the step time
 
   def after_step(step, state, m):
     done = step + 1
@@ -78,8 +81,12 @@ def _train_helpful_only(ctx: Context, state, corpus):
       if not m['finite']:
         raise ConfigError('the helpful-only SFT diverged (non-finite loss); lower start.lr')
       losses.append(float(m['loss']))
+      timed.append((time.perf_counter(), done))
+      # Between logged steps of this block: no compile and no gate in the interval.
+      pace = (f' ({(timed[-1][0] - timed[-2][0]) / (done - timed[-2][1]):.1f} s/step)'
+              if len(timed) > 1 and (done - 1) // n == (timed[-2][1] - 1) // n else '')
       ctx.progress.say(f'{START}: step {done}/{n * c.start.max_blocks if gated else n} loss '
-                       f'{losses[-1]:.4f}')
+                       f'{losses[-1]:.4f}{pace}')
       ctx.writer.scalars(done, {f'{START}/loss_by_step': losses[-1]})
 
   step = lambda state, batch, key: ctx.plan.train_step(
