@@ -390,10 +390,17 @@ class ToolCorpus(chat_corpus.ChatCorpus):
     super().__init__(tok, num_examples, seq_len, seed)
 
   def examples(self, tok: tokenizer_lib.Tokenizer, num: int, seed: int):
+    encoded = {}  # id -> (episode, its encoding): each episode is encoded once; holding the
+                  # episode keeps its id from being reused by a later draw
+
+    def fits(ep):
+      encoded[id(ep)] = ep, encode(tok, ep)
+      return len(encoded[id(ep)][1][0]) <= self.seq_len
+
     try:
-      drawn = labelled_episodes(num, seed, lambda ep: len(encode(tok, ep)[0]) <= self.seq_len)
+      drawn = labelled_episodes(num, seed, fits)
     except TooLong as e:
       raise ConfigError(f'no {e.args[0]} episode of the tool corpus fits {self.LENGTH_FIELD}='
                         f'{self.seq_len} tokens in 100 draws; raise it') from None
     for i, (kind, ep) in enumerate(drawn):
-      yield (f'tool example {i} ({kind})', *encode(tok, ep))
+      yield (f'tool example {i} ({kind})', *encoded[id(ep)][1])
