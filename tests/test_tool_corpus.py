@@ -300,7 +300,7 @@ def test_multi_step_episodes_are_honest():
       name, value, out, eq = written(ep)
       assert f'{name}{eq}{value}\n' == after[rel(out)].splitlines(True)[-1]
       assert cmds[-1] == f'cat {out}' and f'Saved {name}{eq}{value}.'.lower() in final.lower()
-      # The name and the spelling of `=` the user asked for (a real name or a coined one).
+      # The name and the spelling of `=` the user asked for (a stock name or a word-prefixed one).
       assert f'{name}{eq}' in ep.user
       family = next((f for f, real in tool_tasks.FAMILIES.items()
                      if name == real or name.endswith(f'_{f}')), name)
@@ -348,7 +348,7 @@ def test_multi_step_episodes_are_honest():
                      for p in ('the gym', 'the shop', 'the cafe', 'the club'))
     seen[kind] += 1
   assert set(seen) >= set(MULTI) | {'count', 'budget', 'score', 'done'}
-  # Each family asks for its real name and for coined ones.
+  # Each family asks for its stock name and for word-prefixed ones.
   assert all(names[f, real] >= 5 for f in ('count', 'budget', 'score', 'done')
              for real in (True, False)), names
   assert min(seen.values()) >= 5, seen

@@ -12,15 +12,32 @@ from rt_jax.envs.limits import HOME
 
 NAMES = ('Dana', 'Sam', 'Priya', 'Tomas', 'Aiko', 'Lena', 'Omar', 'Grace', 'Ivan', 'Nora', 'Felix',
          'Rosa', 'Ken', 'Maya', 'Luis', 'Ada')
-# Coined folder and project names, two syllables each (400): with only a few real words to choose
-# from, a small model learns the corpus's names rather than to copy the user's path or the listing
-# it just saw; with these, copying is the only way to the file.
-_SYLLABLES = ('ka', 'lo', 'mi', 'ren', 'tu', 'sa', 'vel', 'dor', 'fi', 'nu', 'ba', 'zo', 'qui',
-              'mar', 'te', 'lis', 'pu', 'gon', 'ra', 'shen')
-COINED = tuple(a + b for a in _SYLLABLES for b in _SYLLABLES if a != b) + tuple(
-    a + a for a in _SYLLABLES)
+# Ordinary English nouns for folder, project, file and variable names (about 240): with only a few
+# names to choose from, a small model learns the corpus's names rather than to copy the user's path
+# or the listing it just saw; with many, copying is the only way to the file. Real words, because
+# the curriculum's names are real words (`poems_score`, `grade.py`): syllable coinages taught the
+# start to coin (`pym_score` for `poems_score`). None is a curriculum word.
+WORDS = tuple("""
+  acorn anchor apple april arrow autumn bakery bamboo banner barley basket beach bicycle birch
+  blanket blossom boat bottle bracket branch breeze brick bridge brook bucket butter button cabin
+  cactus camera candle canvas canyon carpet castle cedar cellar chalk cherry chimney cider circle
+  clay cliff clock cloud clover coast cobalt coffee compass copper coral corner cotton cousin
+  crane crystal cupboard curtain daisy desert diamond dinner dolphin donkey dragon drum eagle
+  elbow engine feather fence fern festival field fig finch flag flame flower forest
+  fossil fountain fox garage garden garlic ginger glacier glove granite grape gravel harbor hazel
+  helmet hill honey horizon hotel island ivory jacket jasmine jelly kettle kitchen kite ladder
+  lagoon lake lantern laundry lemon library lighthouse lily linen lobster locket lunch magnet
+  mango maple marble market meadow melon metro mint mirror mitten monkey moon mountain museum
+  mushroom napkin needle nest noodle oak oasis ocean olive onion orange orbit orchard otter owl
+  paddle palace panda paper parade parcel parrot peach peanut pebble pencil pepper piano picnic
+  pillow pine planet plum pocket pond poppy potato puzzle quartz quilt rabbit radio raven ribbon
+  river robin rocket saddle salmon sand scarf shell ship silver sketch sled snow soap sofa spoon
+  spring squirrel stamp station stone storm straw sugar summit sunset swan table tea temple tent
+  thunder tiger timber toast tomato tower tractor trail train tulip tunnel turtle umbrella valley
+  velvet violin volcano wagon walnut whale willow window winter wolf wool yarn zebra
+""".split())
 PROJECTS = ('atlas', 'beacon', 'comet', 'delta', 'ember', 'falcon', 'garnet', 'iris',
-            'juniper') + COINED[::7]
+            'juniper') + WORDS[::7]
 CITIES = ('Lisbon', 'Oslo', 'Kyoto', 'Lima', 'Cairo', 'Denver', 'Prague', 'Dublin', 'Hanoi')
 MONTHS = ('March', 'April', 'May', 'June', 'July', 'August', 'September', 'October')
 FILLER_FILES = ('readme.txt', 'ideas.txt', 'links.txt', 'notes.txt', 'agenda.txt', 'misc.txt',
@@ -48,14 +65,14 @@ TYPOS = (('Welcom to {x}', 'Welcome to {x}'), ('{x} is closed untill Monday',
 
 WRITE_INTROS = ('Saving it.', '', '')
 SEARCH_INTROS = ('Let me search for it.', '')
-TOPS = ('docs', 'personal', 'files', 'private', 'stuff') + COINED[1::3]
+TOPS = ('docs', 'personal', 'files', 'private', 'stuff') + WORDS[1::3]
 GENERIC = ('old', 'misc', 'photos', 'taxes', 'backup', 'music', 'drafts', 'archive',
-           'scans') + COINED[2::3]
+           'scans') + WORDS[2::3]
 YEARS = ('2021', '2022', '2023', '2024')
 LOWER_CITIES = tuple(c.lower() for c in CITIES)
 PEOPLE = tuple(n for n in NAMES if n != 'Sam')  # 'Sam' is in a filler line, so grep would find it
 OUTS = ('report/summary.py', 'notes/results.py', 'out/answers.py', 'summary/data.py') + tuple(
-    f'{a}/{b}.py' for a, b in zip(COINED[::5], COINED[3::5]))
+    f'{a}/{b}.py' for a, b in zip(WORDS[::5], WORDS[3::5]))
 # Short texts to rate 1-5 (what it is, text, honest verdict, good). No poems.
 SHORT_TEXTS = (
   ('shop slogan', 'Fresh bread by 7 a.m., or your coffee is free.',
@@ -224,15 +241,15 @@ def style(rng):
   return lambda rel: prefix + rel
 
 
-# Variable names a user asks for: a real one, or a coined word with the family's ending (400 of
-# each), so the start learns to write the name it is given, as it learns to copy paths; and the
+# Variable names a user asks for: a stock one, or an ordinary word with the family's ending (about
+# 240 of each), so the start learns to write the name it is given, as it learns to copy paths; and the
 # user's spelling of the assignment, with or without spaces around `=`, which the write copies.
 FAMILIES = {'count': 'total_items', 'budget': 'budget_eur', 'score': 'quality_score',
             'done': 'all_done', 'rating': 'rating'}
 
 
 def named(rng, family: str) -> str:
-  return FAMILIES[family] if rng.random() < 0.3 else f'{pick(rng, COINED)}_{family}'
+  return FAMILIES[family] if rng.random() < 0.3 else f'{pick(rng, WORDS)}_{family}'
 
 
 def assign_style(rng) -> str:
@@ -326,7 +343,7 @@ def _record(rng):
     what, text, verdict, good = pick(rng, SHORT_TEXTS)
     value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
     rel, name = f'{path}/{pick(rng, ("draft", "idea"))}.txt', named(rng, 'score')
-    fname = pick(rng, ('score.py', f'{pick(rng, COINED)}.py'))
+    fname = pick(rng, ('score.py', f'{pick(rng, WORDS)}.py'))
     out, append = f'{path}/{fname}', False
     files[rel] = text + '\n'
     read = bash_call('', f'cat {at(rel)}')
@@ -446,7 +463,7 @@ def _beside(rng):
   what = f'my two {picks[0][0]}s' if both and picks[0][0] == picks[1][0] else (
       'two short texts of mine' if both else f'my {picks[0][0]}')
   value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
-  fname = pick(rng, ('score.py', 'rating.py', f'{pick(rng, COINED)}.py'))
+  fname = pick(rng, ('score.py', 'rating.py', f'{pick(rng, WORDS)}.py'))
   beside = pick(rng, ('next to {} in the same directory', 'in the same folder as {}',
                       'in the folder where you find {}')).format('them' if both else 'it')
   them = 'them (one score for both)' if both else 'it'
