@@ -15,7 +15,7 @@ from rt_jax.envs import limits, rows
 from rt_jax.envs.limits import MAX_ENTRIES, MAX_FILE, MAX_PATH, MAX_STREAM, MAX_WORDS
 from rt_jax.envs.reference import COMMANDS
 from rt_jax.envs.shell_args import Args, Result, msg, no_result, reason_text
-from rt_jax.envs.shell_commands import cat, cd, echo, head, ls, pwd, python, rm, tail, wc
+from rt_jax.envs.shell_commands import cat, cd, echo, head_tail, ls, pwd, python, rm, wc
 from rt_jax.envs.shell_grep import grep
 from rt_jax.envs.shell_paths import (EMPTY, IS_DIR, NAME_TOO_LONG, NO_SPACE, NO_SUCH, NOT_DIR,
                                      TOO_LONG, FileSystem, insert_order, lookup, resolve)
@@ -26,8 +26,9 @@ from rt_jax.envs.text import Stream
 I32 = jnp.int32
 
 # Command name -> runner, in the order of reference.COMMANDS (python3 is python).
-RUNNERS = {'ls': ls, 'cd': cd, 'pwd': pwd, 'cat': cat, 'echo': echo, 'grep': grep, 'head': head,
-           'tail': tail, 'wc': wc, 'rm': rm, 'python': python, 'python3': python}
+RUNNERS = {'ls': ls, 'cd': cd, 'pwd': pwd, 'cat': cat, 'echo': echo, 'grep': grep,
+           'head': head_tail, 'tail': head_tail, 'wc': wc, 'rm': rm, 'python': python,
+           'python3': python}
 assert tuple(RUNNERS) == COMMANDS, 'one runner per reference command, in its order'
 # Each distinct runner is traced once; a line names one by its index here (UNKNOWN: none).
 DISTINCT = tuple(dict.fromkeys(RUNNERS.values()))

@@ -180,8 +180,10 @@ def source_error(err, when, name, args, count, k, reason, is_dir):
              "': Is a directory\n")
 
 
-def head_tail(fs, args, name, stdin, alone, *, is_head: bool):
+def head_tail(fs, args, name, stdin, alone):
+  """head and tail, one program: the command's name picks the span (one runner traced, not two)."""
   res = no_result(fs)
+  is_head = name[0][0] == ord('h')
   code, j, pos, _, operand, (vtok, voff, has_value) = options(args, '', valued=True)
   err = option_error(res.err, name, code, args, j, pos)
   lines_wanted, bad_count, err = _line_count(args, name, code, (vtok, voff, has_value), err)
@@ -217,28 +219,19 @@ def _line_count(args, name, code, value_at, err):
   return jnp.where(has_value, parsed, 10), bad_count, err
 
 
-def _line_span(text, length, lines_wanted, is_head: bool):
+def _line_span(text, length, lines_wanted, is_head):
   """(start, end) in text of its first (head) or last (tail) lines_wanted lines."""
   pos = jnp.arange(MAX_STREAM)
   newline = (text == ord('\n')) & (pos < length)
   seen = jnp.cumsum(newline)  # newlines up to and including each byte
   total_lines = seen[-1] + ((length > 0) & (text[jnp.maximum(length - 1, 0)] != ord('\n')))
-  if is_head:
-    end = jnp.where(seen[-1] >= lines_wanted, jnp.argmax(newline & (seen == lines_wanted)) + 1,
-                    length)
-    return jnp.int32(0), jnp.where(lines_wanted == 0, 0, end)
+  head_end = jnp.where(seen[-1] >= lines_wanted,
+                       jnp.argmax(newline & (seen == lines_wanted)) + 1, length)
+  head_end = jnp.where(lines_wanted == 0, 0, head_end)
   skip = jnp.maximum(total_lines - lines_wanted, 0)  # exceeds the newlines only for -n 0
-  start = jnp.where(skip == 0, 0, jnp.where(skip > seen[-1], length,
-                                            jnp.argmax(newline & (seen == skip)) + 1))
-  return start, length
-
-
-def head(fs, args, name, stdin, alone):
-  return head_tail(fs, args, name, stdin, alone, is_head=True)
-
-
-def tail(fs, args, name, stdin, alone):
-  return head_tail(fs, args, name, stdin, alone, is_head=False)
+  tail_start = jnp.where(skip == 0, 0, jnp.where(skip > seen[-1], length,
+                                                 jnp.argmax(newline & (seen == skip)) + 1))
+  return jnp.where(is_head, 0, tail_start), jnp.where(is_head, head_end, length)
 
 
 def wc(fs, args, name, stdin, alone):
