@@ -343,6 +343,18 @@ def test_line_counts_around_the_cap_match_reference():
   assert got[values.index('1000000003')].count('\nline') == 40  # every line: the cap
 
 
+def test_echo_options_match_reference():
+  """echo's leading -n/-e/-E words, in every order and mix: the later of -e and -E decides, the
+  first word that is not all option letters ends the options, and `-` or `--` print."""
+  lines = ["echo -e 'a\\nb'", "echo -E 'a\\nb'", "echo -e -E 'a\\nb'", "echo -E -e 'a\\nb'",
+           "echo -eE 'a\\nb'", "echo -Ee 'a\\nb'", "echo -n -e 'x\\ty'", "echo -ne 'x\\ty'",
+           "echo -e -x 'a\\nb'", "echo -x -e 'a\\nb'", 'echo -n', 'echo -nn hi', 'echo - hi',
+           'echo -- hi', 'echo -e', "echo -n -E -e -E 'a\\nb' -e", 'echo -en -n hi -n',
+           "echo hi -e 'a\\nb'", "echo '-e' 'a\\nb'", 'echo -e- hi']
+  got = _step_lines({}, lines)
+  assert got[0] != got[1] and got[2] == got[1] and got[3] == got[0]  # not vacuous
+
+
 def test_created_files_list_in_byte_order():
   """Files created by redirects (and one removed, then created again) take their places in the
   kept order: ls -a and grep -r after each step, against the reference, in one episode."""

@@ -37,21 +37,22 @@ def cd(fs, args, name, stdin, alone):
 
 
 def echo(fs, args, name, stdin, alone):
+  """Leading words made of -n/-e/-E letters are options (the later of -e and -E wins); the rest
+  is printed, joined as typed. Vectorized over the words: no unrolled loop over them."""
   res = no_result(fs)
-  newline, escapes, leading = jnp.bool_(True), jnp.bool_(False), jnp.bool_(True)
+  w, n = args.word, args.length
   pos = jnp.arange(MAX_COMMAND)
-  skipped = jnp.int32(0)
-  for j in range(MAX_WORDS):
-    w, n = arg(args, j)
-    inside = (pos >= 1) & (pos < n)
-    is_opt = leading & args.valid[j] & (n >= 2) & (w[0] == ord('-')) & jnp.all(
-        ~inside | is_one_of(w, 'neE'))
-    leading &= is_opt
-    newline &= ~(is_opt & jnp.any(inside & (w == ord('n'))))
-    last_e = jnp.max(jnp.where(inside & (w == ord('e')), pos, -1))
-    last_big = jnp.max(jnp.where(inside & (w == ord('E')), pos, -1))
-    escapes = jnp.where(is_opt & (last_e != last_big), last_e > last_big, escapes)
-    skipped += is_opt
+  inside = (pos >= 1) & (pos < n[:, None])
+  looks = args.valid & (n >= 2) & (w[:, 0] == ord('-')) & jnp.all(~inside | is_one_of(w, 'neE'),
+                                                                  axis=1)
+  is_opt = jnp.cumprod(looks.astype(I32)).astype(bool)  # only a leading run of them counts
+  newline = ~jnp.any(is_opt[:, None] & inside & (w == ord('n')))
+  last_e = jnp.max(jnp.where(inside & (w == ord('e')), pos, -1), axis=1)
+  last_big = jnp.max(jnp.where(inside & (w == ord('E')), pos, -1), axis=1)
+  decides = is_opt & (last_e != last_big)
+  k = MAX_WORDS - 1 - jnp.argmax(decides[::-1])  # the last option that names -e or -E
+  escapes = jnp.any(decides) & (last_e[k] > last_big[k])
+  skipped = jnp.sum(is_opt).astype(I32)
   last = jnp.maximum(args.count - 1, 0)
   start = args.start[jnp.minimum(skipped, MAX_WORDS - 1)]
   length = jnp.where(skipped < args.count, args.start[last] + args.length[last] - start, 0)
