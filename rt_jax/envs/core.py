@@ -164,11 +164,13 @@ def encode_bytes(codec: Codec, data, length):
     terms = (data.astype(jnp.uint32) + 1) * _powers(base, size)
     prefix = jnp.concatenate([jnp.zeros(1, jnp.uint32), jnp.cumsum(terms)])
     hashes.append((prefix, jnp.asarray(_powers(base, size, inverse=True))))
-  best_len, best_id = jnp.zeros(size, jnp.int32), jnp.zeros(size, jnp.int32)
-  for span in range(1, MAX_MATCH + 1):
+  (p1, inv1), (p2, inv2) = hashes
+
+  def longer(best, span):
+    """The matches of `span` bytes override shorter ones (a scan: one traced body, not 16)."""
+    best_len, best_id = best
     ends = jnp.minimum(idx + span, size)
-    (p1, inv1), (p2, inv2) = hashes
-    h1 = (p1[ends] - p1[idx]) * inv1 + jnp.uint32(span * 0x27D4EB2F % 2**32)
+    h1 = (p1[ends] - p1[idx]) * inv1 + span.astype(jnp.uint32) * jnp.uint32(0x27D4EB2F)
     h2 = (p2[ends] - p2[idx]) * inv2
     first = jnp.searchsorted(codec.keys[:, 0], h1)
     for at in (first, first + 1):  # two tokens may share a first hash (make_codec allows two)
@@ -177,6 +179,11 @@ def encode_bytes(codec: Codec, data, length):
              & (codec.token_len[codec.key_ids[at]] == span))
       best_len = jnp.where(hit, span, best_len)
       best_id = jnp.where(hit, codec.key_ids[at], best_id)
+    return (best_len, best_id), None
+
+  zeros = jnp.zeros(size, jnp.int32)
+  (best_len, best_id), _ = jax.lax.scan(longer, (zeros, zeros),
+                                        jnp.arange(1, MAX_MATCH + 1, dtype=jnp.int32))
   # A byte no token covers (absent from the vocabulary) is dropped, as the tokenizer drops it.
   step_len = jnp.maximum(best_len, 1)
 
