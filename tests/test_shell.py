@@ -339,6 +339,9 @@ def test_line_counts_around_the_cap_match_reference():
             '12345678901', '0', '-1', '1x', '']
   lines = [f'{cmd} -n {v} many.txt' for cmd in ('head', 'tail') for v in values]
   lines += ['head -n5 many.txt', 'tail -n 0000000007 many.txt']
+  # Runs of bare -n: each odd one takes the next word as its value.
+  lines += [f'{cmd} {runs} many.txt' for cmd in ('head', 'tail') for runs in (
+      '-n -n', '-n -n 3', '-n -n -n 3', '-n -n -n -n', '-n 2 -n -n', '-n3 -n -n 4')]
   got = _step_lines(files, lines)
   assert got[values.index('1000000003')].count('\nline') == 40  # every line: the cap
 

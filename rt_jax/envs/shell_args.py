@@ -54,12 +54,14 @@ def arg(args: Args, j):
 
 
 def _value_words(args: Args, dash):
-  """bool[MAX_WORDS]: the words that are the value of the bare `-n` before them."""
-  is_value = jnp.zeros(MAX_WORDS, bool)
+  """bool[MAX_WORDS]: the words that are the value of the bare `-n` before them. In a run of
+  bare `-n`s each odd one (counting from 1) takes the next word as its value, so a word is a
+  value when the run of bare `-n`s just before it is of odd length."""
   exact_n = dash & (args.length == 2) & (args.word[:, 1] == ord('n'))
-  for j in range(1, MAX_WORDS):
-    is_value = is_value.at[j].set(args.valid[j] & exact_n[j - 1] & ~is_value[j - 1])
-  return is_value
+  idx = jnp.arange(MAX_WORDS)
+  run_start = jax.lax.cummax(jnp.where(exact_n, 0, idx + 1))  # where the run through j began
+  run_before = jnp.concatenate([jnp.zeros(1, I32), jnp.where(exact_n, idx + 1 - run_start, 0)[:-1]])
+  return args.valid & (run_before % 2 == 1)
 
 
 def options(args: Args, allowed: str, valued: bool = False):
