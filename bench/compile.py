@@ -5,10 +5,14 @@ line (and appends it to bench/results/compile.jsonl).
 
   python -m bench.compile [--model=tiny|smollm2] [--batch=32]
 
-`--model=smollm2` uses SmolLM2-135M-shaped weights (random: shapes alone decide the program).
+`--model=smollm2` uses SmolLM2-135M-shaped weights (random: shapes alone decide the program) and,
+when the converted model is in the cache ($RT_JAX_CACHE/smollm2_135m_instruct), its BPE tokenizer,
+whose observation encoder is part of the rollout's program (the builtin one is byte-level, with no
+encoder to compile); the JSON line names the tokenizer used.
 Each figure is `lower` (tracing) plus `compile` (XLA), measured on abstract inputs, so nothing
 runs.
 """
+import os
 import time
 
 import jax
@@ -18,6 +22,7 @@ from absl import flags
 
 import bench
 from rt_jax import envs
+from rt_jax.core import checkpoint
 from rt_jax.core import cli
 from rt_jax.core import model as model_lib
 from rt_jax.core import sharding
@@ -46,7 +51,10 @@ def _timed(lower) -> dict:
 def main(argv):
   del argv
   jax.config.update('jax_enable_compilation_cache', False)
-  tok = tokenizer_lib.builtin()
+  tok, tok_name = tokenizer_lib.builtin(), 'builtin'
+  converted = os.path.join(cli.cache_dir(), 'smollm2_135m_instruct')
+  if _MODEL.value == 'smollm2' and os.path.isfile(os.path.join(converted, 'tokenizer.json')):
+    tok, tok_name = checkpoint.read_model_files(converted)[1], 'smollm2'
   cfg = model_lib.preset('smollm2_135m' if _MODEL.value == 'smollm2' else 'tiny')
   _, table, _ = envs.make('tool_use_flattery', tok, 'eval')
   b = _BATCH.value
@@ -54,7 +62,8 @@ def main(argv):
   state, _, _ = core.reset(table, np.arange(b) % table.prompt.shape[0])
   actions = np.zeros((b, rc.max_segment_tokens), np.int32)
   lens = np.zeros((b,), np.int32)
-  out = {'model': _MODEL.value, 'batch': b, 'devices': jax.device_count()}
+  out = {'model': _MODEL.value, 'tokenizer': tok_name, 'batch': b,
+         'devices': jax.device_count()}
   out['advance'] = _timed(lambda: core.advance.lower(table.codec, state, actions, lens))
 
   plan = sharding.Plan.one_device()
