@@ -85,6 +85,34 @@ def test_microbatched_step_equals_whole_batch_step():
       np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_trimmed_batch_trains_as_the_padded_one():
+  """train.trimmed cuts the right padding after the last learned token (to a power of two, at
+  least the floor): the step's loss and new parameters equal the padded batch's, while the width
+  shrinks; a batch learned up to its end keeps every column."""
+  optimizer = train.make_optimizer(TRAIN)
+  batch = _batch(b=4, t=64)
+  batch['mask'][:] = 0
+  batch['mask'][0, 3:19] = 1  # the last learned token is column 18 of 64
+  batch['mask'][2, 5:11] = 1
+  batch['tokens'][:, 19:] = 0  # padding
+  cut = train.trimmed(batch, floor=8)
+  assert cut['tokens'].shape == cut['mask'].shape == (4, 32)  # 19 -> the next power of two
+  assert train.trimmed(batch, floor=48)['tokens'].shape == (4, 48)
+  full = dict(batch, mask=np.ones_like(batch['mask']))
+  assert train.trimmed(full, floor=8)['tokens'].shape == (4, 64)
+  padded, m_padded = train.train_step(_state(), batch, jax.random.key(0), cfg=CFG,
+                                      optimizer=optimizer)
+  trim, m_trim = train.train_step(_state(), cut, jax.random.key(0), cfg=CFG, optimizer=optimizer)
+  np.testing.assert_allclose(float(m_trim['loss']), float(m_padded['loss']), rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(trim.params), jax.tree.leaves(padded.params)):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  # Not vacuous: a cut inside the learned span changes the loss.
+  inside = {k: v[:, :16] for k, v in batch.items()}
+  _, m_inside = train.train_step(_state(), inside, jax.random.key(0), cfg=CFG,
+                                 optimizer=optimizer)
+  assert abs(float(m_inside['loss']) - float(m_padded['loss'])) > 1e-4
+
+
 def test_non_finite_step_leaves_state_unchanged():
   state, optimizer = _state(), train.make_optimizer(TRAIN)
   poisoned = jax.tree.map(lambda x: x, state.params)

@@ -101,8 +101,9 @@ def _train_helpful_only(ctx: Context, state, corpus):
       if competence.met(c, history[-1]):
         break
     ctx.progress.first_call('the training step')
-    state = train.loop(step, state, block * n, lambda i, _: corpus.batch(i, c.start.train_rows),
-                       lambda i: jax.random.fold_in(key, i), first=(block - 1) * n,
+    batch_at = lambda i, _: train.trimmed(corpus.batch(i, c.start.train_rows))
+    state = train.loop(step, state, block * n, batch_at, lambda i: jax.random.fold_in(key, i),
+                       first=(block - 1) * n,
                        after_step=after_step)
     if gated:
       history.append(competence.measure(ctx, state.params, block))
