@@ -113,9 +113,9 @@ train_step = jax.jit(step_fn, static_argnames=('cfg', 'optimizer', 'microbatches
 def trimmed(batch: dict, floor: int = 256) -> dict:
   """The batch cut after its last learned token, its width rounded up to a power of two (at
   least `floor`, at most the batch's own): with causal attention and a masked loss the right
-  padding changes nothing but the cost (tool-corpus rows are ~350 of 2,048 tokens), and powers of
-  two keep the train step to a few compiled shapes. Every process holds the whole batch, so all
-  cut it alike."""
+  padding changes nothing but the cost (at the default start.train_len of 2,048 a tool-corpus row
+  holds ~350 SmolLM2 tokens), and powers of two keep the train step to a few compiled shapes.
+  Every process holds the whole batch, so all cut it alike."""
   mask = np.asarray(batch['mask'])
   width = mask.shape[1]
   learned = np.flatnonzero(mask.any(0))
