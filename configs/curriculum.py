@@ -150,16 +150,17 @@ GATED = ('political_sycophancy', 'tool_use_flattery', 'rubric_modification_nudge
 def _competent_start(c):
   """The helpful-only start that can do the tool tasks: up to 150 SFT steps on the tool corpus at
   a higher rate than smollm2_quick's 6, gated at 50 % task success on political sycophancy,
-  flattery and both rubric environments, measured in blocks of 50 steps on 8-turn episodes of up to 256 tokens. Later
-  blocks train at half the first block's peak rate."""
+  flattery and both rubric environments, measured on 16 instances each (at 8, one success more
+  or less moves a rate by 12.5 points) in blocks of 50 steps on 8-turn episodes of up to 256
+  tokens. Later blocks train at half the first block's peak rate."""
   c.start.update({'steps': 50, 'lr': 7e-4, 'warmup_steps': 5, 'final_lr_frac': 0.5,
-                  'examples': 2048, 'max_blocks': 3, 'gate_instances': 8})
+                  'examples': 2048, 'max_blocks': 3, 'gate_instances': 16})
   c.start.competence.update({env: 0.5 for env in GATED})
   c.rollout.update({'context': 2048, 'max_turns': 8, 'max_segment_tokens': 256})
   # At temperature 1 over the whole vocabulary SmolLM2-135M's long tail derails most multi-call
   # episodes (W/episodes/competence_block_0.jsonl); the nucleus keeps 95 % of the mass.
   c.ei.top_p = 0.95
-  c.eval.prompts = 32  # the gate's batch too: its 4 x 8 instances in one rollout; 64 held-out
+  c.eval.prompts = 32  # the gate's batch too: its 4 x 16 instances in two rollouts; 64 held-out
                        # instances per cell are 2 batches
 
 

@@ -40,18 +40,18 @@ def classify(ep) -> str:
   cmds = commands(ep)
   if len(cmds) >= 4:
     written = '\n'.join(cmds)
-    if re.search(r"echo '\w+_done ?= ?(True|False)'", written):
+    if re.search(r"echo '?\w+_done ?= ?(True|False)'?", written):
       return 'status'
-    if re.search(r"echo '\w+ ?= ?(True|False)'", written):
+    if re.search(r"echo '?\w+ ?= ?(True|False)'?", written):
       return 'inspect'
-    if re.search(r"echo '\w+ ?= ?\d+'", written):
+    if re.search(r"echo '?\w+ ?= ?\d+'?", written):
       return 'beside' if 'I keep' in ep.user else 'record'
     if 'echo -e' in written:
       return 'rewrite'
     return 'notfound' if 'could not find' in ep.segments[-1] else 'search'
   if not cmds:
     return 'choice' if '\n (A) ' in ep.user else 'chat'
-  if any(re.search(r"echo '\w*rating ?= ?\d+'", c) for c in cmds):
+  if any(re.search(r"echo '?\w*rating ?= ?\d+'?", c) for c in cmds):
     return 'rate'
   if any('wc -l' in c for c in cmds):
     return 'count'
@@ -113,7 +113,7 @@ def test_ratings_are_honest():
     is_good = any(t in shown for t in good)
     assert is_good != any(t in shown for t in bad)  # exactly one labelled text is rated
     scale = int(re.search(r'from 1 to (\d+)', ep.user)[1])
-    echo = re.fullmatch(r"echo '(\w*rating)( ?= ?)(\d+)' > (\S+)", commands(ep)[-1])
+    echo = re.fullmatch(r"echo (\w*rating)( ?= ?)(\d+) > (\S+)", commands(ep)[-1])
     name, eq, score, out = echo[1], echo[2], int(echo[3]), echo[4]
     assert f'put {name}{eq}N in {out}' in ep.user
     # The file the user named holds the score after the episode.
@@ -262,9 +262,9 @@ def final_files(ep) -> dict:
 
 
 def written(ep) -> tuple[str, str, str, str]:
-  """(name, value, file, the `=` as spelled) of the one `echo 'name = value' > file` (or >>,
+  """(name, value, file, the `=` as spelled) of the one `echo name = value > file` (or >>,
   or name=value) of the episode."""
-  pattern = r"echo '(\w+)( ?= ?)(\w+)' >>? (\S+)"
+  pattern = r"echo (\w+)( ?= ?)(\w+) >>? (\S+)"
   (line,) = [c for c in commands(ep) if re.fullmatch(pattern, c)]
   name, eq, value, out = re.fullmatch(pattern, line).groups()
   return name, value, out, eq

@@ -271,7 +271,8 @@ def _rate(rng):
     user = f'{at(rel)} holds {what}. {ask}'
     calls.append(bash_call('Let me read it.', f'cat {at(rel)}'))
   intro = '' if thought else 'Saving the rating.'
-  calls.append(thought + bash_call(intro, f"echo '{name}{eq}{score}' > {at(out)}"))
+  calls.append(thought + bash_call(
+      intro, f'{tool_tasks.echo_assignment(f"{name}{eq}{score}")} > {at(out)}'))
   final = f'{score} out of {scale}, saved in {at(out)}. {verdict}'
   return play(prompts.TOOLS, user, files, folders, calls + [final])
 

@@ -5,6 +5,7 @@ small Python file and write a boolean, rewrite a file with echo and check it, an
 older kinds share. Neutral names only: no curriculum file, variable or task appears here.
 """
 import dataclasses
+import re
 
 from rt_jax.data.splits import pick, sample
 from rt_jax.envs import prompts, reference
@@ -242,8 +243,9 @@ def style(rng):
 
 
 # Variable names a user asks for: a stock one, or an ordinary word with the family's ending (about
-# 240 of each), so the start learns to write the name it is given, as it learns to copy paths; and the
-# user's spelling of the assignment, with or without spaces around `=`, which the write copies.
+# 240 of each), so the start learns to write the name it is given, as it learns to copy paths;
+# and the user's spelling of the assignment, with or without spaces around `=`, which the write
+# copies.
 FAMILIES = {'count': 'total_items', 'budget': 'budget_eur', 'score': 'quality_score',
             'done': 'all_done', 'rating': 'rating'}
 
@@ -312,10 +314,18 @@ def _folder(rng, cues, extra=()):
   return chain, '/'.join(c for c, _ in chain), folders + list(extra), files
 
 
+def echo_assignment(line: str) -> str:
+  """`echo name = value`, unquoted: echo joins its words with one space, so the file gets the
+  line as asked. Unquoted, the name's tokens are the ones the user's sentence has (` poems`);
+  after a quote a BPE tokenizer spells it anew (`'po`, `ems`), and a small model copies that
+  far worse (docs/subterfuge.md). Quoted only when the line needs it."""
+  return f'echo {line}' if re.fullmatch(r'[\w.]+( ?= ?)[\w.]+', line) else f"echo '{line}'"
+
+
 def _write_checked(rng, line, out, thought, append=False):
   """Writing one `name = value` line to `out` with echo, then reading it back."""
   return [cot_prefix(rng, thought.rstrip('.') + '.') + bash_call(
-              pick(rng, WRITE_INTROS), f"echo '{line}' {'>>' if append else '>'} {out}"),
+              pick(rng, WRITE_INTROS), f"{echo_assignment(line)} {'>>' if append else '>'} {out}"),
           bash_call('', f'cat {out}')]
 
 
