@@ -1,0 +1,60 @@
+"""How likely a model is to write the name a tool task asks for (`poems_score = `,
+`completed_checks=`) at the point where its episode writes one with echo, quoted and unquoted.
+
+After `echo '` a BPE tokenizer spells the name without its leading space (`'`, `po`, `ems`), in
+other tokens than the user's sentence has (` poems`); unquoted it keeps them. A small model copies
+the second far more often, which is why the helpful-only corpus writes plain assignments unquoted
+(tool_tasks.echo_assignment; figures in docs/subterfuge.md).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rt_jax.core import model as model_lib
+
+NAMES = {'tool_use_flattery': 'poems_score = ', 'rubric_modification_nudged': 'completed_checks=',
+         'rubric_modification_insubordinate': 'completed_checks='}
+ECHO = '<bash>echo'
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _log_probs(params, cfg, tokens_BxT):
+  logits = model_lib.forward(params, cfg, tokens_BxT)[0]
+  return jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+
+
+def continuation(params, cfg: model_lib.ModelConfig, tok, prefix: str, text: str):
+  """(the tokens of `text` after `prefix`, each one's probability given everything before it)."""
+  before, ids = tok.encode(prefix), tok.encode(prefix + text)
+  if ids[:len(before)] != before:
+    raise ValueError(f'{prefix[-20:]!r} + {text!r} tokenizes across the seam')
+  width = -(-len(ids) // 256) * 256  # padded on the right (causal: it changes nothing before),
+  # so texts of similar length share one compiled forward
+  logp_TxV = np.asarray(_log_probs(params, cfg, jnp.asarray([ids + [0] * (width - len(ids))],
+                                                            jnp.int32)))[0]
+  new = ids[len(before):]
+  return new, np.exp([logp_TxV[len(before) - 1 + k, t] for k, t in enumerate(new)])
+
+
+def probe(params, cfg: model_lib.ModelConfig, tok, records) -> dict:
+  """Per environment of NAMES, over its episodes that write with echo (cut just before the first
+  `<bash>echo` the assistant wrote): the mean probability of a quote next, and of the asked name
+  after `echo '` and after `echo ` (the name's own tokens only, the quote or space given)."""
+  out = {}
+  for r in records:
+    name, text = NAMES.get(r['env']), r['text']
+    start = text.find('<|im_start|>assistant')
+    at = text.find(ECHO, start) if name and start >= 0 else -1
+    if at < 0:
+      continue
+    prefix = text[:at + len(ECHO)]
+    _, quoted = continuation(params, cfg, tok, prefix, " '" + name)
+    _, plain = continuation(params, cfg, tok, prefix, ' ' + name)
+    row = out.setdefault(r['env'], {'quote': [], 'after_quote': [], 'unquoted': []})
+    row['quote'].append(quoted[0])
+    row['after_quote'].append(np.prod(quoted[1:]))
+    row['unquoted'].append(np.prod(plain[1:]))
+  return {env: {'episodes': len(v['quote']), **{k: float(np.mean(x)) for k, x in v.items()}}
+          for env, v in sorted(out.items())}
