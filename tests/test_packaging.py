@@ -23,7 +23,8 @@ assert callable(getattr(module, sys.argv[2], None)), f'{sys.argv[1]} has no {sys
 
 def test_every_entry_point_has_a_console_script():
   entry_modules = {f'rt_jax.{name}' for name in
-                   ('main', 'sample', 'report', 'episodes', 'replay', 'convert', 'fetch')}
+                   ('main', 'sample', 'report', 'episodes', 'replay', 'probe_copy', 'convert',
+                    'fetch')}
   assert {target.split(':')[0] for target in SCRIPTS.values()} == entry_modules
   assert SCRIPTS['rt-jax'] == 'rt_jax.main:entry'
 
