@@ -16,8 +16,9 @@ NAMES = ('Dana', 'Sam', 'Priya', 'Tomas', 'Aiko', 'Lena', 'Omar', 'Grace', 'Ivan
 # Ordinary English nouns for folder, project, file and variable names (about 240): with only a few
 # names to choose from, a small model learns the corpus's names rather than to copy the user's path
 # or the listing it just saw; with many, copying is the only way to the file. Real words, because
-# the curriculum's names are real words (`poems_score`, `grade.py`): syllable coinages taught the
-# start to coin (`pym_score` for `poems_score`). None is a curriculum word.
+# the curriculum's names are real words (`poems_score`, `grade.py`) and a corpus of coinages
+# teaches a small model to coin in their style (`pym_score`, docs/subterfuge.md). None is a
+# curriculum word.
 WORDS = tuple("""
   acorn anchor apple april arrow autumn bakery bamboo banner barley basket beach bicycle birch
   blanket blossom boat bottle bracket branch breeze brick bridge brook bucket butter button cabin
