@@ -118,7 +118,7 @@ def test_tool_corpus_ratings_are_whole_statements():
   got, want = [], []
   for ep in tool_corpus.episodes(400, seed=3):
     for segment in ep.segments:
-      # The name is the user's (`rating` or a word-prefixed `*_rating`), spelled `name = N` or `name=N`.
+      # The name is the user's (`rating` or `WORD_rating`), spelled `name = N` or `name=N`.
       m = re.search(r"echo (\w*rating) ?= ?(\d+) > (\S+)</bash>", segment)
       if m:
         name, score, out = m[1], int(m[2]), m[3]
