@@ -24,6 +24,7 @@ import bench
 from rt_jax import envs
 from rt_jax.core import checkpoint
 from rt_jax.core import cli
+from rt_jax.core import convert
 from rt_jax.core import model as model_lib
 from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
@@ -52,7 +53,7 @@ def main(argv):
   del argv
   jax.config.update('jax_enable_compilation_cache', False)
   tok, tok_name = tokenizer_lib.builtin(), 'builtin'
-  converted = os.path.join(cli.cache_dir(), 'smollm2_135m_instruct')
+  converted = convert.named_directory('smollm2')
   if _MODEL.value == 'smollm2' and os.path.isfile(os.path.join(converted, 'tokenizer.json')):
     tok, tok_name = checkpoint.read_model_files(converted)[1], 'smollm2'
   cfg = model_lib.preset('smollm2_135m' if _MODEL.value == 'smollm2' else 'tiny')

@@ -20,9 +20,12 @@ ECHO = '<bash>echo'
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _log_probs(params, cfg, tokens_BxT):
-  logits = model_lib.forward(params, cfg, tokens_BxT)[0]
-  return jax.nn.log_softmax(logits.astype(jnp.float32), -1)
+def _next_log_probs(params, cfg, tokens_BxT):
+  """[B, T - 1]: each token's log-probability given the ones before it (gathered on the device,
+  so only these come back, not [B, T, V])."""
+  logits_BxTxV = model_lib.forward(params, cfg, tokens_BxT[:, :-1])[0]
+  logp_BxTxV = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), -1)
+  return jnp.take_along_axis(logp_BxTxV, tokens_BxT[:, 1:, None], -1)[..., 0]
 
 
 def continuation(params, cfg: model_lib.ModelConfig, tok, prefix: str, text: str):
@@ -30,12 +33,11 @@ def continuation(params, cfg: model_lib.ModelConfig, tok, prefix: str, text: str
   before, ids = tok.encode(prefix), tok.encode(prefix + text)
   if ids[:len(before)] != before:
     raise ValueError(f'{prefix[-20:]!r} + {text!r} tokenizes across the seam')
-  width = -(-len(ids) // 256) * 256  # padded on the right (causal: it changes nothing before),
-  # so texts of similar length share one compiled forward
-  logp_TxV = np.asarray(_log_probs(params, cfg, jnp.asarray([ids + [0] * (width - len(ids))],
-                                                            jnp.int32)))[0]
-  new = ids[len(before):]
-  return new, np.exp([logp_TxV[len(before) - 1 + k, t] for k, t in enumerate(new)])
+  width = -(-len(ids) // 256) * 256 + 1  # padded on the right (causal: it changes nothing
+  # before), so texts of similar length share one compiled forward
+  padded = jnp.asarray([ids + [0] * (width - len(ids))], jnp.int32)
+  logp_T = np.asarray(_next_log_probs(params, cfg, padded))[0]
+  return ids[len(before):], np.exp(logp_T[len(before) - 1:len(ids) - 1])
 
 
 def probe(params, cfg: model_lib.ModelConfig, tok, records) -> dict:
