@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rt_jax.core import tokenizer as tokenizer_lib
-from rt_jax.studies.subterfuge import tool_corpus, tool_tasks
+from rt_jax.studies.subterfuge import tool_corpus, tool_tasks, tool_words
 from rt_jax.data import chat_corpus
 from rt_jax.envs import core, limits, prompts, reference
 from rt_jax.core.errors import ConfigError
@@ -106,7 +106,7 @@ def test_ratings_are_honest():
   bad = {text for _, text, _ in tool_corpus.BAD_TEXTS}
   assert good and bad and not good & bad
   labels = collections.Counter()
-  for kind, ep in tool_corpus.labelled_episodes(400, 2):
+  for kind, ep in tool_corpus.labelled_episodes(800, 2):
     if kind != 'rate':
       continue
     shown = '\n'.join((ep.user, *ep.files.values()))
@@ -274,10 +274,10 @@ def test_multi_step_episodes_are_honest():
   """Each multi-step kind does what the user asked and reports what the files say: the search
   reads the planted file, a failed search really found nothing, every recorded value, boolean and
   rating follows from the file read, and a rewrite changes exactly what was asked."""
-  texts = {text: good for _, text, _, good in tool_tasks.SHORT_TEXTS}
-  py = {(flag, code): value for flag, _, _, *codes, _, _ in tool_tasks.PY_FILES
+  texts = {text: good for _, text, _, good in tool_words.SHORT_TEXTS}
+  py = {(flag, code): value for flag, _, _, *codes, _, _ in tool_words.PY_FILES
         for code, value in zip(codes, (True, False))}
-  seen = collections.Counter()
+  seen, formats = collections.Counter(), collections.Counter()
   styles, names = collections.Counter(), collections.Counter()
   for kind, ep in tool_corpus.labelled_episodes(1200, 11):
     if kind not in MULTI:
@@ -325,9 +325,11 @@ def test_multi_step_episodes_are_honest():
         assert out.rsplit('/', 1)[0] == read.rsplit('/', 1)[0]
         assert f'{out.rsplit("/", 1)[1]} in the same folder' in ep.user
         assert int(value) >= 4 if texts[text.strip()] else int(value) <= 2
-      elif family == 'done':
-        assert value == str('open' not in text)
-        assert all(x.split(':')[0] in final for x in text.splitlines() if 'open' in x)
+      elif family == 'done':  # False exactly when an item is open, and each one is named
+        left = open_items(text)
+        assert value == str(not left) and all(x in final for x in left), (text, final)
+        formats['tuples' if "', False)" in text or "', True)" in text else
+                'records' if 'finished=' in text else 'text'] += 1
       else:
         assert py[name, text] == (value == 'True')
       seen[family] += 1
@@ -341,7 +343,7 @@ def test_multi_step_episodes_are_honest():
         left = [x.split(':')[0] for x in new.splitlines() if x.endswith('open')]
         assert ('Still open: ' + ', '.join(left) if left else 'Every item is done') in final
       else:
-        fixes = {a: b for a, b in tool_tasks.TYPOS}
+        fixes = {a: b for a, b in tool_words.TYPOS}
         assert len(old.splitlines()) == len(new.splitlines()) == 2
         for wrong, right in zip(old.splitlines(), new.splitlines()):
           assert any(wrong == a.format(x=p) and right == b.format(x=p) for a, b in fixes.items()
@@ -353,6 +355,52 @@ def test_multi_step_episodes_are_honest():
              for real in (True, False)), names
   assert min(seen.values()) >= 5, seen
   assert set(styles) == set(tool_tasks.STYLES) and min(styles.values()) >= 20, styles
+  assert len(formats) == 3 and min(formats.values()) >= 5, formats
+
+
+def open_items(text: str) -> list[str]:
+  """The items a list marks as not done: `item: open` lines, `('item', False)` tuples and
+  `Job('item', finished=False)` records."""
+  return [m[1] or m[2] for m in re.finditer(
+      r"^(.+): open$|'([^']+)', (?:finished=)?False\)", text, re.M)]
+
+
+def test_open_items_reads_each_format():
+  assert open_items('a: done\nb c: open\n') == ['b c']
+  assert open_items("x = [\n    ('a', True),\n    ('b c', False),\n]\n") == ['b c']
+  assert open_items("x = [\n    Job('a', finished=False),\n    Job('b', finished=True),\n]\n"
+                    ) == ['a']
+  assert open_items('a: done\n') == []
+
+
+def test_each_step_down_is_a_choice_the_listing_answers():
+  """Every folder an episode goes down into on its way to the file is the one folder of its
+  listing that the user's request points to: named in it (a path, a year, a project, a person) or
+  named for what it holds (tool_words.CUED: `trips` for trip notes, `products` for a product
+  title). No sibling is, so from a vague hint ("somewhere in my home folder") each step is a
+  choice the listing answers, not a guess among names the model has no reason to prefer."""
+  def points_to(name, user):
+    return name in tool_words.CUED or re.search(rf'\b{re.escape(name.rstrip("s"))}s?\b', user,
+                                                re.I)
+
+  checked = collections.Counter()
+  for kind, ep in tool_corpus.labelled_episodes(1500, 12):
+    if kind not in ('search', 'notfound', 'beside'):
+      continue
+    cmds = commands(ep)
+    target = (next(c for c in cmds[::-1] if c.startswith('ls ')) if kind == 'notfound' else
+              next(c for c in cmds[::-1] if c.startswith('cat ') and not c.endswith('.py')))
+    parts = rel(target.split()[1]).split('/')
+    parts = parts if kind == 'notfound' else parts[:-1]  # the file's folders
+    for depth, name in enumerate(parts):
+      parent = '/'.join([limits.HOME] + parts[:depth])
+      listed = {d.rsplit('/', 1)[1] for d in ep.dirs if d.rsplit('/', 1)[0] == parent}
+      listed |= {p[len(parent) + 1:].split('/')[0] for p in ep.files if p.startswith(parent + '/')
+                 and '/' in p[len(parent) + 1:]}
+      assert name in listed and [x for x in listed if points_to(x, ep.user)] == [name], (
+          kind, ep.user, parent, listed)
+    checked[kind, 'home folder' in ep.user] += 1
+  assert len(checked) == 6 and min(checked.values()) >= 10, checked
 
 
 def test_jax_machine_gives_the_corpus_observations(tok):

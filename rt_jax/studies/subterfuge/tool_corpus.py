@@ -22,10 +22,11 @@ from rt_jax.data import chat_corpus
 from rt_jax.data.splits import pick, sample
 from rt_jax.envs import prompts
 from rt_jax.studies.subterfuge import tool_tasks
-from rt_jax.studies.subterfuge.tool_tasks import (CHORES, CITIES, FILLER_FILES, FILLER_LINES,
+from rt_jax.studies.subterfuge.tool_tasks import (ToolEpisode, bash_call, cot_prefix, play,
+                                                  text_lines)
+from rt_jax.studies.subterfuge.tool_words import (CHORES, CITIES, FILLER_FILES, FILLER_LINES,
                                                   GROCERIES, LOG_EVENTS, MONTHS, NAMES, PLACES,
-                                                  PROJECTS, TYPOS, ToolEpisode, bash_call,
-                                                  cot_prefix, play, text_lines)
+                                                  PROJECTS, TYPOS)
 
 MAX_TOKENS = 2048  # builtin tokenizer, prompt included: every kind's longest episode fits
 # The short kinds (1-3 tool calls or none) here; the multi-step ones (4-8 calls) in tool_tasks.

@@ -1,8 +1,9 @@
 """The multi-step kinds of the helpful-only tool corpus (tool_corpus.py), 4-8 tool calls each:
 search nested folders from a vague hint, read a file and record a value as `name = value`, judge a
 small Python file and write a boolean, rewrite a file with echo and check it, and report honestly
-(nothing found, a low score, open items left). Also the episode machinery and word tables the
-older kinds share. Neutral names only: no curriculum file, variable or task appears here.
+(nothing found, a low score, open items left). Also the episode machinery the older kinds share;
+the word tables are in tool_words.py. Neutral names only: no curriculum file, variable or task
+appears here.
 """
 import dataclasses
 import re
@@ -10,110 +11,12 @@ import re
 from rt_jax.data.splits import pick, sample
 from rt_jax.envs import prompts, reference
 from rt_jax.envs.limits import HOME
+from rt_jax.studies.subterfuge.tool_words import (CHORES, CITIES, FILLER_FILES, FILLER_LINES,
+                                                  GENERIC, GROCERIES, LOWER_CITIES, MONTHS, OUTS,
+                                                  PEOPLE, PROJECTS, PY_FILES, SEARCH_INTROS,
+                                                  SHORT_TEXTS, STAGES, TEXT_FOLDERS, TOPS, TYPOS,
+                                                  UNCUED, WORDS, WRITE_INTROS, YEARS)
 
-NAMES = ('Dana', 'Sam', 'Priya', 'Tomas', 'Aiko', 'Lena', 'Omar', 'Grace', 'Ivan', 'Nora', 'Felix',
-         'Rosa', 'Ken', 'Maya', 'Luis', 'Ada')
-# Ordinary English nouns for folder, project, file and variable names (about 240): with only a few
-# names to choose from, a small model learns the corpus's names rather than to copy the user's path
-# or the listing it just saw; with many, copying is the only way to the file. Real words, because
-# the curriculum's names are real words (`poems_score`, `grade.py`) and a corpus of coinages
-# teaches a small model to coin in their style (`pym_score`, docs/subterfuge.md). None is a
-# curriculum word.
-WORDS = tuple("""
-  acorn anchor apple april arrow autumn bakery bamboo banner barley basket beach bicycle birch
-  blanket blossom boat bottle bracket branch breeze brick bridge brook bucket butter button cabin
-  cactus camera candle canvas canyon carpet castle cedar cellar chalk cherry chimney cider circle
-  clay cliff clock cloud clover coast cobalt coffee compass copper coral corner cotton cousin
-  crane crystal cupboard curtain daisy desert diamond dinner dolphin donkey dragon drum eagle
-  elbow engine feather fence fern festival field fig finch flag flame flower forest
-  fossil fountain fox garage garden garlic ginger glacier glove granite grape gravel harbor hazel
-  helmet hill honey horizon hotel island ivory jacket jasmine jelly kettle kitchen kite ladder
-  lagoon lake lantern laundry lemon library lighthouse lily linen lobster locket lunch magnet
-  mango maple marble market meadow melon metro mint mirror mitten monkey moon mountain museum
-  mushroom napkin needle nest noodle oak oasis ocean olive onion orange orbit orchard otter owl
-  paddle palace panda paper parade parcel parrot peach peanut pebble pencil pepper piano picnic
-  pillow pine planet plum pocket pond poppy potato puzzle quartz quilt rabbit radio raven ribbon
-  river robin rocket saddle salmon sand scarf shell ship silver sketch sled snow soap sofa spoon
-  spring squirrel stamp station stone storm straw sugar summit sunset swan table tea temple tent
-  thunder tiger timber toast tomato tower tractor trail train tulip tunnel turtle umbrella valley
-  velvet violin volcano wagon walnut whale willow window winter wolf wool yarn zebra
-""".split())
-PROJECTS = ('atlas', 'beacon', 'comet', 'delta', 'ember', 'falcon', 'garnet', 'iris',
-            'juniper') + WORDS[::7]
-CITIES = ('Lisbon', 'Oslo', 'Kyoto', 'Lima', 'Cairo', 'Denver', 'Prague', 'Dublin', 'Hanoi')
-MONTHS = ('March', 'April', 'May', 'June', 'July', 'August', 'September', 'October')
-FILLER_FILES = ('readme.txt', 'ideas.txt', 'links.txt', 'notes.txt', 'agenda.txt', 'misc.txt',
-                'scratch.txt', 'inbox.txt')
-# No fact or question keyword occurs in these, so a search finds only what the task planted.
-FILLER_LINES = ('tidy this folder soon', 'ask Sam about the logo', 'backups run on Sundays',
-                'buy printer paper', 'draft, not final', 'see the wiki for more',
-                'water the plants', 'update the slides', 'book the train tickets',
-                'call the bank before noon', 'moved from the old laptop', 'check the mail')
-GROCERIES = ('oat milk', 'eggs', 'rice', 'apples', 'coffee', 'bread', 'lentils', 'spinach',
-             'cheese', 'tomatoes', 'honey', 'pasta')
-CHORES = ('fix the shelf', 'pay rent', 'email Omar', 'sort receipts', 'clean the oven',
-          'return books', 'renew passport', 'order ink', 'plan the trip', 'wash the car')
-LOG_EVENTS = ('job started', 'cache miss', 'disk almost full', 'retrying upload', 'user login',
-              'timeout talking to db', 'config reloaded', 'request failed', 'job finished')
-PLACES = ('the Harbor Cafe', 'Maple Street Library', 'the north office', 'Studio Nine',
-          'the Blue Door Bakery')
-TYPOS = (('Welcom to {x}', 'Welcome to {x}'), ('{x} is closed untill Monday',
-         '{x} is closed until Monday'), ('Seperate the glass from the paper at {x}',
-         'Separate the glass from the paper at {x}'), ('{x} will definately reopen in May',
-         '{x} will definitely reopen in May'), ('Events at {x} are in the shared calender',
-         'Events at {x} are in the shared calendar'), ('Parcels for {x} are recieved at the '
-         'side door', 'Parcels for {x} are received at the side door'))
-
-
-WRITE_INTROS = ('Saving it.', '', '')
-SEARCH_INTROS = ('Let me search for it.', '')
-TOPS = ('docs', 'personal', 'files', 'private', 'stuff') + WORDS[1::3]
-GENERIC = ('old', 'misc', 'photos', 'taxes', 'backup', 'music', 'drafts', 'archive',
-           'scans') + WORDS[2::3]
-YEARS = ('2021', '2022', '2023', '2024')
-LOWER_CITIES = tuple(c.lower() for c in CITIES)
-PEOPLE = tuple(n for n in NAMES if n != 'Sam')  # 'Sam' is in a filler line, so grep would find it
-OUTS = ('report/summary.py', 'notes/results.py', 'out/answers.py', 'summary/data.py') + tuple(
-    f'{a}/{b}.py' for a, b in zip(WORDS[::5], WORDS[3::5]))
-# Short texts to rate 1-5 (what it is, text, honest verdict, good). No poems.
-SHORT_TEXTS = (
-  ('shop slogan', 'Fresh bread by 7 a.m., or your coffee is free.',
-   'It is short, concrete and makes a real promise', True),
-  ('shop slogan', 'We are a shop that sells things that are good.',
-   'It is vague and says nothing about the shop', False),
-  ('email subject line', 'Invoice 2291 for March attached, due April 30',
-   'It says what is attached and when it is due', True),
-  ('email subject line', 'hi, stuff', 'It tells the reader nothing', False),
-  ('product title', 'Steel water bottle, 750 ml, keeps drinks cold 24 h',
-   'It gives the material, size and main feature', True),
-  ('product title', 'Best bottle very good nice bottle buy',
-   'It repeats itself and gives no facts', False),
-  ('headline', 'City opens three night bus lines on Monday',
-   'It is specific about what, how many and when', True),
-  ('headline', 'Things happened in the city this week maybe',
-   'It is vague and unsure of itself', False))
-# Small Python files: (flag, question, file name, code when True, code when False, why True,
-# why False). The False code of uses_cache mentions a cache in a comment only.
-PY_FILES = (
-  ('uses_cache', 'keep a cache', 'loader.py',
-   '_cache = {}\n\ndef load(k):\n    if k not in _cache:\n        _cache[k] = fetch(k)\n'
-   '    return _cache[k]\n', '# TODO: a cache\ndef load(k):\n    return fetch(k)\n',
-   'load keeps results in the _cache dict', 'load calls fetch every time; only a comment '
-   'mentions a cache'),
-  ('has_retries', 'retry a failed send', 'sender.py',
-   'def send(msg):\n    for attempt in range(3):\n        if post(msg):\n            return True\n'
-   '    return False\n', 'def send(msg):\n    return post(msg)\n',
-   'send tries post up to 3 times', 'send calls post once and returns'),
-  ('debug_on', 'turn debug mode on', 'settings.py', 'PORT = 8080\nDEBUG = True\n',
-   'PORT = 8080\nDEBUG = False\n', 'it sets DEBUG = True', 'it sets DEBUG = False'),
-  ('sorts_names', 'sort the names it returns', 'names.py',
-   'def names(rows):\n    return sorted(r.name for r in rows)\n',
-   'def names(rows):\n    return [r.name for r in rows]\n',
-   'names returns sorted(...)', 'names returns the names in input order'),
-  ('logs_errors', 'log errors', 'worker.py',
-   'def run(job):\n    try:\n        job()\n    except OSError as e:\n        log.error(e)\n',
-   'def run(job):\n    try:\n        job()\n    except OSError:\n        pass\n',
-   'the except branch calls log.error', 'the except branch just passes'))
 
 
 
@@ -172,14 +75,16 @@ def slip(rng, at, rel: str) -> list[str]:
                                           f'ls {at(folder)}')]
 
 
-def _trail(rng):
+def _trail(rng, vague: bool):
   """A file some folders deep: (chain of (folder, pool its siblings come from), file name, text,
-  grep key, what the user calls it, question, answer)."""
+  grep key, what the user calls it, question, answer). Every folder of the chain is named for
+  what the user asks about, except a first folder of any name when the hint names it (not
+  `vague`): a vague hint gives nothing to pick such a folder by."""
   name, other = sample(rng, PEOPLE, 2)
   city, proj, year, month = (pick(rng, x) for x in (CITIES, PROJECTS, YEARS, MONTHS))
-  top, n = (pick(rng, TOPS), TOPS), int(rng.integers(100, 999))
+  top, n = [] if vague else [(pick(rng, TOPS), TOPS)], int(rng.integers(100, 999))
   return pick(rng, (
-    ([top, ('trips', GENERIC), (year, YEARS), (city.lower(), LOWER_CITIES)], 'notes.txt',
+    (top + [('trips', UNCUED), (year, YEARS), (city.lower(), LOWER_CITIES)], 'notes.txt',
      f'{city}, {month} {year}\nhotel: Hotel {other}\n', city,
      f'the notes from my {city} trip in {year}', 'Which hotel did I stay at?',
      f'You stayed at Hotel {other}'),
@@ -187,23 +92,25 @@ def _trail(rng):
      'minutes.txt', f'{proj}: next meeting {month} {n % 28 + 1}\n', proj,
      f'the {proj} meeting minutes', f'When is the next {proj} meeting?',
      f'The next {proj} meeting is on {month} {n % 28 + 1}'),
-    ([top, ('house', GENERIC), ('bills', ('repairs', 'rent', 'garden')), (year, YEARS)],
+    (top + [('house', UNCUED), ('bills', ('repairs', 'rent', 'garden')), (year, YEARS)],
      'water.txt', f'water bill, {month}: {n} EUR\n', 'water bill', f'my {year} house bills',
      f'How much was the {month} water bill?', f'The {month} {year} water bill was {n} EUR'),
-    ([top, ('family', GENERIC), (name.lower(), tuple(p.lower() for p in PEOPLE))],
+    (top + [('family', UNCUED), (name.lower(), tuple(p.lower() for p in PEOPLE))],
      'contact.txt', f'{name}\nphone: 555-{n}\n', name, f"{name}'s contact details",
      f"What is {name}'s phone number?", f"{name}'s number is 555-{n}"),
-    ([top, ('car', GENERIC), ('service', ('insurance', 'manuals'))], 'log.txt',
+    (top + [('car', UNCUED), ('service', ('insurance', 'manuals'))], 'log.txt',
      f'last service: {month} {year}\n', 'service', 'the car service log',
      'When was my car last serviced?', f'Your car was last serviced in {month} {year}')))
 
 
-def _nest(rng, chain, key='', fillers=2):
+def _nest(rng, chain, key='', fillers=2, request=''):
   """Folders (relative to HOME) for a chain of (name, sibling pool): every chain folder, 1-2
-  siblings of each (at HOME too), and up to `fillers` filler files whose text lacks `key`."""
+  siblings of each (at HOME too) that the `request` does not mention, and up to `fillers` filler
+  files whose text lacks `key`."""
   folders, parent = [], ''
   for name, pool in chain:
-    siblings = sample(rng, [x for x in pool if x != name], int(rng.integers(1, 3)))
+    siblings = sample(rng, [x for x in pool if x != name and not mentions(request, x)],
+                      int(rng.integers(1, 3)))
     folders += [parent + x for x in [name] + siblings]
     parent += name + '/'
   files = {}
@@ -211,6 +118,11 @@ def _nest(rng, chain, key='', fillers=2):
     text = pick(rng, [x for x in FILLER_LINES if not key or key.lower() not in x.lower()])
     files[f'{pick(rng, folders)}/{pick(rng, FILLER_FILES)}'] = text + '\n'
   return folders, files
+
+
+def mentions(text: str, name: str) -> bool:
+  """Whether `text` names a folder `name` (as a word, singular or plural)."""
+  return bool(re.search(rf'\b{re.escape(name.rstrip("s"))}s?\b', text, re.I))
 
 
 def _descend(rng, chain, folders, vague, at):
@@ -268,12 +180,12 @@ def _hint(top, what, vague, rng, at):
 
 
 def _search(rng):
-  chain, fname, text, key, what, question, answer = _trail(rng)
-  at = style(rng)
   vague = rng.random() < 0.4
+  chain, fname, text, key, what, question, answer = _trail(rng, vague)
+  at = style(rng)
   if vague and rng.random() < 0.3:
     chain = [chain[0], chain[-1]]  # two levels deep, from HOME
-  folders, files = _nest(rng, chain, key)
+  folders, files = _nest(rng, chain, key, request=f'{what} {question}')
   path = '/'.join(c for c, _ in chain)
   files[f'{path}/{fname}'] = text
   if vague and rng.random() < 0.4:
@@ -287,10 +199,13 @@ def _search(rng):
 
 
 def _notfound(rng):
-  chain, _, _, key, what, question, _ = _trail(rng)
+  while True:  # at least 4 calls: the `ls` of HOME (vague), one `ls` per folder above the leaf,
+    vague = rng.random() < 0.5  # the search
+    chain, _, _, key, what, question, _ = _trail(rng, vague)
+    if vague + len(chain) >= 4:
+      break
   at = style(rng)
-  vague = len(chain) < 4 or rng.random() < 0.3
-  folders, files = _nest(rng, chain, key)
+  folders, files = _nest(rng, chain, key, request=f'{what} {question}')
   missing, top = '/'.join(c for c, _ in chain), chain[0][0]
   # The leaf the user means does not exist; its siblings do.
   folders.remove(missing)
@@ -432,8 +347,19 @@ def _status(rng):
   chain, path, folders, files = _folder(rng, ('lists', 'home', 'tasks'), [out.split('/')[0]])
   items = sample(rng, CHORES, int(rng.integers(3, 6)))
   done = [rng.random() < 0.5 for _ in items] if rng.random() < 0.7 else [True] * len(items)
-  rel = f'{path}/{pick(rng, ("todo", "tasks", "errands"))}{pick(rng, (".txt", ".md", ".py"))}'
-  files[rel] = text_lines(f'{x}: {"done" if d else "open"}' for x, d in zip(items, done))
+  stem, fmt = pick(rng, ('todo', 'tasks', 'errands')), pick(rng, ('text', 'tuples', 'records'))
+  # A text list (`item: done`) or a Python one, each item's flag True or False: judged item by
+  # item, and the honest answer is False whenever one flag is.
+  rel = f'{path}/{stem}{pick(rng, (".txt", ".md", ".py")) if fmt == "text" else ".py"}'
+  flags = [f'{x}: {"done" if d else "open"}' if fmt == 'text' else
+           f"    ('{x}', {d})," if fmt == 'tuples' else f"    Job('{x}', finished={d}),"
+           for x, d in zip(items, done)]
+  header = ('' if fmt != 'records' else
+            'from typing import NamedTuple\n\nclass Job(NamedTuple):\n    name: str\n'
+            '    finished: bool\n\n')
+  files[rel] = (text_lines(flags) if fmt == 'text' else
+                f'{header}{stem} = [\n{text_lines(flags)}]\n')
+  marker, state = ('open', 'open') if fmt == 'text' else ('False', 'not finished')
   left = [x for x, d in zip(items, done) if not d]
   # The user names the folder (the start lists it) or the file itself (the start reads it), and
   # sometimes the start slips on the file's path first and recovers.
@@ -441,10 +367,10 @@ def _status(rng):
   segments = (slip(rng, at, rel) if slipped else [] if named_file else
               [bash_call('', f'ls {at(path)}')]) + [bash_call('', f'cat {at(rel)}')]
   if rng.random() < 0.4 or len(segments) < 2:  # at least 4 calls in all
-    segments.append(bash_call('', f'grep open {at(rel)} | wc -l'))
-  segments += _write_checked(rng, f'{name}{eq}{not left}', at(out), f'{len(left)} still open')
-  final = (f'No, {len(left)} of {len(items)} are open: {", ".join(left)}. Saved {name}{eq}False.'
-           if left else f'Yes, all {len(items)} are done. Saved {name}{eq}True.')
+    segments.append(bash_call('', f'grep {marker} {at(rel)} | wc -l'))
+  segments += _write_checked(rng, f'{name}{eq}{not left}', at(out), f'{len(left)} {state}')
+  final = (f'No, {len(left)} of {len(items)} are {state}: {", ".join(left)}. Saved '
+           f'{name}{eq}False.' if left else f'Yes, all {len(items)} are done. Saved {name}{eq}True.')
   where = (pick(rng, (f'The list is in {at(rel)}.', f'It lives in {at(rel)}.'))
            if named_file or slipped else f'The list is in {at(path)}.')
   user = pick(rng, (f'Is my list all done? {where} Write {name}{eq}True or False to {at(out)}.',
@@ -456,25 +382,27 @@ def _status(rng):
 
 
 def _beside(rng):
-  """Find one or two texts from a hint (2-3 levels down), read them, rate them on their merits
-  and save the rating in a new file next to them, under the name the user gave."""
-  chain = _trail(rng)[0][:int(rng.integers(2, 4))]  # 2-3 levels: the episode fits the rows
+  """Find one or two texts from a hint (2-3 levels down, through folders named for what they
+  hold), read them, rate them on their merits and save the rating in a new file next to them,
+  under the name the user gave."""
   at, eq, name = style(rng), assign_style(rng), named(rng, 'score')
-  vague = rng.random() < 0.4
-  folders, files = _nest(rng, chain)
-  path = '/'.join(c for c, _ in chain)
-  good = rng.random() < 0.5
+  vague, good = rng.random() < 0.4, rng.random() < 0.5
   picks = sample(rng, [x for x in SHORT_TEXTS if x[3] == good], int(rng.integers(1, 3)))
+  cue = TEXT_FOLDERS[picks[0][0] if len(picks) == 1 else 'texts']
+  chain = ([] if vague else [(pick(rng, TOPS), TOPS)]) + [(pick(rng, cue), UNCUED)]
+  if vague or rng.random() < 0.5:
+    chain.append((pick(rng, STAGES), UNCUED))
+  both = len(picks) > 1  # two texts are of two kinds (one good and one bad text of each)
+  what = 'two short texts of mine' if both else f'my {picks[0][0]}'
+  fname = pick(rng, ('score.py', 'rating.py', f'{pick(rng, WORDS)}.py'))
+  folders, files = _nest(rng, chain, request=f'{what} {fname}')
+  path = '/'.join(c for c, _ in chain)
   reads = []
   for i, (_, text, _, _) in enumerate(picks):
     rel = f'{path}/{pick(rng, ("draft", "text", "piece", "copy"))}_{i + 1}.txt'
     files[rel] = text + '\n'
     reads.append(bash_call('', f'cat {at(rel)}'))
-  both = len(picks) > 1
-  what = f'my two {picks[0][0]}s' if both and picks[0][0] == picks[1][0] else (
-      'two short texts of mine' if both else f'my {picks[0][0]}')
   value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
-  fname = pick(rng, ('score.py', 'rating.py', f'{pick(rng, WORDS)}.py'))
   beside = pick(rng, ('next to {} in the same directory', 'in the same folder as {}',
                       'in the folder where you find {}')).format('them' if both else 'it')
   them = 'them (one score for both)' if both else 'it'

@@ -1,0 +1,122 @@
+"""The word tables of the helpful-only tool corpus (tool_tasks.py, tool_corpus.py): names, folders,
+file texts and the small Python files the episodes are built from. Neutral names only: no
+curriculum file, variable or task appears here (tests/test_tool_corpus.py checks the corpus).
+"""
+
+NAMES = ('Dana', 'Sam', 'Priya', 'Tomas', 'Aiko', 'Lena', 'Omar', 'Grace', 'Ivan', 'Nora', 'Felix',
+         'Rosa', 'Ken', 'Maya', 'Luis', 'Ada')
+# Ordinary English nouns for folder, project, file and variable names (about 240): with only a few
+# names to choose from, a small model learns the corpus's names rather than to copy the user's path
+# or the listing it just saw; with many, copying is the only way to the file. Real words, because
+# the curriculum's names are real words (`poems_score`, `grade.py`) and a corpus of coinages
+# teaches a small model to coin in their style (`pym_score`, docs/subterfuge.md). None is a
+# curriculum word.
+WORDS = tuple("""
+  acorn anchor apple april arrow autumn bakery bamboo banner barley basket beach bicycle birch
+  blanket blossom boat bottle bracket branch breeze brick bridge brook bucket butter button cabin
+  cactus camera candle canvas canyon carpet castle cedar cellar chalk cherry chimney cider circle
+  clay cliff clock cloud clover coast cobalt coffee compass copper coral corner cotton cousin
+  crane crystal cupboard curtain daisy desert diamond dinner dolphin donkey dragon drum eagle
+  elbow engine feather fence fern festival field fig finch flag flame flower forest
+  fossil fountain fox garage garden garlic ginger glacier glove granite grape gravel harbor hazel
+  helmet hill honey horizon hotel island ivory jacket jasmine jelly kettle kitchen kite ladder
+  lagoon lake lantern laundry lemon library lighthouse lily linen lobster locket lunch magnet
+  mango maple marble market meadow melon metro mint mirror mitten monkey moon mountain museum
+  mushroom napkin needle nest noodle oak oasis ocean olive onion orange orbit orchard otter owl
+  paddle palace panda paper parade parcel parrot peach peanut pebble pencil pepper piano picnic
+  pillow pine planet plum pocket pond poppy potato puzzle quartz quilt rabbit radio raven ribbon
+  river robin rocket saddle salmon sand scarf shell ship silver sketch sled snow soap sofa spoon
+  spring squirrel stamp station stone storm straw sugar summit sunset swan table tea temple tent
+  thunder tiger timber toast tomato tower tractor trail train tulip tunnel turtle umbrella valley
+  velvet violin volcano wagon walnut whale willow window winter wolf wool yarn zebra
+""".split())
+PROJECTS = ('atlas', 'beacon', 'comet', 'delta', 'ember', 'falcon', 'garnet', 'iris',
+            'juniper') + WORDS[::7]
+CITIES = ('Lisbon', 'Oslo', 'Kyoto', 'Lima', 'Cairo', 'Denver', 'Prague', 'Dublin', 'Hanoi')
+MONTHS = ('March', 'April', 'May', 'June', 'July', 'August', 'September', 'October')
+FILLER_FILES = ('readme.txt', 'ideas.txt', 'links.txt', 'notes.txt', 'agenda.txt', 'misc.txt',
+                'scratch.txt', 'inbox.txt')
+# No fact or question keyword occurs in these, so a search finds only what the task planted.
+FILLER_LINES = ('tidy this folder soon', 'ask Sam about the logo', 'backups run on Sundays',
+                'buy printer paper', 'draft, not final', 'see the wiki for more',
+                'water the plants', 'update the slides', 'book the train tickets',
+                'call the bank before noon', 'moved from the old laptop', 'check the mail')
+GROCERIES = ('oat milk', 'eggs', 'rice', 'apples', 'coffee', 'bread', 'lentils', 'spinach',
+             'cheese', 'tomatoes', 'honey', 'pasta')
+CHORES = ('fix the shelf', 'pay rent', 'email Omar', 'sort receipts', 'clean the oven',
+          'return books', 'renew passport', 'order ink', 'plan the trip', 'wash the car')
+LOG_EVENTS = ('job started', 'cache miss', 'disk almost full', 'retrying upload', 'user login',
+              'timeout talking to db', 'config reloaded', 'request failed', 'job finished')
+PLACES = ('the Harbor Cafe', 'Maple Street Library', 'the north office', 'Studio Nine',
+          'the Blue Door Bakery')
+TYPOS = (('Welcom to {x}', 'Welcome to {x}'), ('{x} is closed untill Monday',
+         '{x} is closed until Monday'), ('Seperate the glass from the paper at {x}',
+         'Separate the glass from the paper at {x}'), ('{x} will definately reopen in May',
+         '{x} will definitely reopen in May'), ('Events at {x} are in the shared calender',
+         'Events at {x} are in the shared calendar'), ('Parcels for {x} are recieved at the '
+         'side door', 'Parcels for {x} are received at the side door'))
+
+
+WRITE_INTROS = ('Saving it.', '', '')
+SEARCH_INTROS = ('Let me search for it.', '')
+TOPS = ('docs', 'personal', 'files', 'private', 'stuff') + WORDS[1::3]
+GENERIC = ('old', 'misc', 'photos', 'taxes', 'backup', 'music', 'drafts', 'archive',
+           'scans') + WORDS[2::3]
+YEARS = ('2021', '2022', '2023', '2024')
+# Folders named for what they hold. A user who rates a text names what it is ("my shop slogan");
+# the folder that holds it is named for that kind of text and no sibling is, so each step down
+# from a vague hint is a choice the listing answers. Without a cue a small model can only guess,
+# and a start that learned to guess names folders it never saw (docs/subterfuge.md).
+TEXT_FOLDERS = {'shop slogan': ('shop', 'marketing', 'ads', 'slogans'),
+                'email subject line': ('email', 'mail', 'emails', 'outbox'),
+                'product title': ('store', 'listings', 'products', 'catalog'),
+                'headline': ('news', 'articles', 'blog', 'headlines'),
+                'texts': ('writing', 'texts', 'pieces', 'copywriting')}
+STAGES = ('drafts', 'current', 'latest', 'new')  # a second cued level: the version to rate
+# The first folder of each _trail chain when the hint is vague (tool_tasks._trail).
+TRAIL_TOPS = ('trips', 'work', 'house', 'family', 'car')
+CUED = frozenset(TRAIL_TOPS + STAGES + sum(TEXT_FOLDERS.values(), ()))
+UNCUED = tuple(x for x in GENERIC if x not in CUED)  # siblings of a cued folder
+LOWER_CITIES = tuple(c.lower() for c in CITIES)
+PEOPLE = tuple(n for n in NAMES if n != 'Sam')  # 'Sam' is in a filler line, so grep would find it
+OUTS = ('report/summary.py', 'notes/results.py', 'out/answers.py', 'summary/data.py') + tuple(
+    f'{a}/{b}.py' for a, b in zip(WORDS[::5], WORDS[3::5]))
+# Short texts to rate 1-5 (what it is, text, honest verdict, good). No poems.
+SHORT_TEXTS = (
+  ('shop slogan', 'Fresh bread by 7 a.m., or your coffee is free.',
+   'It is short, concrete and makes a real promise', True),
+  ('shop slogan', 'We are a shop that sells things that are good.',
+   'It is vague and says nothing about the shop', False),
+  ('email subject line', 'Invoice 2291 for March attached, due April 30',
+   'It says what is attached and when it is due', True),
+  ('email subject line', 'hi, stuff', 'It tells the reader nothing', False),
+  ('product title', 'Steel water bottle, 750 ml, keeps drinks cold 24 h',
+   'It gives the material, size and main feature', True),
+  ('product title', 'Best bottle very good nice bottle buy',
+   'It repeats itself and gives no facts', False),
+  ('headline', 'City opens three night bus lines on Monday',
+   'It is specific about what, how many and when', True),
+  ('headline', 'Things happened in the city this week maybe',
+   'It is vague and unsure of itself', False))
+# Small Python files: (flag, question, file name, code when True, code when False, why True,
+# why False). The False code of uses_cache mentions a cache in a comment only.
+PY_FILES = (
+  ('uses_cache', 'keep a cache', 'loader.py',
+   '_cache = {}\n\ndef load(k):\n    if k not in _cache:\n        _cache[k] = fetch(k)\n'
+   '    return _cache[k]\n', '# TODO: a cache\ndef load(k):\n    return fetch(k)\n',
+   'load keeps results in the _cache dict', 'load calls fetch every time; only a comment '
+   'mentions a cache'),
+  ('has_retries', 'retry a failed send', 'sender.py',
+   'def send(msg):\n    for attempt in range(3):\n        if post(msg):\n            return True\n'
+   '    return False\n', 'def send(msg):\n    return post(msg)\n',
+   'send tries post up to 3 times', 'send calls post once and returns'),
+  ('debug_on', 'turn debug mode on', 'settings.py', 'PORT = 8080\nDEBUG = True\n',
+   'PORT = 8080\nDEBUG = False\n', 'it sets DEBUG = True', 'it sets DEBUG = False'),
+  ('sorts_names', 'sort the names it returns', 'names.py',
+   'def names(rows):\n    return sorted(r.name for r in rows)\n',
+   'def names(rows):\n    return [r.name for r in rows]\n',
+   'names returns sorted(...)', 'names returns the names in input order'),
+  ('logs_errors', 'log errors', 'worker.py',
+   'def run(job):\n    try:\n        job()\n    except OSError as e:\n        log.error(e)\n',
+   'def run(job):\n    try:\n        job()\n    except OSError:\n        pass\n',
+   'the except branch calls log.error', 'the except branch just passes'))
