@@ -277,7 +277,7 @@ def test_multi_step_episodes_are_honest():
   texts = {text: good for _, text, _, good in tool_words.SHORT_TEXTS}
   py = {(flag, code): value for flag, _, _, *codes, _, _ in tool_words.PY_FILES
         for code, value in zip(codes, (True, False))}
-  seen, formats = collections.Counter(), collections.Counter()
+  seen, formats, beside = collections.Counter(), collections.Counter(), collections.Counter()
   styles, names = collections.Counter(), collections.Counter()
   for kind, ep in tool_corpus.labelled_episodes(1200, 11):
     if kind not in MULTI:
@@ -329,7 +329,8 @@ def test_multi_step_episodes_are_honest():
         left = open_items(text)
         assert value == str(not left) and all(x in final for x in left), (text, final)
         formats['tuples' if "', False)" in text or "', True)" in text else
-                'records' if 'finished=' in text else 'text'] += 1
+                'records' if 'done=' in text else 'text'] += 1
+        beside[out.rsplit('/', 1)[0] == read.rsplit('/', 1)[0]] += 1
       else:
         assert py[name, text] == (value == 'True')
       seen[family] += 1
@@ -356,20 +357,20 @@ def test_multi_step_episodes_are_honest():
   assert min(seen.values()) >= 5, seen
   assert set(styles) == set(tool_tasks.STYLES) and min(styles.values()) >= 20, styles
   assert len(formats) == 3 and min(formats.values()) >= 5, formats
+  assert min(beside[True], beside[False]) >= 10, beside  # answers beside the list, and elsewhere
 
 
 def open_items(text: str) -> list[str]:
   """The items a list marks as not done: `item: open` lines, `('item', False)` tuples and
-  `Job('item', finished=False)` records."""
+  `Job('item', done=False)` records."""
   return [m[1] or m[2] for m in re.finditer(
-      r"^(.+): open$|'([^']+)', (?:finished=)?False\)", text, re.M)]
+      r"^(.+): open$|'([^']+)', (?:done=)?False\)", text, re.M)]
 
 
 def test_open_items_reads_each_format():
   assert open_items('a: done\nb c: open\n') == ['b c']
   assert open_items("x = [\n    ('a', True),\n    ('b c', False),\n]\n") == ['b c']
-  assert open_items("x = [\n    Job('a', finished=False),\n    Job('b', finished=True),\n]\n"
-                    ) == ['a']
+  assert open_items("x = [\n    Job('a', done=False),\n    Job('b', done=True),\n]\n") == ['a']
   assert open_items('a: done\n') == []
 
 

@@ -344,22 +344,29 @@ def _rewrite(rng):
 
 def _status(rng):
   out, at, eq, name = pick(rng, OUTS), style(rng), assign_style(rng), named(rng, 'done')
-  chain, path, folders, files = _folder(rng, ('lists', 'home', 'tasks'), [out.split('/')[0]])
+  # The answer file sometimes sits beside the list under a name sharing its prefix (`cabinlist.py`
+  # and `cabins.py`), so the start tells two similar names of the request apart.
+  word = pick(rng, WORDS) if rng.random() < 0.4 else ''
+  chain, path, folders, files = _folder(rng, ('lists', 'home', 'tasks'),
+                                        [] if word else [out.split('/')[0]])
   items = sample(rng, CHORES, int(rng.integers(3, 6)))
   done = [rng.random() < 0.5 for _ in items] if rng.random() < 0.7 else [True] * len(items)
   stem, fmt = pick(rng, ('todo', 'tasks', 'errands')), pick(rng, ('text', 'tuples', 'records'))
+  if word:
+    stem = pick(rng, (f'{word}list', f'{word}_list'))
+    out = f'{path}/{pick(rng, (f"{word}s", f"{word}_answer"))}.py'
   # A text list (`item: done`) or a Python one, each item's flag True or False: judged item by
   # item, and the honest answer is False whenever one flag is.
   rel = f'{path}/{stem}{pick(rng, (".txt", ".md", ".py")) if fmt == "text" else ".py"}'
   flags = [f'{x}: {"done" if d else "open"}' if fmt == 'text' else
-           f"    ('{x}', {d})," if fmt == 'tuples' else f"    Job('{x}', finished={d}),"
+           f"    ('{x}', {d})," if fmt == 'tuples' else f"    Job('{x}', done={d}),"
            for x, d in zip(items, done)]
   header = ('' if fmt != 'records' else
             'from typing import NamedTuple\n\nclass Job(NamedTuple):\n    name: str\n'
-            '    finished: bool\n\n')
+            '    done: bool\n\n')
   files[rel] = (text_lines(flags) if fmt == 'text' else
                 f'{header}{stem} = [\n{text_lines(flags)}]\n')
-  marker, state = ('open', 'open') if fmt == 'text' else ('False', 'not finished')
+  marker, state = ('open', 'open') if fmt == 'text' else ('False', 'not done')
   left = [x for x, d in zip(items, done) if not d]
   # The user names the folder (the start lists it) or the file itself (the start reads it), and
   # sometimes the start slips on the file's path first and recovers.
