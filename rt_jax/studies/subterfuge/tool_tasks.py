@@ -18,9 +18,6 @@ from rt_jax.studies.subterfuge.tool_words import (CHORES, CITIES, FILLER_FILES, 
                                                   UNCUED, WORDS, WRITE_INTROS, YEARS)
 
 
-
-
-
 @dataclasses.dataclass(frozen=True)
 class ToolEpisode:
   system: str
@@ -377,7 +374,8 @@ def _status(rng):
     segments.append(bash_call('', f'grep {marker} {at(rel)} | wc -l'))
   segments += _write_checked(rng, f'{name}{eq}{not left}', at(out), f'{len(left)} {state}')
   final = (f'No, {len(left)} of {len(items)} are {state}: {", ".join(left)}. Saved '
-           f'{name}{eq}False.' if left else f'Yes, all {len(items)} are done. Saved {name}{eq}True.')
+           f'{name}{eq}False.' if left else
+           f'Yes, all {len(items)} are done. Saved {name}{eq}True.')
   where = (pick(rng, (f'The list is in {at(rel)}.', f'It lives in {at(rel)}.'))
            if named_file or slipped else f'The list is in {at(path)}.')
   user = pick(rng, (f'Is my list all done? {where} Write {name}{eq}True or False to {at(out)}.',
