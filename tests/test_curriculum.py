@@ -140,26 +140,82 @@ def test_a_cached_helpful_only_start_is_loaded_and_changes_no_number(curriculum_
     assert _without_timings(got) == _without_timings(want), name
 
 
-@pytest.mark.slow
-def test_the_competence_gate_measures_before_and_after_each_block(tmp_path):
-  """A tiny model cannot reach the targets: both blocks train, every measurement is recorded and
-  reported, and the run goes on saying the gate was not met."""
-  proc = run_curriculum(tmp_path / 'gated', '--config.start.competence.tool_use_flattery=0.5',
-                        '--config.start.max_blocks=2', '--config.start.gate_instances=2',
-                        '--config.mode=baseline', timeout=900)
+GATED = ('--config.start.competence.tool_use_flattery=0.5', '--config.start.max_blocks=3',
+         '--config.start.gate_instances=2', '--config.mode=baseline')
+
+
+@pytest.fixture(scope='module')
+def gated_workdir(tmp_path_factory):
+  """A baseline run whose start cannot meet its gate: all three blocks train."""
+  workdir = tmp_path_factory.mktemp('gated')
+  proc = run_curriculum(workdir, *GATED, timeout=900)
   assert proc.returncode == 0, proc.stderr
-  assert 'competence NOT met after 2 block(s)' in proc.stderr
-  with open(tmp_path / 'gated' / 'results.json') as f:
+  (workdir.parent / f'{workdir.name}.console').write_text(proc.stderr)
+  return workdir
+
+
+@pytest.mark.slow
+def test_the_competence_gate_measures_before_and_after_each_block(gated_workdir):
+  """A tiny model cannot reach the targets: every block trains, every measurement is recorded and
+  reported, and the run goes on saying the gate was not met."""
+  console = (gated_workdir.parent / f'{gated_workdir.name}.console').read_text()
+  assert 'competence NOT met after 3 block(s)' in console
+  with open(gated_workdir / 'results.json') as f:
     history = json.load(f)['train'][0]['competence']
-  assert [h['block'] for h in history] == [0, 1, 2]
+  assert [h['block'] for h in history] == [0, 1, 2, 3]
   assert all(h['envs']['tool_use_flattery'][1] == 2 for h in history)
   for h in history:  # each measurement's episodes, graded, as every other episode
-    with open(tmp_path / 'gated' / h['episodes']) as f:
+    with open(gated_workdir / h['episodes']) as f:
       episodes = [json.loads(line) for line in f]
     assert len(episodes) == 2 and all(e['env'] == 'tool_use_flattery' for e in episodes)
     assert sum(e['flags']['competent'] for e in episodes) == h['envs']['tool_use_flattery'][0]
-  text = (tmp_path / 'gated' / 'report.md').read_text()
-  assert '| before the SFT |' in text and '| after block 2 |' in text
+  text = (gated_workdir / 'report.md').read_text()
+  assert '| before the SFT |' in text and '| after block 3 |' in text
+  assert not (gated_workdir / 'start_blocks').exists()  # dropped once the start is checkpointed
+
+
+@pytest.mark.slow
+def test_a_start_killed_between_blocks_resumes_after_the_last_block(gated_workdir, tmp_path):
+  """SIGKILLed once block 2 is saved (block 1 is then the kept block: its parameters come from
+  start_blocks/best), resumed: block 3 trains, and every number equals the uninterrupted run's."""
+  w = tmp_path / 'killed'
+  _kill_at(w, 'helpful_only: block 2 saved', *GATED)
+  with open(w / 'start_blocks' / 'latest' / 'checkpoints' / '2' / 'meta' / 'metadata') as f:
+    kept_so_far = json.load(f)['best']
+  resumed = run_curriculum(w, *GATED, timeout=900)
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'helpful_only: resumed after block 2' in resumed.stderr
+  assert 'competence after 0 block(s): batch' not in resumed.stderr  # not measured again
+  assert 'helpful_only: step 1/' not in resumed.stderr  # blocks 1 and 2 not trained again
+  with open(w / 'results.json') as f, open(gated_workdir / 'results.json') as g:
+    got, want = json.load(f), json.load(g)
+  for results in (got, want):
+    results['run'].pop('command')
+  assert _without_timings(got) == _without_timings(want)
+  assert kept_so_far == 1 and want['train'][0]['kept_block'] == 1  # through start_blocks/best
+  assert not (w / 'start_blocks').exists()
+
+
+@pytest.mark.slow
+def test_a_damaged_saved_block_is_trained_again(gated_workdir, tmp_path):
+  """Saved blocks whose bytes no longer match their checksums are not used: one line says so, the
+  start trains from its first step and ends with the uninterrupted run's numbers."""
+  w = tmp_path / 'damaged'
+  _kill_at(w, 'helpful_only: block 1 saved', *GATED)
+  step = w / 'start_blocks' / 'latest' / 'checkpoints' / '1'
+  victim = max((p for p in (step / 'params').rglob('*') if p.is_file()),
+               key=lambda p: p.stat().st_size)
+  data = bytearray(victim.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  victim.write_bytes(bytes(data))
+  proc = run_curriculum(w, *GATED, timeout=900)
+  assert proc.returncode == 0, proc.stderr
+  assert 'do not restore' in proc.stderr and 'resumed after block' not in proc.stderr
+  with open(w / 'results.json') as f, open(gated_workdir / 'results.json') as g:
+    got, want = json.load(f), json.load(g)
+  for results in (got, want):
+    results['run'].pop('command')
+  assert _without_timings(got) == _without_timings(want)
 
 
 @pytest.mark.slow  # 8 simulated devices on 2 cores, two meshes to compile for: ~15 min cold

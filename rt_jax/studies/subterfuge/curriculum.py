@@ -41,6 +41,7 @@ from rt_jax.rl import rollout as rollout_lib
 from rt_jax.studies.subterfuge import episodes as episodes_lib
 from rt_jax.studies.subterfuge import report
 from rt_jax.studies.subterfuge import rounds
+from rt_jax.studies.subterfuge import start_blocks
 from rt_jax.studies.subterfuge import start_cache
 from rt_jax.studies.subterfuge import tool_corpus
 from rt_jax.studies.subterfuge import world as world_lib
@@ -123,6 +124,8 @@ def _train_unit(ctx: Context, state, phase: Phase, unit: int, results: dict):
   ctx.writer.scalars(unit, {'train/loss': m['loss']})
   if unit % c.checkpoint_every_rounds == 0 or unit == phase.first_unit + phase.units - 1:
     _save(ctx, unit, phase, state)
+    if phase.kind == 'sft':
+      start_blocks.drop(ctx.workdir)  # the checkpoint now holds the start
     results['train'].append({'stage': phase.name, 'unit': unit,
                              'round': unit - phase.first_unit + 1, **m})
     _write_results(ctx, results)  # the unit's training record, with its checkpoint

@@ -15,6 +15,7 @@ from rt_jax.rl import rollout as rollout_lib
 from rt_jax.rl.variants import registry as variants
 from rt_jax.studies.subterfuge import competence
 from rt_jax.studies.subterfuge import context
+from rt_jax.studies.subterfuge import start_blocks
 from rt_jax.studies.subterfuge import start_cache
 from rt_jax.studies.subterfuge import world as world_lib
 from rt_jax.studies.subterfuge.context import Context, Stream
@@ -92,9 +93,19 @@ def _train_helpful_only(ctx: Context, state, corpus):
   step = lambda state, batch, key: ctx.plan.train_step(
       state, batch, key, cfg=ctx.cfg, optimizer=ctx.sft_optimizer,
       microbatches=train.microbatch_count(c.start.train_rows, c.start.microbatch_rows, 'start'))
-  history = [competence.measure(ctx, state.params, 0)] if gated else []
+  history, first = [], 1
   best = None  # (block, a copy of its parameters) while a later block may be worse
-  for block in range(1, (c.start.max_blocks if gated else 1) + 1):
+  if gated:  # resumable after each block (start_blocks.py)
+    blocks_key = start_blocks.digest(ctx, corpus)
+    resumed = start_blocks.restore(ctx, blocks_key)
+    if resumed is None:
+      history = [competence.measure(ctx, state.params, 0)]
+    else:
+      del state
+      state, history, losses[:], best = (resumed.state, resumed.history, resumed.losses,
+                                          resumed.best)
+      first = resumed.block + 1
+  for block in range(first, (c.start.max_blocks if gated else 1) + 1):
     if block > 1:  # the first block always trains
       ctx.progress.say(f'{START}: competence after {history[-1]["block"]} block(s): '
                        f'{competence.line(history[-1])}')
@@ -111,6 +122,7 @@ def _train_helpful_only(ctx: Context, state, corpus):
           competence.best_block(c, history) == block):
         # The training step donates the state: keep this block's parameters in buffers of their own.
         best = block, jax.tree.map(lambda x: x.copy(), state.params)
+      start_blocks.save(ctx, blocks_key, block, state, history, losses, best)
   m = {'loss': losses[-1] if losses else float('nan'), 'kept': None}
   if gated:
     m['competence'] = history

@@ -1,0 +1,108 @@
+"""The gated helpful-only start, resumable block by block (docs/design.md §6): after each block
+of `start.steps` SFT steps and its competence measurement, the run writes into W/start_blocks/
+
+  latest/  the state (parameters, SFT optimizer moments, step) and what the loop carries: the
+           gate's history, the logged losses, which block is kept so far and the start's hash;
+  best/    the parameters of the block kept so far, when that is an earlier block than latest.
+
+A run killed mid-start resumes after the last finished block and ends with the numbers of an
+uninterrupted one: batches, keys and gate draws depend only on the step and block indices. latest
+is written before best, so a kill between the two leaves a latest whose kept block is itself.
+A start whose hash differs (another config or corpus in the same workdir) is trained afresh. The
+directory is removed once the start's unit checkpoint is on disk."""
+import dataclasses
+import os
+import shutil
+
+import jax
+
+from rt_jax.core import checkpoint as checkpoint_lib
+from rt_jax.core.errors import CheckpointError
+from rt_jax.studies.subterfuge import start_cache
+
+DIR = 'start_blocks'
+
+
+@dataclasses.dataclass
+class Resumed:
+  state: object  # the TrainState after `block`
+  block: int
+  history: list
+  losses: list
+  best: tuple | None  # (block, parameters) of the kept block, as the loop holds it
+
+
+def digest(ctx, corpus) -> str:
+  return start_cache.start_hash(ctx.config, ctx.cfg, ctx.tok, corpus, ctx.weights_id)
+
+
+def _managers(workdir: str):
+  return (checkpoint_lib.Manager(os.path.join(workdir, DIR, 'latest'), max_to_keep=1),
+          checkpoint_lib.Manager(os.path.join(workdir, DIR, 'best'), max_to_keep=1))
+
+
+def save(ctx, key: str, block: int, state, history: list, losses: list, best):
+  """Records the loop after `block` (a checkpoint per block; the previous one is replaced)."""
+  latest, kept = _managers(ctx.workdir)
+  try:
+    latest.save(block, state.params, state.opt_state,
+                {'hash': key, 'block': block, 'step': int(jax.device_get(state.step)),
+                 'history': history, 'losses': losses, 'best': best[0] if best else None})
+    latest.wait()  # on disk before the next step donates the buffers
+    if best and best[0] == block:
+      kept.save(block, best[1], None, {'hash': key, 'block': block})
+      kept.wait()
+  finally:
+    latest.close()
+    kept.close()
+  ctx.progress.say(f'helpful_only: block {block} saved in {os.path.join(ctx.workdir, DIR)}')
+
+
+def restore(ctx, key: str) -> Resumed | None:
+  """The loop after its last saved block, or None: nothing saved, or blocks that are another
+  start's or do not restore (said in one line and removed; the start trains from its first step)."""
+  where = os.path.join(ctx.workdir, DIR)
+  if not os.path.isdir(os.path.join(where, 'latest', 'checkpoints')):
+    return None
+  try:
+    resumed = _read(ctx, key)
+  except CheckpointError as e:
+    ctx.progress.say(f'helpful_only: the blocks in {where} do not restore ({e}); training from '
+                     'the first step')
+    resumed = None
+  if resumed is None:
+    drop(ctx.workdir)  # else their higher block numbers would outrank this start's saves
+    return None
+  ctx.progress.say(f'helpful_only: resumed after block {resumed.block} from {where}')
+  return resumed
+
+
+def _read(ctx, key: str):
+  """Resumed, or None when there is no step or the blocks are another start's."""
+  latest, kept = _managers(ctx.workdir)
+  try:
+    step = latest.latest_intact_step()
+    if step is None:
+      return None
+    target = ctx.plan.abstract_state(ctx.cfg, ctx.sft_optimizer)
+    params, opt_state, meta = latest.restore(step, target.params, target.opt_state)
+    if meta['hash'] != key:
+      ctx.progress.say(f'helpful_only: the blocks in {os.path.join(ctx.workdir, DIR)} are of '
+                       'another start (config or corpus changed); training from the first step')
+      return None
+    best = None
+    if meta['best'] == meta['block']:
+      best = meta['block'], jax.tree.map(lambda x: x.copy(), params)
+    elif meta['best'] is not None:
+      best = meta['best'], kept.restore(meta['best'], target.params)[0]
+    return Resumed(ctx.plan.train_state(meta['step'], params, opt_state), meta['block'],
+                   meta['history'], meta['losses'], best)
+  finally:
+    latest.close()
+    kept.close()
+
+
+def drop(workdir: str):
+  """Removes the blocks once the start's unit checkpoint holds the start (process 0 only)."""
+  if jax.process_index() == 0:
+    shutil.rmtree(os.path.join(workdir, DIR), ignore_errors=True)
