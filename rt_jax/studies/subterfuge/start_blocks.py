@@ -1,15 +1,16 @@
-"""The gated helpful-only start, resumable block by block (docs/design.md §6): after each block
+"""The gated helpful-only start, resumable block by block (docs/design.md §7): after each block
 of `start.steps` SFT steps and its competence measurement, the run writes into W/start_blocks/
 
   latest/  the state (parameters, SFT optimizer moments, step) and what the loop carries: the
            gate's history, the logged losses, which block is kept so far and the start's hash;
-  best/    the parameters of the block kept so far, when that is an earlier block than latest.
+  best/    the parameters of the block kept so far, written when that block changes.
 
 A run killed mid-start resumes after the last finished block and ends with the numbers of an
 uninterrupted one: batches, keys and gate draws depend only on the step and block indices. latest
-is written before best, so a kill between the two leaves a latest whose kept block is itself.
-A start whose hash differs (another config or corpus in the same workdir) is trained afresh. The
-directory is removed once the start's unit checkpoint is on disk."""
+is written first; after a kill between the two writes the kept block is latest's own, and best
+is written again with the next block. Blocks that are another start's (the hash differs) or do
+not restore are removed and the start trains from its first step. The directory is removed once
+the start's unit checkpoint is on disk."""
 import dataclasses
 import os
 import shutil
@@ -49,8 +50,8 @@ def save(ctx, key: str, block: int, state, history: list, losses: list, best):
                 {'hash': key, 'block': block, 'step': int(jax.device_get(state.step)),
                  'history': history, 'losses': losses, 'best': best[0] if best else None})
     latest.wait()  # on disk before the next step donates the buffers
-    if best and best[0] == block:
-      kept.save(block, best[1], None, {'hash': key, 'block': block})
+    if best and kept.latest_step() != best[0]:  # new, or its save was cut short by a kill
+      kept.save(best[0], best[1], None, {'hash': key, 'block': best[0]})
       kept.wait()
   finally:
     latest.close()
