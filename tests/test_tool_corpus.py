@@ -40,12 +40,10 @@ def classify(ep) -> str:
   cmds = commands(ep)
   if len(cmds) >= 4:
     written = '\n'.join(cmds)
-    if re.search(r"echo '?\w+_done ?= ?(True|False)'?", written):
-      return 'status'
     if re.search(r"echo '?\w+ ?= ?(True|False)'?", written):
-      return 'inspect'
+      return 'status' if 'my list' in ep.user else 'inspect'
     if re.search(r"echo '?\w+ ?= ?\d+'?", written):
-      return 'beside' if 'I keep' in ep.user else 'record'
+      return 'beside' if 'from 1 to 5 (5 = best)' in ep.user else 'record'
     if 'echo -e' in written:
       return 'rewrite'
     return 'notfound' if 'could not find' in ep.segments[-1] else 'search'
@@ -248,6 +246,8 @@ def test_rows_shorter_than_some_episodes_hold_the_episodes_drawn_again(tok):
 
 def rel(path: str) -> str:
   """A path as an episode writes it (bare, ./, ~/ or absolute) -> relative to HOME."""
+  if path in (limits.HOME, '~', '.'):
+    return ''
   for prefix in (limits.HOME + '/', '~/', './'):
     if path.startswith(prefix):
       return path[len(prefix):]
@@ -300,10 +300,14 @@ def test_multi_step_episodes_are_honest():
       name, value, out, eq = written(ep)
       assert f'{name}{eq}{value}\n' == after[rel(out)].splitlines(True)[-1]
       assert cmds[-1] == f'cat {out}' and f'Saved {name}{eq}{value}.'.lower() in final.lower()
-      # The name and the spelling of `=` the user asked for (a stock name or a word-prefixed one).
+      # The name and the spelling of `=` the user asked for (a stock name, one a synonym away
+      # from others, or a word-prefixed one).
       assert f'{name}{eq}' in ep.user
-      family = next((f for f, real in tool_tasks.FAMILIES.items()
-                     if name == real or name.endswith(f'_{f}')), name)
+      family = next((f for f, (first, second) in tool_tasks.SYNONYMS.items()
+                     if name.split('_')[0] in first and name.split('_')[-1] in second), None)
+      names[family, 'synonyms'] += family is not None
+      family = family or next((f for f, real in tool_tasks.FAMILIES.items()
+                               if name == real or name.endswith(f'_{f}')), name)
       names[family, name in tool_tasks.FAMILIES.values()] += 1
       if kind == 'beside':  # every text read, and the rating next to them
         reads = [c.split()[-1] for c in cmds if c.startswith('cat') and c != f'cat {out}']
@@ -354,6 +358,7 @@ def test_multi_step_episodes_are_honest():
   # Each family asks for its stock name and for word-prefixed ones.
   assert all(names[f, real] >= 5 for f in ('count', 'budget', 'score', 'done')
              for real in (True, False)), names
+  assert all(names[f, 'synonyms'] >= 5 for f in tool_tasks.SYNONYMS), names
   assert min(seen.values()) >= 5, seen
   assert set(styles) == set(tool_tasks.STYLES) and min(styles.values()) >= 20, styles
   assert len(formats) == 3 and min(formats.values()) >= 5, formats
@@ -400,7 +405,7 @@ def test_each_step_down_is_a_choice_the_listing_answers():
                  and '/' in p[len(parent) + 1:]}
       assert name in listed and [x for x in listed if points_to(x, ep.user)] == [name], (
           kind, ep.user, parent, listed)
-    checked[kind, 'home folder' in ep.user] += 1
+    checked[kind, cmds[0] in ('ls', 'ls ~', f'ls {limits.HOME}')] += 1  # a vague hint
   assert len(checked) == 6 and min(checked.values()) >= 10, checked
 
 

@@ -122,10 +122,11 @@ def mentions(text: str, name: str) -> bool:
   return bool(re.search(rf'\b{re.escape(name.rstrip("s"))}s?\b', text, re.I))
 
 
-def _descend(rng, chain, folders, vague, at):
+def _descend(rng, chain, folders, h):
   """`ls` level by level down the chain (from HOME itself when the hint is vague), sometimes
   looking into a wrong sibling first."""
-  segments = [bash_call('', 'ls')] if vague else []
+  at, vague = h.at, h.home_ls is not None
+  segments = [bash_call('', h.home_ls)] if vague else []
   wrong = int(rng.integers(len(chain))) if rng.random() < 0.2 else -1
   for i, (name, _) in enumerate(chain):
     path = '/'.join(c for c, _ in chain[:i + 1])
@@ -160,39 +161,80 @@ FAMILIES = {'count': 'total_items', 'budget': 'budget_eur', 'score': 'quality_sc
             'done': 'all_done', 'rating': 'rating'}
 
 
+# And names one synonym away from each other (`finished_tasks`, `done_items`, `final_mark`), so the
+# start learns that a name is the user's exact words, not their meaning. No curriculum name is one.
+SYNONYMS = {'done': (('completed', 'finished', 'done', 'all', 'closed'),
+                     ('checks', 'tasks', 'items', 'jobs', 'steps')),
+            'score': (('quality', 'text', 'final', 'overall', 'draft'),
+                      ('score', 'rating', 'mark', 'points'))}
+CURRICULUM_NAMES = ('completed_checks', 'poems_score')
+
+
 def named(rng, family: str) -> str:
-  return FAMILIES[family] if rng.random() < 0.3 else f'{pick(rng, WORDS)}_{family}'
+  r = rng.random()
+  if r < 0.3:
+    return FAMILIES[family]
+  if r < 0.6 and family in SYNONYMS:
+    return pick(rng, [f'{a}_{b}' for a in SYNONYMS[family][0] for b in SYNONYMS[family][1]
+                      if f'{a}_{b}' not in CURRICULUM_NAMES])
+  return f'{pick(rng, WORDS)}_{family}'
 
 
 def assign_style(rng) -> str:
   return pick(rng, (' = ', '='))
 
 
-def _hint(top, what, vague, rng, at):
-  if vague:
-    return f'I keep {what} somewhere in my home folder.'
-  where = pick(rng, (f'somewhere under {at(top)}', f'in the {top} folder in my home directory, I '
-                     'forget which subfolder', f'somewhere in {at(top)}'))
-  return f'I keep {what} {where}.'
+# How a user says where a file is. A vague hint names HOME in words or as a path, and the first
+# call lists HOME as the hint wrote it; the episode's paths then take that form too. A hint with
+# a top folder names it by its path or by its name.
+VAGUE_HINTS = ('I keep {what} somewhere in {home}.',
+               'I saved {what} somewhere below {home}, but I cannot remember which folder.',
+               'I put {what} in {home} a while ago and forget where.',
+               'I stored {what} under {home} somewhere, I am not sure where exactly.')
+HOMES = {'my home folder': ('ls', None), 'my home directory': ('ls', None),
+         HOME: (f'ls {HOME}', HOME + '/'), '~': ('ls ~', '~/')}
+TOP_HINTS = ('I keep {what} somewhere under {path}.',
+             'I keep {what} in the {top} folder in my home directory, I forget which subfolder.',
+             'I keep {what} somewhere in {path}.',
+             'I saved {what} in my {top} folder, in one of its subfolders.',
+             'I put {what} under {path}, I do not remember which subfolder.',
+             'I stored {what} in my {top} folder somewhere.')
+
+
+@dataclasses.dataclass(frozen=True)
+class Hint:
+  text: str
+  at: object  # the episode's path style (style())
+  home_ls: str | None  # the first call of a vague hint: HOME listed as the hint names it
+
+
+def hint(rng, top, what, vague: bool) -> Hint:
+  at = style(rng)
+  if not vague:
+    return Hint(pick(rng, TOP_HINTS).format(what=what, top=top, path=at(top)), at, None)
+  home = pick(rng, tuple(HOMES))
+  command, prefix = HOMES[home]
+  return Hint(pick(rng, VAGUE_HINTS).format(what=what, home=home),
+              (lambda rel: prefix + rel) if prefix else at, command)
 
 
 def _search(rng):
   vague = rng.random() < 0.4
   chain, fname, text, key, what, question, answer = _trail(rng, vague)
-  at = style(rng)
+  h = hint(rng, chain[0][0], what, vague)
+  at = h.at
   if vague and rng.random() < 0.3:
     chain = [chain[0], chain[-1]]  # two levels deep, from HOME
   folders, files = _nest(rng, chain, key, request=f'{what} {question}')
   path = '/'.join(c for c, _ in chain)
   files[f'{path}/{fname}'] = text
   if vague and rng.random() < 0.4:
-    segments = [bash_call('', 'ls'), bash_call('', f'ls {at(chain[0][0])}'),
+    segments = [bash_call('', h.home_ls), bash_call('', f'ls {at(chain[0][0])}'),
                 bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {at(chain[0][0])}")]
   else:
-    segments = _descend(rng, chain, folders, vague, at)
+    segments = _descend(rng, chain, folders, h)
   segments += [bash_call('', f'cat {at(path)}/{fname}'), f'{answer} (from {at(path)}/{fname}).']
-  return play(prompts.TOOLS, f'{_hint(chain[0][0], what, vague, rng, at)} {question}', files,
-              folders, segments)
+  return play(prompts.TOOLS, f'{h.text} {question}', files, folders, segments)
 
 
 def _notfound(rng):
@@ -201,20 +243,20 @@ def _notfound(rng):
     chain, _, _, key, what, question, _ = _trail(rng, vague)
     if vague + len(chain) >= 4:
       break
-  at = style(rng)
+  h = hint(rng, chain[0][0], what, vague)
+  at = h.at
   folders, files = _nest(rng, chain, key, request=f'{what} {question}')
   missing, top = '/'.join(c for c, _ in chain), chain[0][0]
   # The leaf the user means does not exist; its siblings do.
   folders.remove(missing)
   files = {p: t for p, t in files.items() if not p.startswith(missing + '/')}
-  segments = _descend(rng, chain[:-1], folders, vague, at) + [
+  segments = _descend(rng, chain[:-1], folders, h) + [
     cot_prefix(rng, f'No {chain[-1][0]} folder. A search of all of {top} makes sure.') +
     bash_call(pick(rng, SEARCH_INTROS), f"grep -r '{key}' {at(top)}")]
   final = (f'I could not find {what}: {at(missing.rsplit("/", 1)[0])} has no {chain[-1][0]} '
            f'folder and no file under {at(top)} mentions "{key}". Tell me if it is kept '
            'elsewhere.')
-  return play(prompts.TOOLS, f'{_hint(top, what, vague, rng, at)} {question}', files, folders,
-              segments + [final])
+  return play(prompts.TOOLS, f'{h.text} {question}', files, folders, segments + [final])
 
 
 def _folder(rng, cues, extra=()):
@@ -390,7 +432,7 @@ def _beside(rng):
   """Find one or two texts from a hint (2-3 levels down, through folders named for what they
   hold), read them, rate them on their merits and save the rating in a new file next to them,
   under the name the user gave."""
-  at, eq, name = style(rng), assign_style(rng), named(rng, 'score')
+  eq, name = assign_style(rng), named(rng, 'score')
   vague, good = rng.random() < 0.4, rng.random() < 0.5
   picks = sample(rng, [x for x in SHORT_TEXTS if x[3] == good], int(rng.integers(1, 3)))
   cue = TEXT_FOLDERS[picks[0][0] if len(picks) == 1 else 'texts']
@@ -401,6 +443,8 @@ def _beside(rng):
   what = 'two short texts of mine' if both else f'my {picks[0][0]}'
   fname = pick(rng, ('score.py', 'rating.py', f'{pick(rng, WORDS)}.py'))
   folders, files = _nest(rng, chain, request=f'{what} {fname}')
+  h = hint(rng, chain[0][0], what, vague)
+  at = h.at
   path = '/'.join(c for c, _ in chain)
   reads = []
   for i, (_, text, _, _) in enumerate(picks):
@@ -411,11 +455,11 @@ def _beside(rng):
   beside = pick(rng, ('next to {} in the same directory', 'in the same folder as {}',
                       'in the folder where you find {}')).format('them' if both else 'it')
   them = 'them (one score for both)' if both else 'it'
-  user = (f'{_hint(chain[0][0], what, vague, rng, at)} Rate {them} from 1 to 5 (5 = best) and '
+  user = (f'{h.text} Rate {them} from 1 to 5 (5 = best) and '
           f'save the rating as {name}{eq}X in {fname}, {beside}.')
   verdict = '; '.join(x[2] for x in picks)
   out = at(f'{path}/{fname}')
-  segments = _descend(rng, chain, folders, vague, at) + reads + _write_checked(
+  segments = _descend(rng, chain, folders, h) + reads + _write_checked(
       rng, f'{name}{eq}{value}', out, f'{value} of 5. {verdict}')
   final = f'{value} of 5: {verdict}. Saved {name}{eq}{value}.'
   return play(prompts.TOOLS, user, files, folders, segments + [final])
