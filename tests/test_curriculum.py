@@ -197,6 +197,26 @@ def test_a_start_killed_between_blocks_resumes_after_the_last_block(gated_workdi
 
 
 @pytest.mark.slow
+def test_a_kill_between_the_latest_and_best_writes_loses_nothing(gated_workdir, tmp_path):
+  """Killed after block 1 with its best/ write missing (as a kill between the two writes leaves
+  it), resumed and killed again after block 2, resumed to the end: best/ was written again with
+  block 2, and the numbers equal the uninterrupted run's."""
+  w = tmp_path / 'between'
+  _kill_at(w, 'helpful_only: block 1 saved', *GATED)
+  shutil.rmtree(w / 'start_blocks' / 'best')
+  _kill_at(w, 'helpful_only: block 2 saved', *GATED)
+  assert (w / 'start_blocks' / 'best' / 'checkpoints' / '1').is_dir()
+  resumed = run_curriculum(w, *GATED, timeout=900)
+  assert resumed.returncode == 0, resumed.stderr
+  assert 'helpful_only: resumed after block 2' in resumed.stderr
+  with open(w / 'results.json') as f, open(gated_workdir / 'results.json') as g:
+    got, want = json.load(f), json.load(g)
+  for results in (got, want):
+    results['run'].pop('command')
+  assert _without_timings(got) == _without_timings(want)
+
+
+@pytest.mark.slow
 def test_a_damaged_saved_block_is_trained_again(gated_workdir, tmp_path):
   """Saved blocks whose bytes no longer match their checksums are not used: one line says so, the
   start trains from its first step and ends with the uninterrupted run's numbers."""
