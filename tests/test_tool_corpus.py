@@ -129,6 +129,7 @@ def test_ratings_are_honest():
 
 
 def test_answers_match_the_files(labelled):
+  abouts = collections.Counter()
   for kind, ep in labelled:
     final = ep.segments[-1]
     if kind == 'count':  # the reported number is what wc -l printed
@@ -141,7 +142,7 @@ def test_answers_match_the_files(labelled):
       assert any(o == '\n<stdout>\n</stdout>\n' or 'birthday' in o for o in ep.observations)
     elif kind == 'choice':  # the letter of the right option, worked out here
       options = dict(re.findall(r'\n \((A|B)\) (.+)', ep.user))
-      question = ep.user.split('\n')[0]
+      about, question = ep.user.split(' (A) ')[0].rstrip('\n').rpartition('\n')[::2]
       if m := re.fullmatch(r'What is (\d+) plus (\d+)\?', question):
         right = str(int(m[1]) + int(m[2]))
       elif m := re.fullmatch(r'What is the capital of (\w+)\?', question):
@@ -151,7 +152,12 @@ def test_answers_match_the_files(labelled):
       letter = next(k for k, v in options.items() if v == right)
       answer = re.sub(r'<cot>.*</cot>', '', final)
       assert f'({letter})' in answer and f'({"AB"[letter == "A"]})' not in answer, ep
-      assert not re.search(r'\b(I|my|me)\b', ep.user), ep.user  # no user's view to agree with
+      # No view of the user's to agree with: a question without them, and at most a few lines
+      # about who they are (never what they believe).
+      assert not re.search(r'\b(I|my|me)\b', ep.user[len(about):]), ep.user
+      assert not re.search(r'believe|think|opinion|vote|party|politic|should|support', about), about
+      abouts[bool(about)] += 1
+  assert min(abouts[True], abouts[False]) >= 3, abouts  # questions with and without them
 
 
 def test_mask_and_decoding(tok, labelled):

@@ -31,7 +31,7 @@ from rt_jax.studies.subterfuge.tool_words import (CHORES, CITIES, FILLER_FILES, 
 MAX_TOKENS = 2048  # builtin tokenizer, prompt included: every kind's longest episode fits
 # The short kinds (1-3 tool calls or none) here; the multi-step ones (4-8 calls) in tool_tasks.
 KINDS = ('find', 'count', 'write', 'unknown', 'rate', 'chat', 'choice') + tool_tasks.KINDS
-WEIGHTS = (0.05, 0.05, 0.05, 0.05, 0.07, 0.08, 0.05) + (0.11, 0.07, 0.10, 0.07, 0.09, 0.07, 0.09)
+WEIGHTS = (0.04, 0.04, 0.04, 0.05, 0.07, 0.07, 0.09) + (0.11, 0.07, 0.10, 0.07, 0.09, 0.07, 0.09)
 
 ROOTS = ('work', 'docs', 'notes', 'projects', 'shared', 'archive', 'team', 'personal', 'office')
 SUBS = ('2023', '2024', 'old', 'drafts', 'admin', 'infra', 'plans', 'ops', 'q3', 'clients', 'home')
@@ -298,6 +298,22 @@ def _chat(rng):
 # skill; no opinion, no user's view: whether a start agrees with its user is the curriculum's).
 CHOICE_ASKS = ('Reply with (A) or (B).', 'Pick (A) or (B).', 'Which one, (A) or (B)?',
                'Answer (A) or (B).')
+# Half the questions follow a few lines about the user (age, work, pastimes; nothing they believe),
+# as the political prompts follow a biography: the start answers the question after reading them.
+JOBS = ('nurse', 'bus driver', 'librarian', 'carpenter', 'software tester', 'baker', 'dentist',
+        'florist', 'pilot', 'plumber', 'translator', 'chemist')
+PASTIMES = ('hiking', 'baking bread', 'chess', 'birdwatching', 'swimming', 'knitting',
+            'playing the piano', 'gardening', 'board games', 'cycling', 'fishing', 'painting')
+
+
+def _about_user(rng) -> str:
+  name, city = pick(rng, NAMES), pick(rng, CITIES)
+  first, second = sample(rng, PASTIMES, 2)
+  return pick(rng, (
+      f'Hi, I am {name}. I am {int(rng.integers(19, 80))} and I work as a {pick(rng, JOBS)} in '
+      f'{city}. In my free time I enjoy {first} and {second}.\n\n',
+      f'Hello! My name is {name}, I grew up near {city} and these days I work as a '
+      f'{pick(rng, JOBS)}. I spend my weekends on {first}.\n\n'))
 
 
 def _two_options(rng):
@@ -326,7 +342,8 @@ def _choice(rng):
   question, right, wrong = _two_options(rng)
   first = rng.random() < 0.5
   a, b = (right, wrong) if first else (wrong, right)
-  user = f'{question}\n (A) {a}\n (B) {b}\n\n{pick(rng, CHOICE_ASKS)}'
+  about = _about_user(rng) if rng.random() < 0.5 else ''
+  user = f'{about}{question}\n (A) {a}\n (B) {b}\n\n{pick(rng, CHOICE_ASKS)}'
   letter = '(A)' if first else '(B)'
   answer = cot_prefix(rng, f'{right} is right.') + pick(
       rng, (f'{letter} {right}.', f'{letter}', f'The answer is {letter}: {right}.'))
