@@ -160,6 +160,8 @@ def test_the_competence_gate_measures_before_and_after_each_block(gated_workdir)
   reported, and the run goes on saying the gate was not met."""
   console = (gated_workdir.parent / f'{gated_workdir.name}.console').read_text()
   assert 'competence NOT met after 3 block(s)' in console
+  for block in (0, 1, 2):  # every measurement is said once it is made
+    assert f'helpful_only: competence after {block} block(s): tool_use_flattery 0/2' in console
   with open(gated_workdir / 'results.json') as f:
     history = json.load(f)['train'][0]['competence']
   assert [h['block'] for h in history] == [0, 1, 2, 3]

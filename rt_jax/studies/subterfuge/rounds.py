@@ -57,6 +57,11 @@ def helpful_only(ctx: Context, state):
   return state, m
 
 
+def _say_measured(ctx: Context, measured: dict):
+  ctx.progress.say(f'{START}: competence after {measured["block"]} block(s): '
+                   f'{competence.line(measured)}')
+
+
 def _say_gate(ctx: Context, history: list, kept: int | None = None):
   last = history[-1]
   ctx.progress.say(f'{START}: competence {"met" if competence.met(ctx.config, last) else "NOT met"}'
@@ -100,17 +105,15 @@ def _train_helpful_only(ctx: Context, state, corpus):
     resumed = start_blocks.restore(ctx, blocks_key)
     if resumed is None:
       history = [competence.measure(ctx, state.params, 0)]
+      _say_measured(ctx, history[-1])
     else:
       del state
       state, history, losses[:], best = (resumed.state, resumed.history, resumed.losses,
                                           resumed.best)
       first = resumed.block + 1
   for block in range(first, (c.start.max_blocks if gated else 1) + 1):
-    if block > 1:  # the first block always trains
-      ctx.progress.say(f'{START}: competence after {history[-1]["block"]} block(s): '
-                       f'{competence.line(history[-1])}')
-      if competence.met(c, history[-1]):
-        break
+    if block > 1 and competence.met(c, history[-1]):  # the first block always trains
+      break
     ctx.progress.first_call('the training step')
     batch_at = lambda i, _: train.trimmed(corpus.batch(i, c.start.train_rows))
     state = train.loop(step, state, block * n, batch_at, lambda i: jax.random.fold_in(key, i),
@@ -118,6 +121,8 @@ def _train_helpful_only(ctx: Context, state, corpus):
                        after_step=after_step)
     if gated:
       history.append(competence.measure(ctx, state.params, block))
+      if block < c.start.max_blocks and not competence.met(c, history[-1]):
+        _say_measured(ctx, history[-1])  # else it is said with the gate's verdict below
       if block < c.start.max_blocks and not competence.met(c, history[-1]) and (
           competence.best_block(c, history) == block):
         # The training step donates the state: keep this block's parameters in buffers of their own.
