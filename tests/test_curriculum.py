@@ -81,7 +81,7 @@ KILL_POINTS = ('pm step 2/4', 'helpful_only: step 2/4', 'compiling the evaluatio
 
 def _kill_at(workdir, marker: str, *overrides: str, env=None):
   """Starts the cut-down tiny curriculum and SIGKILLs it at the first console line holding
-  `marker`."""
+  `marker`; -> its console up to that line."""
   cmd = [sys.executable, '-m', 'rt_jax.main', '--config=configs/curriculum.py:tiny',
          f'--workdir={workdir}', *CURRICULUM_RUN, *overrides]
   proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)
@@ -95,6 +95,7 @@ def _kill_at(workdir, marker: str, *overrides: str, env=None):
   finally:
     proc.wait(timeout=120)
   assert proc.returncode == -signal.SIGKILL, (marker, ''.join(seen[-20:]))
+  return ''.join(seen)
 
 
 @pytest.mark.slow
@@ -179,23 +180,31 @@ def test_the_competence_gate_measures_before_and_after_each_block(gated_workdir)
 @pytest.mark.slow
 def test_a_start_killed_between_blocks_resumes_after_the_last_block(gated_workdir, tmp_path):
   """SIGKILLed once block 2 is saved (block 1 is then the kept block: its parameters come from
-  start_blocks/best), resumed: block 3 trains, and every number equals the uninterrupted run's."""
+  start_blocks/best), resumed: block 3 trains, and every number equals the uninterrupted run's.
+  Blocks a kill leaves beside the start's checkpoint are removed by the next resume."""
   w = tmp_path / 'killed'
   _kill_at(w, 'helpful_only: block 2 saved', *GATED)
   with open(w / 'start_blocks' / 'latest' / 'checkpoints' / '2' / 'meta' / 'metadata') as f:
     kept_so_far = json.load(f)['best']
+  shutil.copytree(w / 'start_blocks', tmp_path / 'blocks')
+  console = _kill_at(w, 'evaluation after helpful_only: batch 1/', *GATED)
+  assert 'helpful_only: resumed after block 2' in console
+  assert 'competence after 0 block(s): batch' not in console  # not measured again
+  assert 'helpful_only: step 1/' not in console  # blocks 1 and 2 not trained again
+  assert not (w / 'start_blocks').exists()  # dropped with the start's checkpoint
+  # Blocks a kill left beside the start's checkpoint (between its write and their removal) are
+  # removed by the next resume, which goes on from the checkpoint.
+  shutil.copytree(tmp_path / 'blocks', w / 'start_blocks')
   resumed = run_curriculum(w, *GATED, timeout=900)
   assert resumed.returncode == 0, resumed.stderr
-  assert 'helpful_only: resumed after block 2' in resumed.stderr
-  assert 'competence after 0 block(s): batch' not in resumed.stderr  # not measured again
-  assert 'helpful_only: step 1/' not in resumed.stderr  # blocks 1 and 2 not trained again
+  assert 'resumed' in resumed.stderr and 'helpful_only: resumed' not in resumed.stderr
+  assert not (w / 'start_blocks').exists()
   with open(w / 'results.json') as f, open(gated_workdir / 'results.json') as g:
     got, want = json.load(f), json.load(g)
   for results in (got, want):
     results['run'].pop('command')
   assert _without_timings(got) == _without_timings(want)
   assert kept_so_far == 1 and want['train'][0]['kept_block'] == 1  # through start_blocks/best
-  assert not (w / 'start_blocks').exists()
 
 
 @pytest.mark.slow
@@ -206,7 +215,11 @@ def test_a_kill_between_the_latest_and_best_writes_loses_nothing(gated_workdir, 
   w = tmp_path / 'between'
   _kill_at(w, 'helpful_only: block 1 saved', *GATED)
   shutil.rmtree(w / 'start_blocks' / 'best')
-  _kill_at(w, 'helpful_only: block 2 saved', *GATED)
+  # Resumed with the start cache on (a setting a resume may change: not the start's hash).
+  env = {**os.environ, 'RT_JAX_CACHE': str(tmp_path / 'cache')}
+  console = _kill_at(w, 'helpful_only: block 2 saved', *GATED, '--config.start.cache=True',
+                     env=env)
+  assert 'helpful_only: resumed after block 1' in console
   assert (w / 'start_blocks' / 'best' / 'checkpoints' / '1').is_dir()
   resumed = run_curriculum(w, *GATED, timeout=900)
   assert resumed.returncode == 0, resumed.stderr

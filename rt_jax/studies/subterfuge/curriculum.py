@@ -77,6 +77,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     # The initial weights are handed over, so the run never holds them beside the state.
     held, init_params = [init_params], None
     state, done, results = _restore(ctx, units, held)
+    if done:  # the start is checkpointed: its blocks, if a kill left them, are of no use
+      start_blocks.drop(workdir)
     ctx.writer = metrics_lib.Writer(os.path.join(workdir, 'tb'),
                                     purge_step=(done + 1) if done else None)
     ctx.progress = metrics_lib.Progress([p.kind for p in units for _ in range(p.units)],
@@ -123,12 +125,14 @@ def _train_unit(ctx: Context, state, phase: Phase, unit: int, results: dict):
   ctx.progress.finished(phase.kind, m['wall_s'])
   ctx.writer.scalars(unit, {'train/loss': m['loss']})
   if unit % c.checkpoint_every_rounds == 0 or unit == phase.first_unit + phase.units - 1:
+    # The record first: a resume drops records past its checkpoint, so a kill between the two
+    # writes loses neither (in the other order it would leave a checkpointed unit unrecorded).
+    results['train'].append({'stage': phase.name, 'unit': unit,
+                             'round': unit - phase.first_unit + 1, **m})
+    _write_results(ctx, results)
     _save(ctx, unit, phase, state)
     if phase.kind == 'sft':
       start_blocks.drop(ctx.workdir)  # the checkpoint now holds the start
-    results['train'].append({'stage': phase.name, 'unit': unit,
-                             'round': unit - phase.first_unit + 1, **m})
-    _write_results(ctx, results)  # the unit's training record, with its checkpoint
   return state
 
 

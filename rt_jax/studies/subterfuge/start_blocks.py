@@ -11,6 +11,7 @@ is written first; after a kill between the two writes the kept block is latest's
 is written again with the next block. Blocks that are another start's (the hash differs) or do
 not restore are removed and the start trains from its first step. The directory is removed once
 the start's unit checkpoint is on disk."""
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -34,18 +35,26 @@ class Resumed:
 
 
 def digest(ctx, corpus) -> str:
-  return start_cache.start_hash(ctx.config, ctx.cfg, ctx.tok, corpus, ctx.weights_id)
+  """What saved blocks must match: the start's settings, model, tokenizer, gate and corpus; not
+  the initial weights (a workdir refuses another seed or init_from), the cache setting or the mesh,
+  which a resumed run may change."""
+  return start_cache.start_hash(ctx.config, ctx.cfg, ctx.tok, corpus, '', where=False)
 
 
-def _managers(workdir: str):
-  return (checkpoint_lib.Manager(os.path.join(workdir, DIR, 'latest'), max_to_keep=1),
-          checkpoint_lib.Manager(os.path.join(workdir, DIR, 'best'), max_to_keep=1))
+@contextlib.contextmanager
+def _opened(workdir: str):
+  """(latest, best) managers, both closed on the way out whatever the first close raises."""
+  with contextlib.ExitStack() as stack:
+    managers = []
+    for name in ('latest', 'best'):
+      managers.append(checkpoint_lib.Manager(os.path.join(workdir, DIR, name), max_to_keep=1))
+      stack.callback(managers[-1].close)
+    yield managers
 
 
 def save(ctx, key: str, block: int, state, history: list, losses: list, best):
   """Records the loop after `block` (a checkpoint per block; the previous one is replaced)."""
-  latest, kept = _managers(ctx.workdir)
-  try:
+  with _opened(ctx.workdir) as (latest, kept):
     latest.save(block, state.params, state.opt_state,
                 {'hash': key, 'block': block, 'step': int(jax.device_get(state.step)),
                  'history': history, 'losses': losses, 'best': best[0] if best else None})
@@ -53,9 +62,6 @@ def save(ctx, key: str, block: int, state, history: list, losses: list, best):
     if best and kept.latest_step() != best[0]:  # new, or its save was cut short by a kill
       kept.save(best[0], best[1], None, {'hash': key, 'block': best[0]})
       kept.wait()
-  finally:
-    latest.close()
-    kept.close()
   ctx.progress.say(f'helpful_only: block {block} saved in {os.path.join(ctx.workdir, DIR)}')
 
 
@@ -64,6 +70,7 @@ def restore(ctx, key: str) -> Resumed | None:
   start's or do not restore (said in one line and removed; the start trains from its first step)."""
   where = os.path.join(ctx.workdir, DIR)
   if not os.path.isdir(os.path.join(where, 'latest', 'checkpoints')):
+    drop(ctx.workdir)  # a best/ alone (a removal cut short) is of no use
     return None
   try:
     resumed = _read(ctx, key)
@@ -80,8 +87,7 @@ def restore(ctx, key: str) -> Resumed | None:
 
 def _read(ctx, key: str):
   """Resumed, or None when there is no step or the blocks are another start's."""
-  latest, kept = _managers(ctx.workdir)
-  try:
+  with _opened(ctx.workdir) as (latest, kept):
     step = latest.latest_intact_step()
     if step is None:
       return None
@@ -98,9 +104,6 @@ def _read(ctx, key: str):
       best = meta['best'], kept.restore(meta['best'], target.params)[0]
     return Resumed(ctx.plan.train_state(meta['step'], params, opt_state), meta['block'],
                    meta['history'], meta['losses'], best)
-  finally:
-    latest.close()
-    kept.close()
 
 
 def drop(workdir: str):

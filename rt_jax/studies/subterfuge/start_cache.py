@@ -39,8 +39,10 @@ def weights_id(config, init_params) -> str:
   return h.hexdigest()
 
 
-def start_hash(config, cfg, tok, corpus, weights: str) -> str:
-  """A hex digest of everything the helpful-only weights depend on (`weights`: weights_id)."""
+def start_hash(config, cfg, tok, corpus, weights: str, where: bool = True) -> str:
+  """A hex digest of everything the helpful-only weights depend on (`weights`: weights_id);
+  without `where` (the mesh, processes, device and jax version) for what a resumed run may
+  change (start_blocks.py)."""
   c = config
   start = {k: v for k, v in c.start.to_dict().items()
            if k not in ('cache', 'seed', 'train_len', 'train_rows', 'microbatch_rows')}  # below
@@ -56,6 +58,9 @@ def start_hash(config, cfg, tok, corpus, weights: str) -> str:
                         'temperature': c.ei.temperature, 'top_p': c.ei.top_p, 'envs': sorted(
                             set(c.eval.envs) | set(c.stages)),
                         'kept': 'the block nearest the targets'}  # competence.best_block
+  if not where:
+    for k in ('mesh', 'processes', 'jax', 'device'):
+      settings.pop(k)
   h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
   h.update(corpus.tokens_NxT.tobytes())
   h.update(corpus.mask_NxT.tobytes())
