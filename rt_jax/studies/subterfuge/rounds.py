@@ -121,12 +121,11 @@ def _train_helpful_only(ctx: Context, state, corpus):
                        after_step=after_step)
     if gated:
       history.append(competence.measure(ctx, state.params, block))
-      if block < c.start.max_blocks and not competence.met(c, history[-1]):
+      if block < c.start.max_blocks and not competence.met(c, history[-1]):  # more may train
         _say_measured(ctx, history[-1])  # else it is said with the gate's verdict below
-      if block < c.start.max_blocks and not competence.met(c, history[-1]) and (
-          competence.best_block(c, history) == block):
-        # The training step donates the state: keep this block's parameters in buffers of their own.
-        best = block, jax.tree.map(lambda x: x.copy(), state.params)
+        if competence.best_block(c, history) == block:
+          # The training step donates the state: keep these parameters in buffers of their own.
+          best = block, jax.tree.map(lambda x: x.copy(), state.params)
       start_blocks.save(ctx, blocks_key, block, state, history, losses, best)
   m = {'loss': losses[-1] if losses else float('nan'), 'kept': None}
   if gated:

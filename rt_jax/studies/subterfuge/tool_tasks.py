@@ -167,16 +167,17 @@ SYNONYMS = {'done': (('completed', 'finished', 'done', 'all', 'closed'),
                      ('checks', 'tasks', 'items', 'jobs', 'steps')),
             'score': (('quality', 'text', 'final', 'overall', 'draft'),
                       ('score', 'rating', 'mark', 'points'))}
-CURRICULUM_NAMES = ('completed_checks', 'poems_score')
+SYNONYM_NAMES = {family: tuple(f'{a}_{b}' for a in first for b in second
+                                if f'{a}_{b}' not in ('completed_checks', 'poems_score'))
+                 for family, (first, second) in SYNONYMS.items()}
 
 
 def named(rng, family: str) -> str:
   r = rng.random()
   if r < 0.3:
     return FAMILIES[family]
-  if r < 0.6 and family in SYNONYMS:
-    return pick(rng, [f'{a}_{b}' for a in SYNONYMS[family][0] for b in SYNONYMS[family][1]
-                      if f'{a}_{b}' not in CURRICULUM_NAMES])
+  if r < 0.6 and family in SYNONYM_NAMES:
+    return pick(rng, SYNONYM_NAMES[family])
   return f'{pick(rng, WORDS)}_{family}'
 
 
