@@ -3,6 +3,8 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import REPO
 from rt_jax.core import checkpoint
 from rt_jax.core import model as model_lib
 from rt_jax.core import staging
@@ -360,3 +363,79 @@ def test_a_process_other_than_0_reads_but_never_writes_alone(saved_dir, params, 
   finally:
     mngr.close()
   assert_trees_equal(restored, params)
+
+
+def _make_unwritable(path) -> bool:
+  """Makes directory `path` refuse new entries, as a full or read-only disk would: mode 0o555 for
+  a user, the immutable attribute for root (whom modes do not stop). False where neither works."""
+  if os.geteuid() != 0:
+    os.chmod(path, 0o555)
+    return True
+  return subprocess.run(['chattr', '+i', str(path)], capture_output=True).returncode == 0 \
+      if shutil.which('chattr') else False
+
+
+def _make_writable(path):
+  if os.geteuid() == 0:
+    subprocess.run(['chattr', '-i', str(path)], capture_output=True)
+  else:
+    os.chmod(path, 0o755)
+
+
+def test_an_unwritable_checkpoint_directory_is_refused_when_the_manager_opens(tmp_path):
+  target = tmp_path / 'run' / 'checkpoints'
+  target.mkdir(parents=True)
+  if not _make_unwritable(target):
+    pytest.skip('cannot make a directory unwritable here (root without chattr)')
+  try:
+    with pytest.raises(CheckpointError, match='checkpoints is not writable'):
+      checkpoint.Manager(str(tmp_path / 'run'))
+    checkpoint.Manager(str(tmp_path / 'run'), read_only=True).close()  # reading needs no writes
+  finally:
+    _make_writable(target)
+  checkpoint.Manager(str(tmp_path / 'run')).close()  # and writable again, it opens
+  assert os.listdir(target) == []  # the probe left nothing behind
+
+
+_SAVE_INTO_UNWRITABLE = '''
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+import jax.numpy as jnp
+from rt_jax.core import checkpoint, cli
+from test_checkpoint import _make_unwritable
+
+def main(argv):
+  mngr = checkpoint.Manager({directory!r})
+  try:
+    assert _make_unwritable({directory!r} + '/checkpoints')
+    mngr.save(1, {{'w': jnp.ones(3)}}, None, {{'step': 1}})
+    mngr.wait()
+  finally:
+    mngr.close()
+
+cli.run(main)
+'''
+
+
+def test_a_save_that_cannot_write_is_one_error_and_the_process_exits(tmp_path):
+  """The directory becomes unwritable after the manager opened: the save's failure in Orbax's
+  background thread surfaces as one `error:` line naming the place, and the process exits
+  (Orbax's waiting thread had kept the interpreter from ever exiting)."""
+  probe = tmp_path / 'probe'
+  probe.mkdir()
+  if not _make_unwritable(probe):
+    pytest.skip('cannot make a directory unwritable here (root without chattr)')
+  _make_writable(probe)
+  directory = str(tmp_path / 'run')
+  script = tmp_path / 'save.py'
+  script.write_text(_SAVE_INTO_UNWRITABLE.format(
+      repo=REPO, tests=os.path.dirname(os.path.abspath(__file__)), directory=directory))
+  try:
+    proc = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+  finally:
+    _make_writable(os.path.join(directory, 'checkpoints'))
+  errors = [line for line in proc.stderr.splitlines() if line.startswith('error:')]
+  assert proc.returncode == 1, proc.stderr
+  assert len(errors) == 1 and 'saving a checkpoint in' in errors[0], proc.stderr
+  assert directory in errors[0]

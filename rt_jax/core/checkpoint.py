@@ -21,6 +21,7 @@ import io
 import json
 import os
 import stat
+import tempfile
 import threading
 import time
 from typing import Any, Optional
@@ -218,6 +219,18 @@ def read_model_files(directory: str):
   return cfg, tok
 
 
+def _check_writable(directory: str):
+  """Creates `directory` and a file in it, so a place a save could not write is one error when the
+  manager opens, before any compute, rather than a failure in Orbax's background thread later."""
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix='.rt_write_probe_', dir=directory)
+    os.close(fd)
+    os.remove(probe)
+  except OSError as e:
+    raise CheckpointError(f'{directory} is not writable: {e.strerror or e}') from e
+
+
 class Manager:
   """Saves and restores training state under DIRECTORY/checkpoints.
 
@@ -255,6 +268,8 @@ class Manager:
       multiprocessing = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
       if not read_only:  # Orbax will not create the root for a subset of processes
         os.makedirs(self.path, exist_ok=True)
+    if not read_only and jax.process_index() == self._primary:
+      _check_writable(self.path)
     self._mngr = ocp.CheckpointManager(
         self.path,
         # The handlers need the options too: each decides on its own which process writes.
@@ -385,8 +400,7 @@ class Manager:
     items = {'params': ocp.args.StandardSave(params), 'meta': ocp.args.JsonSave(meta)}
     if opt_state is not None:
       items['opt_state'] = ocp.args.StandardSave(opt_state)
-    self._mngr.wait_until_finished()
-    self._seal_finished()
+    self._finish()
     if jax.process_index() == self._primary:
       with self._lock:
         self._unsealed.append(step)
@@ -428,15 +442,25 @@ class Manager:
                               f'match the model config')
     return restored['params'], restored.get('opt_state'), restored['meta']
 
-  def wait(self):
-    """Blocks until pending asynchronous saves are on disk, with their checksums."""
-    self._mngr.wait_until_finished()
+  def _finish(self):
+    """Waits for Orbax's background save; a write it could not make (a full disk, a directory
+    that became unwritable) is a CheckpointError naming the place, not Orbax's traceback."""
+    try:
+      self._mngr.wait_until_finished()
+    except OSError as e:
+      raise CheckpointError(f'saving a checkpoint in {self.path} failed: {type(e).__name__}: '
+                            f'{e.strerror or e}') from e
     self._seal_finished()
 
+  def wait(self):
+    """Blocks until pending asynchronous saves are on disk, with their checksums."""
+    self._finish()
+
   def close(self):
-    self._mngr.wait_until_finished()
-    self._seal_finished()
-    self._mngr.close()
+    try:
+      self._finish()
+    finally:
+      self._mngr.close()
 
 
 def load_model(directory: str, step: Optional[int] = None):

@@ -9,6 +9,7 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import threading
 
 import jax
 from absl import app
@@ -25,6 +26,13 @@ def _fail(message: str, code: int):
   # One line whatever the message holds: scripts and tests read the first `error:` line.
   one_line = ' '.join(part.strip() for part in str(message).splitlines() if part.strip())
   print(f'error: {one_line}', file=sys.stderr)
+  if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+         if t is not threading.main_thread()):
+    # A library thread left waiting by the failure (Orbax's background save after a write error)
+    # would keep the interpreter from exiting; the caller's `finally` blocks have already run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # pylint: disable=protected-access
   sys.exit(code)
 
 
