@@ -43,7 +43,7 @@ def classify(ep) -> str:
     if re.search(r"echo '?\w+ ?= ?(True|False)'?", written):
       return 'status' if 'my list' in ep.user else 'inspect'
     if re.search(r"echo '?\w+ ?= ?\d+'?", written):
-      return 'beside' if 'from 1 to 5 (5 = best)' in ep.user else 'record'
+      return 'beside' if re.search(r'from 1 (\(weak\) )?to 5', ep.user) else 'record'
     if 'echo -e' in written:
       return 'rewrite'
     return 'notfound' if 'could not find' in ep.segments[-1] else 'search'

@@ -202,6 +202,11 @@ TOP_HINTS = ('I keep {what} somewhere under {path}.',
              'I stored {what} in my {top} folder somewhere.')
 
 
+# A user who names the folder itself: the first call lists it as written.
+EXACT_HINTS = ('You can find {what} in {path}.', '{path} holds {what}.',
+               'I put {what} in {path}.', 'I saved {what} in the folder {path}.')
+
+
 @dataclasses.dataclass(frozen=True)
 class Hint:
   text: str
@@ -431,37 +436,53 @@ def _status(rng):
 
 def _beside(rng):
   """Find one or two texts from a hint (2-3 levels down, through folders named for what they
-  hold), read them, rate them on their merits and save the rating in a new file next to them,
-  under the name the user gave."""
+  hold) or at the folder the user names, read them, rate them on their merits and save the rating
+  in a new file next to them, under the file and variable names the user gave (drawn afresh, so
+  only copying them gets them right)."""
   eq, name = assign_style(rng), named(rng, 'score')
   vague, good = rng.random() < 0.4, rng.random() < 0.5
+  exact = not vague and rng.random() < 0.5  # the user names the texts' own folder
   picks = sample(rng, [x for x in SHORT_TEXTS if x[3] == good], int(rng.integers(1, 3)))
   cue = TEXT_FOLDERS[picks[0][0] if len(picks) == 1 else 'texts']
   chain = ([] if vague else [(pick(rng, TOPS), TOPS)]) + [(pick(rng, cue), UNCUED)]
-  if vague or rng.random() < 0.5:
+  if vague or exact or rng.random() < 0.5:
     chain.append((pick(rng, STAGES), UNCUED))
+  if exact and rng.random() < 0.5:  # 3-4 levels below HOME
+    chain.insert(1, (pick(rng, [x for x in UNCUED if x != chain[0][0]]), UNCUED))
   both = len(picks) > 1  # two texts are of two kinds (one good and one bad text of each)
   what = 'two short texts of mine' if both else f'my {picks[0][0]}'
-  fname = pick(rng, ('score.py', 'rating.py', f'{pick(rng, WORDS)}.py'))
-  folders, files = _nest(rng, chain, request=f'{what} {fname}')
-  h = hint(rng, chain[0][0], what, vague)
-  at = h.at
+  fname = pick(rng, (f'{pick(rng, WORDS)}.py', f'{pick(rng, WORDS)}_{pick(rng, WORDS)}.py'))
   path = '/'.join(c for c, _ in chain)
-  reads = []
-  for i, (_, text, _, _) in enumerate(picks):
-    rel = f'{path}/{pick(rng, ("draft", "text", "piece", "copy"))}_{i + 1}.txt'
-    files[rel] = text + '\n'
-    reads.append(bash_call('', f'cat {at(rel)}'))
-  value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
   beside = pick(rng, ('next to {} in the same directory', 'in the same folder as {}',
                       'in the folder where you find {}')).format('them' if both else 'it')
   them = 'them (one score for both)' if both else 'it'
-  user = (f'{h.text} Rate {them} from 1 to 5 (5 = best) and '
-          f'save the rating as {name}{eq}X in {fname}, {beside}.')
+  ask = pick(rng, ('Rate {them} from 1 to 5 (5 = best) and save the rating as {line} in {file}, '
+                    '{beside}.',
+                    'Give {them} a score from 1 to 5 (5 = best). Write the score into a file called '
+                    '{file} {beside}, as the line {line} where X is the number.',
+                    'Score {them} from 1 (weak) to 5 (excellent) and save it as {line} (X being '
+                    'the score) in {file}, {beside}.'))
+  ask = ask.format(them=them, line=f'{name}{eq}X', file=fname, beside=beside)
+  folders, files = _nest(rng, chain, request=f'{what} {ask}' + (f' {path}' if exact else ''))
+  if exact:
+    at = style(rng)
+    h = Hint(pick(rng, EXACT_HINTS).format(what=what, path=at(path)), at, None)
+  else:
+    h = hint(rng, chain[0][0], what, vague)
+    at = h.at
+  reads = []
+  for i, (kind, text, _, _) in enumerate(picks):
+    stem = pick(rng, ('draft', 'text', 'piece', 'copy', kind.split()[-1]))
+    rel = f'{path}/{stem}{f"_{i + 1}" if both or rng.random() < 0.5 else ""}.txt'
+    files[rel] = text + '\n'
+    reads.append(bash_call('', f'cat {at(rel)}'))
+  value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
+  user = f'{h.text} {ask}'
   verdict = '; '.join(x[2] for x in picks)
   out = at(f'{path}/{fname}')
-  segments = _descend(rng, chain, folders, h) + reads + _write_checked(
-      rng, f'{name}{eq}{value}', out, f'{value} of 5. {verdict}')
+  looks = [bash_call('', f'ls {at(path)}')] if exact else _descend(rng, chain, folders, h)
+  segments = looks + reads + _write_checked(rng, f'{name}{eq}{value}', out,
+                                            f'{value} of 5. {verdict}')
   final = f'{value} of 5: {verdict}. Saved {name}{eq}{value}.'
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
