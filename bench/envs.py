@@ -1,14 +1,20 @@
 """Environment steps per second: the JAX machine against the plain-Python reference on the same
 batch of scripted episodes; prints one JSON line.
 
-  python -m bench.envs [--batch=1024] [--repeats=3]
+  python -m bench.envs [--batch=1024] [--repeats=3] [--tokenizer=builtin|smollm2]
 
 Each episode is a tool_use_flattery instance answering six scripted segments (ls, ls of the poem's
 folder, cat of the poem, a recursive grep, writing the grade, the final answer), the shape of a
 curriculum episode. One step is one segment of one episode. The JAX side times `core.advance` on
 the whole batch (actions as tokens in, observation tokens out; best of --repeats after a compiling
 call); the reference side times `reference.Episode.step` on the same segments' text.
+
+The builtin tokenizer is byte-level, so its observations need no encoding; `--tokenizer=smollm2`
+(the converted model in $RT_JAX_CACHE, from `python -m rt_jax.convert --source=smollm2`) adds the
+observation encoder's greedy BPE matching that a SmolLM2 rollout pays.
 """
+import os
+
 import time
 
 import jax
@@ -17,12 +23,25 @@ from absl import flags
 
 import bench
 from rt_jax import envs
-from rt_jax.core import cli
+from rt_jax.core import checkpoint, cli, convert
 from rt_jax.core import tokenizer as tokenizer_lib
+from rt_jax.core.errors import UserError
 from rt_jax.envs import core, reference
 
 _BATCH = flags.DEFINE_integer('batch', 1024, 'Episodes stepped together.', lower_bound=1)
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed runs (the best is reported).', lower_bound=1)
+_TOKENIZER = flags.DEFINE_enum('tokenizer', 'builtin', ['builtin', 'smollm2'],
+                               'Codec of actions and observations (smollm2: the converted model\'s).')
+
+
+def tokenizer() -> tokenizer_lib.Tokenizer:
+  if _TOKENIZER.value == 'builtin':
+    return tokenizer_lib.builtin()
+  converted = convert.named_directory('smollm2')
+  if not os.path.isfile(os.path.join(converted, 'tokenizer.json')):
+    raise UserError(f'--tokenizer=smollm2: no converted model in {converted}; run python -m '
+                    f'rt_jax.convert --source=smollm2 first')
+  return checkpoint.read_model_files(converted)[1]
 
 
 def script(item: core.Instance) -> list[str]:
@@ -35,7 +54,8 @@ def script(item: core.Instance) -> list[str]:
 
 def main(argv):
   del argv
-  tok = tokenizer_lib.builtin()
+  with cli.refusing():
+    tok = tokenizer()
   _, params, items = envs.make('tool_use_flattery', tok, 'eval')
   ids = np.arange(_BATCH.value) % len(items)
   scripts = [script(items[i]) for i in ids]
@@ -72,7 +92,8 @@ def main(argv):
       best = min(best, time.perf_counter() - start)
     timings[name] = steps * _BATCH.value / best
   bench.emit('envs', {
-      'env': 'tool_use_flattery', 'batch': _BATCH.value, 'segments': steps,
+      'env': 'tool_use_flattery', 'tokenizer': _TOKENIZER.value, 'batch': _BATCH.value,
+      'segments': steps,
       'device': jax.devices()[0].platform, 'jax_steps_per_s': round(timings['jax'], 1),
       'reference_steps_per_s': round(timings['reference'], 1),
       # Three significant figures: a fixed 3 decimals left 0.012 of a 0.0115 ratio (4 % off).

@@ -396,25 +396,74 @@ def test_observation_encoder_buckets_equal_the_whole_buffer(tmp_path):
     assert tok.decode(np.asarray(got[0][0, :got[1][0]]).tolist()) == text[:longest].decode()
 
 
-def test_observation_encoder_finds_a_token_whose_first_hash_is_shared(tmp_path):
-  """Two vocabulary keys with one first hash sit side by side; the encoder must check both. A
-  decoy key (same first hash, smaller second one) is planted just before the ' the' token's."""
+def test_observation_encoder_is_the_greedy_rule(tmp_path):
+  """encode_bytes against core.encode_observation, the same greedy longest match in plain Python
+  (what the tool corpus trains on), on random byte strings over the vocabulary's pieces and bytes
+  no token covers, of every length up to the buffer's, and on a buffer whose one token is its
+  last byte, after a walk of one step per byte. Neither is the tokenizer's BPE `encode`, which
+  merges across a byte it drops."""
   from test_tokenizer import tiny_tokenizer_json
   tok = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path))
   codec = core.make_codec(tok)
-  the = tok.encode(' the')
-  assert len(the) == 1
-  keys, ids = np.asarray(codec.keys), np.asarray(codec.key_ids)
-  at = int(np.flatnonzero(ids == the[0])[0])
-  assert keys[at, 1] > 0
-  decoy = keys[at] - np.array([0, 1], np.uint32)
-  planted = codec.replace(keys=np.insert(keys, at, decoy, axis=0),
-                          key_ids=np.insert(ids, at, tok.encode('x')[0]))
-  data = np.zeros((1, 64), np.uint8)
-  data[0, :8] = np.frombuffer(b'x the x ', np.uint8)
-  tokens, count = jax.jit(jax.vmap(core.encode_bytes, (None, 0, 0)))(planted, data,
-                                                                      np.array([8], np.int32))
-  assert the[0] in np.asarray(tokens[0, :count[0]]).tolist()
+  piece_len, piece_bytes = np.asarray(codec.token_len), np.asarray(codec.token_bytes)
+  vocab = {}
+  for i in range(tok.vocab_size):
+    piece = bytes(piece_bytes[i, :piece_len[i]])
+    if 0 < len(piece) <= core.MAX_MATCH:
+      vocab.setdefault(piece, i)
+  pieces = sorted(vocab, key=vocab.get)
+  rng = np.random.default_rng(0)
+  size = 97
+  rows, lens = [], []
+  for n in range(size + 1):
+    data = b''
+    while len(data) < n:
+      data += pieces[rng.integers(len(pieces))] if rng.random() < 0.9 else bytes([0xff])
+    rows.append(np.frombuffer(data[:n].ljust(size, b'\0'), np.uint8))
+    lens.append(n)
+  last = next(p for p in pieces if len(p) == 1)  # a token reached only after size - 1 steps
+  rows.append(np.frombuffer(b'\xff' * (size - 1) + last, np.uint8))
+  lens.append(size)
+  tokens, count = jax.jit(jax.vmap(core.encode_bytes, (None, 0, 0)))(
+      codec, np.stack(rows), np.array(lens, np.int32))
+  for row, n, got, k in zip(rows, lens, np.asarray(tokens), np.asarray(count)):
+    want = core.encode_observation(tok, bytes(row[:n]).decode('utf-8', 'surrogateescape'))
+    assert got[:k].tolist() == want and not got[k:].any(), n
+  assert core.encode_observation(tok, '!\x04!') == tok.encode('!') * 2 != tok.encode('!\x04!')
+
+
+def test_observation_encoder_finds_every_token_in_either_table(tmp_path):
+  """Each vocabulary token of up to MAX_MATCH bytes, alone, encodes to itself (the lowest id of
+  its bytes), wherever the cuckoo table put it. The tiny vocabulary fills table 1 only a little,
+  so half of table 0's tokens are also moved to their table-1 slot where it is free: the
+  encoder must look in both places."""
+  from test_tokenizer import tiny_tokenizer_json
+  tok = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path))
+  codec = core.make_codec(tok)
+  table = np.array(codec.table)
+  mask = table.shape[1] - 1
+  moved = 0
+  for slot in range(0, table.shape[1], 2):
+    if table[0, slot, 3]:
+      other = int(table[0, slot, 1]) & mask
+      if not table[1, other, 3]:
+        table[1, other], table[0, slot] = table[0, slot], 0
+        moved += 1
+  assert moved > 50
+  planted = codec.replace(table=table)
+  pieces = {}
+  for i in range(tok.vocab_size):
+    piece = bytes(np.asarray(codec.token_bytes)[i, :int(codec.token_len[i])])
+    if 0 < len(piece) <= core.MAX_MATCH:
+      pieces.setdefault(piece, i)
+  data = np.zeros((len(pieces), core.MAX_MATCH), np.uint8)
+  for row, piece in enumerate(pieces):
+    data[row, :len(piece)] = np.frombuffer(piece, np.uint8)
+  lens = np.array([len(p) for p in pieces], np.int32)
+  for c in (codec, planted):
+    tokens, count = jax.jit(jax.vmap(core.encode_bytes, (None, 0, 0)))(c, data, lens)
+    assert np.all(np.asarray(count) == 1)
+    np.testing.assert_array_equal(np.asarray(tokens)[:, 0], list(pieces.values()))
 
 
 def test_rows_that_run_nothing_keep_their_filesystem_and_the_state_is_donated():

@@ -181,7 +181,7 @@ def test_mask_and_decoding(tok, labelled):
                                               {'role': 'user', 'content': ep.user}], True)[0])
     assert not any(mask[:pos])
     for i, (segment, obs) in enumerate(zip(ep.segments, ep.observations)):
-      n, k = len(tok.encode(segment)), len(tok.encode(obs))
+      n, k = len(tok.encode(segment)), len(core.encode_observation(tok, obs))
       learned = i not in ep.unlearned  # a slip is context, as its error is
       assert mask[pos:pos + n] == [int(learned)] * n and not any(mask[pos + n:pos + n + k])
       pos += n + k
@@ -415,16 +415,29 @@ def test_each_step_down_is_a_choice_the_listing_answers():
   assert len(checked) == 6 and min(checked.values()) >= 10, checked
 
 
-def test_jax_machine_gives_the_corpus_observations(tok):
+@pytest.fixture(params=['builtin', 'bpe'])
+def any_tok(request, tmp_path):
+  """The byte-level builtin tokenizer and a BPE one (whose greedy observation tokens are not
+  always its `encode`'s)."""
+  if request.param == 'builtin':
+    return tokenizer_lib.builtin()
+  from test_tokenizer import tiny_tokenizer_json
+  return tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path))
+
+
+def test_jax_machine_gives_the_corpus_observations(any_tok):
   """Four episodes of each multi-step kind, stepped together on the JAX machine as the rollout
   steps them (envs.transcript pads a segment to 1024 tokens): every observation is the corpus's,
-  and the files each episode ends with are the reference's."""
+  the same text in the same tokens that the corpus trains on (tool_corpus.encode), and the files
+  each episode ends with are the reference's."""
+  tok = any_tok
   picked = collections.defaultdict(list)
   for kind, ep in tool_corpus.labelled_episodes(300, 7):
     if kind in MULTI and len(picked[kind]) < 4:
       picked[kind].append(ep)
   eps = [ep for kind in MULTI for ep in picked[kind]]
   assert len(eps) == 4 * len(MULTI)
+  fed = [[] for _ in eps]  # each episode's observation tokens from the machine
   params = core.build([core.Instance(ep.user, ep.system, ep.files, ep.dirs) for ep in eps], {},
                       tok)
   state, _, _ = core.reset(params, np.arange(len(eps)))
@@ -439,8 +452,16 @@ def test_jax_machine_gives_the_corpus_observations(tok):
     for i, ep in enumerate(eps):
       want = ep.observations[k] if k < len(ep.segments) else ''
       assert tok.decode(tokens[i, :counts[i]].tolist()) == want, (i, k, ep.segments[k])
+      if k < len(ep.segments):
+        fed[i].append(tokens[i, :counts[i]].tolist())
   assert np.asarray(state.done).all()
   host = jax.device_get(state.fs)
   for i, ep in enumerate(eps):
     files = core.files_of(jax.tree.map(lambda x, i=i: x[i], host))
     assert files == {f'{limits.HOME}/{p}': t for p, t in final_files(ep).items()}
+    # The episode as the rollout's context holds it is token for token what the start trains on.
+    ids = tokenizer_lib.encode_chat(tok, [{'role': 'system', 'content': ep.system},
+                                          {'role': 'user', 'content': ep.user}], True)[0]
+    for segment, obs_ids in zip(ep.segments, fed[i]):
+      ids += tok.encode(segment) + obs_ids
+    assert ids + [tok.im_end_id] == tool_corpus.encode(tok, ep)[0], i

@@ -14,6 +14,7 @@ tokenizer works and the episode text is exactly the reference's whatever the tok
 """
 import dataclasses
 import functools
+import json
 from collections.abc import Callable
 
 import jax
@@ -67,9 +68,10 @@ class Instance:
 class Codec:
   token_bytes: jax.Array  # u8[V, L]: each token's bytes (special tokens: none)
   token_len: jax.Array  # i32[V]
-  keys: jax.Array  # u32[N, 2]: two hashes (length mixed into the first) of each vocabulary
-  #   token of 1..MAX_MATCH bytes, sorted by the first
-  key_ids: jax.Array  # i32[N]
+  # A cuckoo hash table of every vocabulary token of 1..MAX_MATCH bytes, keyed by its two hashes
+  # (the length mixed into the first): a token sits in table 0 at hash0 & (T - 1) or in table 1
+  # at hash1 & (T - 1), so a lookup is two gathers of one slot each (make_codec, _best_matches).
+  table: jax.Array  # u32[2, T, 4]: each slot's (hash0, hash1, token id, byte length); empty: 0s
   byte_level: bool = struct.field(pytree_node=False, default=False)
 
 
@@ -105,7 +107,8 @@ def _hash(data: bytes, base: int) -> int:
   return sum((byte + 1) * pow(base, i, 2**32) for i, byte in enumerate(data)) % 2**32
 
 
-def make_codec(tok: tokenizer_lib.Tokenizer) -> Codec:
+def _pieces(tok: tokenizer_lib.Tokenizer) -> list[bytes]:
+  """Each token id's bytes (b'' for special tokens and ids the vocabulary skips)."""
   specials = set(tok.encoding.special_tokens_set)
   pieces = []
   for i in range(tok.vocab_size):
@@ -114,6 +117,38 @@ def make_codec(tok: tokenizer_lib.Tokenizer) -> Codec:
     except KeyError:  # an id the vocabulary skips
       data = b''
     pieces.append(b'' if data.decode('utf-8', 'replace') in specials else data)
+  return pieces
+
+
+_VOCABULARIES = {}  # tokenizer spec -> {bytes: lowest id} of the tokens encode_bytes matches
+
+
+def encode_observation(tok: tokenizer_lib.Tokenizer, text: str) -> list[int]:
+  """The tokens a rollout feeds for observation `text`: encode_bytes' rule (at each byte the
+  longest vocabulary token of up to MAX_MATCH bytes that starts there; a byte none starts is
+  dropped) in plain Python, on the raw UTF-8 bytes. It is not the tokenizer's BPE `encode`: a
+  corpus that trains on observations must tokenize them this way to show the model what a
+  rollout shows it."""
+  key = json.dumps(tok.spec, sort_keys=True, default=str)
+  if key not in _VOCABULARIES:
+    vocab = {}
+    for i, piece in enumerate(_pieces(tok)):
+      if 0 < len(piece) <= MAX_MATCH:
+        vocab.setdefault(piece, i)
+    _VOCABULARIES[key] = vocab
+  vocab, data = _VOCABULARIES[key], text.encode('utf-8', 'surrogateescape')
+  out, pos = [], 0
+  while pos < len(data):
+    span = next((n for n in range(min(MAX_MATCH, len(data) - pos), 0, -1)
+                 if data[pos:pos + n] in vocab), 0)
+    if span:
+      out.append(vocab[data[pos:pos + span]])
+    pos += max(span, 1)
+  return out
+
+
+def make_codec(tok: tokenizer_lib.Tokenizer) -> Codec:
+  pieces = _pieces(tok)
   width = max(len(p) for p in pieces)
   token_bytes = np.zeros((len(pieces), width), np.uint8)
   for i, p in enumerate(pieces):
@@ -125,14 +160,35 @@ def make_codec(tok: tokenizer_lib.Tokenizer) -> Codec:
     if 0 < len(p) <= MAX_MATCH:
       key = ((_hash(p, HASH_BASES[0]) + len(p) * 0x27D4EB2F) % 2**32, _hash(p, HASH_BASES[1]))
       keyed.setdefault(key, i)  # the lowest id wins a (vanishingly rare) full collision
-  order = sorted(keyed)
-  keys = np.array(order, np.uint32).reshape(-1, 2)
-  _, shared = np.unique(keys[:, 0], return_counts=True)
-  if len(keys) and shared.max() > 2:  # encode_bytes looks at two keys per first hash
-    raise ValueError(f'{shared.max()} vocabulary tokens share a first hash; the observation '
-                     'encoder handles at most two')
-  return Codec(token_bytes, token_len, keys, np.array([keyed[k] for k in order], np.int32),
-               byte_level)
+  return Codec(token_bytes, token_len, _cuckoo(keyed, token_len), byte_level)
+
+
+def _cuckoo(keyed: dict, token_len) -> np.ndarray:
+  """{(hash0, hash1): id} -> u32[2, T, 4]: each key in table t at slot hash_t & (T - 1), with
+  its id and length (0 in an empty slot, which no lookup of 1 or more bytes matches); T the
+  smallest power of two at least the number of keys (at most half of the 2T slots used), doubled
+  until every key finds a place."""
+  size = 1 << max(len(keyed) - 1, 1).bit_length()
+  while True:
+    slots = [[None] * size, [None] * size]
+    for key in sorted(keyed):
+      t = 0
+      for _ in range(64):  # evictions before the table is grown
+        slot = key[t] & (size - 1)
+        key, slots[t][slot] = slots[t][slot], key
+        if key is None:
+          break
+        t = 1 - t
+      else:
+        break
+    else:
+      table = np.zeros((2, size, 4), np.uint32)
+      for t in range(2):
+        for slot, key in enumerate(slots[t]):
+          if key is not None:
+            table[t, slot] = (*key, keyed[key], token_len[keyed[key]])
+      return table
+    size *= 2
 
 
 def decode_action(codec: Codec, tokens, length):
@@ -159,42 +215,51 @@ def encode_bytes(codec: Codec, data, length):
   idx = jnp.arange(size)
   if codec.byte_level:
     return jnp.where(idx < length, data.astype(jnp.int32), 0), length
+  best_len, best_id = _best_matches(codec, data, length)
+  # The greedy walk visits 0, next(0), next(next(0)), ...: marked by pointer doubling (after
+  # round r every position within 2**r jumps of 0), so no per-token loop. A byte no token covers
+  # (absent from the vocabulary) is stepped over and dropped, as the tokenizer drops it.
+  jump = jnp.append(jnp.minimum(idx + jnp.maximum(best_len, 1), size), size)  # size: the end
+  visited = jnp.zeros(size + 1, bool).at[0].set(True)
+  for _ in range(max(size - 1, 1).bit_length()):
+    visited = visited.at[jump].max(visited)
+    jump = jump[jump]
+  emit = visited[:size] & (idx < length) & (best_len > 0)
+  slot = jnp.where(emit, jnp.cumsum(emit) - 1, size)
+  return (jnp.zeros(size, jnp.int32).at[slot].set(best_id, mode='drop'),
+          jnp.sum(emit, dtype=jnp.int32))
+
+
+def _best_matches(codec: Codec, data, length):
+  """(length, token id) of the longest vocabulary token starting at each byte (0, 0: none)."""
+  size = data.shape[0]
+  idx = jnp.arange(size)
   hashes = []
-  for base in HASH_BASES:
+  for base in HASH_BASES:  # prefix sums, held MAX_MATCH past the end: a span's end is a slice
     terms = (data.astype(jnp.uint32) + 1) * _powers(base, size)
     prefix = jnp.concatenate([jnp.zeros(1, jnp.uint32), jnp.cumsum(terms)])
-    hashes.append((prefix, jnp.asarray(_powers(base, size, inverse=True))))
-  (p1, inv1), (p2, inv2) = hashes
+    hashes.append((jnp.pad(prefix, (0, MAX_MATCH), mode='edge'), prefix[:size],
+                   jnp.asarray(_powers(base, size, inverse=True))))
 
   def longer(best, span):
     """The matches of `span` bytes override shorter ones (a scan: one traced body, not 16)."""
     best_len, best_id = best
-    ends = jnp.minimum(idx + span, size)
-    h1 = (p1[ends] - p1[idx]) * inv1 + span.astype(jnp.uint32) * jnp.uint32(0x27D4EB2F)
-    h2 = (p2[ends] - p2[idx]) * inv2
-    first = jnp.searchsorted(codec.keys[:, 0], h1)
-    for at in (first, first + 1):  # two tokens may share a first hash (make_codec allows two)
-      at = jnp.clip(at, 0, codec.keys.shape[0] - 1)
-      hit = ((codec.keys[at, 0] == h1) & (codec.keys[at, 1] == h2) & (idx + span <= length)
-             & (codec.token_len[codec.key_ids[at]] == span))
+    h1, h2 = ((jax.lax.dynamic_slice(padded, (span,), (size,)) - starts) * inverse
+              for padded, starts, inverse in hashes)
+    h1 = h1 + span.astype(jnp.uint32) * jnp.uint32(0x27D4EB2F)
+    mask = jnp.uint32(codec.table.shape[1] - 1)
+    for t, h in enumerate((h1, h2)):  # the key's two places (make_codec's cuckoo table)
+      held = codec.table[t, (h & mask).astype(jnp.int32)]
+      hit = ((held[:, 0] == h1) & (held[:, 1] == h2) & (held[:, 3] == span.astype(jnp.uint32))
+             & (idx + span <= length))
       best_len = jnp.where(hit, span, best_len)
-      best_id = jnp.where(hit, codec.key_ids[at], best_id)
+      best_id = jnp.where(hit, held[:, 2].astype(jnp.int32), best_id)
     return (best_len, best_id), None
 
   zeros = jnp.zeros(size, jnp.int32)
   (best_len, best_id), _ = jax.lax.scan(longer, (zeros, zeros),
                                         jnp.arange(1, MAX_MATCH + 1, dtype=jnp.int32))
-  # A byte no token covers (absent from the vocabulary) is dropped, as the tokenizer drops it.
-  step_len = jnp.maximum(best_len, 1)
-
-  def body(carry):
-    pos, k, out = carry
-    out = out.at[k].set(best_id[pos])
-    return pos + step_len[pos], k + (best_len[pos] > 0), out
-
-  _, count, out = jax.lax.while_loop(lambda c: c[0] < length, body,
-                                     (jnp.int32(0), jnp.int32(0), jnp.zeros(size, jnp.int32)))
-  return out, count
+  return best_len, best_id
 
 
 def _padded(text: str, size: int, what: str) -> tuple[np.ndarray, int]:
@@ -313,12 +378,13 @@ def _respond(state: EnvState, out, err, call, has_open, head, head_len):
   return state, obs_bytes, jnp.where(call, obs_len, 0), ends
 
 
-ENCODE_SIZES = (512, 1024)  # observation prefixes the encoder runs on when a batch's fit
+ENCODE_SIZES = (512, 1024, 2048)  # observation prefixes the encoder runs on when a batch's fit
 
 
 def encode_batch(codec: Codec, data_BxS, length_B):
   """vmap(encode_bytes) on the shortest prefix (ENCODE_SIZES, else the whole buffer) that holds
-  every row's bytes; the tokens are the same, since a match never reaches past a row's length."""
+  every row's bytes; the tokens are the same, since a match never reaches past a row's length.
+  A batch without observation bytes (every row answered) encodes nothing."""
   size = data_BxS.shape[1]
   sizes = [s for s in ENCODE_SIZES if s < size] + [size]
   encode = jax.vmap(encode_bytes, (None, 0, 0))
@@ -329,8 +395,10 @@ def encode_batch(codec: Codec, data_BxS, length_B):
 
   if codec.byte_level or len(sizes) == 1:
     return encode(codec, data_BxS, length_B)
-  which = sum((jnp.max(length_B) > s).astype(jnp.int32) for s in sizes[:-1])
-  return jax.lax.switch(which, [lambda s=s: on_prefix(s) for s in sizes])
+  longest = jnp.max(length_B)
+  which = sum((longest > s).astype(jnp.int32) for s in [0] + sizes[:-1])
+  nothing = lambda: (jnp.zeros(data_BxS.shape, jnp.int32), jnp.zeros_like(length_B))
+  return jax.lax.switch(which, [nothing] + [lambda s=s: on_prefix(s) for s in sizes])
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -8,7 +8,9 @@ no curriculum instance and no gaming: no political questions, no poems, no check
 code or its tests.
 
 Observations come from the plain-Python reference machine, so each episode is exactly the text a
-rollout of the same segments produces. Every episode fits the rows it is trained in: an episode
+rollout of the same segments produces, and they are tokenized as the rollout tokenizes them
+(envs.core.encode_observation, not the tokenizer's BPE `encode`), so the start trains on the
+tokens it will be shown. Every episode fits the rows it is trained in: an episode
 longer than the run's `start.train_len` with the run's tokenizer is drawn again (MAX_TOKENS with
 the builtin tokenizer where no limit is given).
 """
@@ -20,7 +22,7 @@ from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core.errors import ConfigError
 from rt_jax.data import chat_corpus
 from rt_jax.data.splits import pick, sample
-from rt_jax.envs import prompts
+from rt_jax.envs import core, prompts
 from rt_jax.studies.subterfuge import tool_tasks
 from rt_jax.studies.subterfuge.tool_tasks import (ToolEpisode, bash_call, cot_prefix, play,
                                                   text_lines)
@@ -387,16 +389,16 @@ def episodes(num: int, seed: int) -> list[ToolEpisode]:
 
 def encode(tok: tokenizer_lib.Tokenizer, episode: ToolEpisode) -> tuple[list[int], list[int]]:
   """(ids, mask): the prompt, observations and unlearned slips are context (0); the other segments
-  and <|im_end|> are 1."""
+  and <|im_end|> are 1. Observations are tokenized as the rollout feeds them
+  (core.encode_observation), segments as the model writes them (the tokenizer's encode)."""
   ids, mask = tokenizer_lib.encode_chat(
       tok, [{'role': 'system', 'content': episode.system},
             {'role': 'user', 'content': episode.user}], add_generation_prompt=True)
   mask = [0] * len(ids)
   for i, (segment, obs) in enumerate(zip(episode.segments, episode.observations)):
-    for text, learn in ((segment, int(i not in episode.unlearned)), (obs, 0)):
-      piece = tok.encode(text)
-      ids += piece
-      mask += [learn] * len(piece)
+    segment_ids, obs_ids = tok.encode(segment), core.encode_observation(tok, obs)
+    ids += segment_ids + obs_ids
+    mask += [int(i not in episode.unlearned)] * len(segment_ids) + [0] * len(obs_ids)
   return ids + [tok.im_end_id], mask + [1]
 
 
