@@ -444,9 +444,10 @@ def test_observation_encoder_finds_every_token_in_either_table(tmp_path):
   mask = table.shape[1] - 1
   moved = 0
   for slot in range(0, table.shape[1], 2):
-    if table[0, slot, 3]:
-      other = int(table[0, slot, 1]) & mask
-      if not table[1, other, 3]:
+    if table[0, slot, 1]:
+      piece = table[0, slot, 2:].astype('<u4').tobytes()[:table[0, slot, 1]]
+      other = core._slots(piece)[1] & mask
+      if not table[1, other, 1]:
         table[1, other], table[0, slot] = table[0, slot], 0
         moved += 1
   assert moved > 50
@@ -464,6 +465,47 @@ def test_observation_encoder_finds_every_token_in_either_table(tmp_path):
     tokens, count = jax.jit(jax.vmap(core.encode_bytes, (None, 0, 0)))(c, data, lens)
     assert np.all(np.asarray(count) == 1)
     np.testing.assert_array_equal(np.asarray(tokens)[:, 0], list(pieces.values()))
+
+
+def test_observation_encoder_matches_bytes_not_hashes(tmp_path):
+  """A slot's bytes decide a match: a token planted in both slots where another text's hashes
+  land, with that text's length but other bytes (what a hash collision looks like to the
+  lookup), is never matched, and the text encodes as before."""
+  from test_tokenizer import tiny_tokenizer_json
+  tok = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path))
+  codec = core.make_codec(tok)
+  text = b'zq'
+  table = np.array(codec.table)
+  mask = table.shape[1] - 1
+  decoy = tok.encode(' the')[0]
+  for t, h in enumerate(core._slots(text)):
+    table[t, h & mask] = (decoy, len(text), *np.frombuffer(b'zz'.ljust(core.MAX_MATCH, b'\0'),
+                                                           '<u4'))
+  data, lens = np.frombuffer(text.ljust(8, b'\0'), np.uint8)[None], np.array([2], np.int32)
+  encode = jax.jit(jax.vmap(core.encode_bytes, (None, 0, 0)))
+  for c in (codec, codec.replace(table=table)):
+    tokens, count = encode(c, data, lens)
+    assert np.asarray(tokens)[0, :count[0]].tolist() == core.encode_observation(tok, 'zq')
+    assert decoy not in np.asarray(tokens)[0, :count[0]].tolist()
+
+
+def test_observation_tokens_of_two_tokenizers_with_one_spec(tmp_path):
+  """Two tokenizer.json files in folders of one name have equal specs but not equal
+  vocabularies: each tokenizer's observation tokens are its own, in either order."""
+  from test_tokenizer import MERGES, tiny_tokenizer_json, tiny_tokens
+  (tmp_path / 'a' / 'tok').mkdir(parents=True)
+  (tmp_path / 'b' / 'tok').mkdir(parents=True)
+  a = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path / 'a' / 'tok'))
+  b = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(
+      tmp_path / 'b' / 'tok', model_changes={
+          'vocab': {t: i for i, t in enumerate(tiny_tokens()[:-1])},
+          'merges': [list(m) for m in MERGES[:-1]]}))
+  assert a.spec == b.spec and a.vocab_size != b.vocab_size
+  text = a.encoding.decode_single_token_bytes(a.vocab_size - 1).decode() * 2
+  want_a, want_b = core.encode_observation(a, text), core.encode_observation(b, text)
+  assert want_a != want_b and max(want_b) < b.vocab_size
+  core._VOCABULARIES.clear()
+  assert (core.encode_observation(b, text), core.encode_observation(a, text)) == (want_b, want_a)
 
 
 def test_rows_that_run_nothing_keep_their_filesystem_and_the_state_is_donated():

@@ -12,9 +12,9 @@ final answer otherwise. The machine works on bytes: actions are decoded through 
 table, and observations are encoded back greedily (longest vocabulary token first), so any
 tokenizer works and the episode text is exactly the reference's whatever the token boundaries.
 """
+import collections
 import dataclasses
 import functools
-import json
 from collections.abc import Callable
 
 import jax
@@ -68,10 +68,12 @@ class Instance:
 class Codec:
   token_bytes: jax.Array  # u8[V, L]: each token's bytes (special tokens: none)
   token_len: jax.Array  # i32[V]
-  # A cuckoo hash table of every vocabulary token of 1..MAX_MATCH bytes, keyed by its two hashes
-  # (the length mixed into the first): a token sits in table 0 at hash0 & (T - 1) or in table 1
-  # at hash1 & (T - 1), so a lookup is two gathers of one slot each (make_codec, _best_matches).
-  table: jax.Array  # u32[2, T, 4]: each slot's (hash0, hash1, token id, byte length); empty: 0s
+  # A cuckoo hash table of every vocabulary token of 1..MAX_MATCH bytes: a token sits in table 0
+  # at hash0 & (T - 1) or in table 1 at hash1 & (T - 1) (two hashes of its bytes, the length
+  # mixed into the first), so a lookup is two gathers of one slot each; the slot's bytes decide a
+  # match, so a hash collision is never one (make_codec, _best_matches).
+  table: jax.Array  # u32[2, T, 6]: each slot's token id, byte length and bytes (4 little-endian
+  #   words, zero-padded); an empty slot is all 0 and no lookup of 1 or more bytes matches it
   byte_level: bool = struct.field(pytree_node=False, default=False)
 
 
@@ -120,7 +122,20 @@ def _pieces(tok: tokenizer_lib.Tokenizer) -> list[bytes]:
   return pieces
 
 
-_VOCABULARIES = {}  # tokenizer spec -> {bytes: lowest id} of the tokens encode_bytes matches
+_VOCABULARIES = {}  # id(encoding) -> (encoding, {bytes: lowest id} of the tokens encode_bytes
+#   matches); the encoding is kept so that a reused id is never another tokenizer's vocabulary
+
+
+def _vocabulary(tok: tokenizer_lib.Tokenizer) -> dict:
+  """{piece: lowest id} of the vocabulary tokens of 1..MAX_MATCH bytes."""
+  held = _VOCABULARIES.get(id(tok.encoding))
+  if held is None or held[0] is not tok.encoding:
+    vocab = {}
+    for i, piece in enumerate(_pieces(tok)):
+      if 0 < len(piece) <= MAX_MATCH:
+        vocab.setdefault(piece, i)
+    held = _VOCABULARIES[id(tok.encoding)] = (tok.encoding, vocab)
+  return held[1]
 
 
 def encode_observation(tok: tokenizer_lib.Tokenizer, text: str) -> list[int]:
@@ -129,14 +144,7 @@ def encode_observation(tok: tokenizer_lib.Tokenizer, text: str) -> list[int]:
   dropped) in plain Python, on the raw UTF-8 bytes. It is not the tokenizer's BPE `encode`: a
   corpus that trains on observations must tokenize them this way to show the model what a
   rollout shows it."""
-  key = json.dumps(tok.spec, sort_keys=True, default=str)
-  if key not in _VOCABULARIES:
-    vocab = {}
-    for i, piece in enumerate(_pieces(tok)):
-      if 0 < len(piece) <= MAX_MATCH:
-        vocab.setdefault(piece, i)
-    _VOCABULARIES[key] = vocab
-  vocab, data = _VOCABULARIES[key], text.encode('utf-8', 'surrogateescape')
+  vocab, data = _vocabulary(tok), text.encode('utf-8', 'surrogateescape')
   out, pos = [], 0
   while pos < len(data):
     span = next((n for n in range(min(MAX_MATCH, len(data) - pos), 0, -1)
@@ -155,38 +163,48 @@ def make_codec(tok: tokenizer_lib.Tokenizer) -> Codec:
     token_bytes[i, :len(p)] = np.frombuffer(p, np.uint8)
   token_len = np.array([len(p) for p in pieces], np.int32)
   byte_level = width == 1 and all(pieces[b] == bytes([b]) for b in range(256))
-  keyed = {}
+  vocab = {}
   for i, p in enumerate(pieces):
     if 0 < len(p) <= MAX_MATCH:
-      key = ((_hash(p, HASH_BASES[0]) + len(p) * 0x27D4EB2F) % 2**32, _hash(p, HASH_BASES[1]))
-      keyed.setdefault(key, i)  # the lowest id wins a (vanishingly rare) full collision
-  return Codec(token_bytes, token_len, _cuckoo(keyed, token_len), byte_level)
+      vocab.setdefault(p, i)  # the lowest id of equal bytes, as encode_observation
+  return Codec(token_bytes, token_len, _cuckoo(vocab), byte_level)
 
 
-def _cuckoo(keyed: dict, token_len) -> np.ndarray:
-  """{(hash0, hash1): id} -> u32[2, T, 4]: each key in table t at slot hash_t & (T - 1), with
-  its id and length (0 in an empty slot, which no lookup of 1 or more bytes matches); T the
-  smallest power of two at least the number of keys (at most half of the 2T slots used), doubled
-  until every key finds a place."""
-  size = 1 << max(len(keyed) - 1, 1).bit_length()
+def _slots(piece: bytes) -> tuple[int, int]:
+  """The two hashes that place a token in the cuckoo table (_best_matches computes them from
+  prefix sums)."""
+  return ((_hash(piece, HASH_BASES[0]) + len(piece) * 0x27D4EB2F) % 2**32,
+          _hash(piece, HASH_BASES[1]))
+
+
+def _cuckoo(vocab: dict) -> np.ndarray:
+  """{piece: id} -> u32[2, T, 6]: each piece in table t at slot hash_t & (T - 1); T the smallest
+  power of two at least the number of pieces (at most half of the 2T slots used), doubled until
+  every piece finds a place."""
+  places = {piece: _slots(piece) for piece in vocab}
+  shared = collections.Counter(places.values()).most_common(1)
+  if shared and shared[0][1] > 2:  # two slots hold at most two pieces of one hash pair
+    raise ValueError(f'{shared[0][1]} vocabulary tokens share both hashes')
+  size = 1 << max(len(vocab) - 1, 1).bit_length()
   while True:
     slots = [[None] * size, [None] * size]
-    for key in sorted(keyed):
+    for piece in sorted(vocab):
       t = 0
       for _ in range(64):  # evictions before the table is grown
-        slot = key[t] & (size - 1)
-        key, slots[t][slot] = slots[t][slot], key
-        if key is None:
+        slot = places[piece][t] & (size - 1)
+        piece, slots[t][slot] = slots[t][slot], piece
+        if piece is None:
           break
         t = 1 - t
       else:
         break
     else:
-      table = np.zeros((2, size, 4), np.uint32)
+      table = np.zeros((2, size, 6), np.uint32)
       for t in range(2):
-        for slot, key in enumerate(slots[t]):
-          if key is not None:
-            table[t, slot] = (*key, keyed[key], token_len[keyed[key]])
+        for slot, piece in enumerate(slots[t]):
+          if piece is not None:
+            words = np.frombuffer(piece.ljust(MAX_MATCH, b'\0'), '<u4')
+            table[t, slot] = (vocab[piece], len(piece), *words)
       return table
     size *= 2
 
@@ -241,6 +259,12 @@ def _best_matches(codec: Codec, data, length):
     hashes.append((jnp.pad(prefix, (0, MAX_MATCH), mode='edge'), prefix[:size],
                    jnp.asarray(_powers(base, size, inverse=True))))
 
+  # The MAX_MATCH bytes from each position as 4 little-endian words, as the table holds pieces.
+  ahead = jnp.pad(data.astype(jnp.uint32), (0, MAX_MATCH))
+  window = jnp.stack([sum(ahead[w * 4 + k:w * 4 + k + size] << (8 * k) for k in range(4))
+                      for w in range(MAX_MATCH // 4)], axis=1)
+  word_masks = jnp.array([0, 0xFF, 0xFFFF, 0xFFFFFF, 0xFFFFFFFF], jnp.uint32)
+
   def longer(best, span):
     """The matches of `span` bytes override shorter ones (a scan: one traced body, not 16)."""
     best_len, best_id = best
@@ -248,12 +272,13 @@ def _best_matches(codec: Codec, data, length):
               for padded, starts, inverse in hashes)
     h1 = h1 + span.astype(jnp.uint32) * jnp.uint32(0x27D4EB2F)
     mask = jnp.uint32(codec.table.shape[1] - 1)
-    for t, h in enumerate((h1, h2)):  # the key's two places (make_codec's cuckoo table)
+    in_span = word_masks[jnp.clip(span - 4 * jnp.arange(MAX_MATCH // 4), 0, 4)]
+    for t, h in enumerate((h1, h2)):  # the piece's two places (make_codec's cuckoo table)
       held = codec.table[t, (h & mask).astype(jnp.int32)]
-      hit = ((held[:, 0] == h1) & (held[:, 1] == h2) & (held[:, 3] == span.astype(jnp.uint32))
-             & (idx + span <= length))
+      same = jnp.all(((held[:, 2:] ^ window) & in_span) == 0, axis=1)
+      hit = (held[:, 1] == span.astype(jnp.uint32)) & same & (idx + span <= length)
       best_len = jnp.where(hit, span, best_len)
-      best_id = jnp.where(hit, held[:, 2].astype(jnp.int32), best_id)
+      best_id = jnp.where(hit, held[:, 0].astype(jnp.int32), best_id)
     return (best_len, best_id), None
 
   zeros = jnp.zeros(size, jnp.int32)
