@@ -163,11 +163,7 @@ def make_codec(tok: tokenizer_lib.Tokenizer) -> Codec:
     token_bytes[i, :len(p)] = np.frombuffer(p, np.uint8)
   token_len = np.array([len(p) for p in pieces], np.int32)
   byte_level = width == 1 and all(pieces[b] == bytes([b]) for b in range(256))
-  vocab = {}
-  for i, p in enumerate(pieces):
-    if 0 < len(p) <= MAX_MATCH:
-      vocab.setdefault(p, i)  # the lowest id of equal bytes, as encode_observation
-  return Codec(token_bytes, token_len, _cuckoo(vocab), byte_level)
+  return Codec(token_bytes, token_len, _cuckoo(_vocabulary(tok)), byte_level)
 
 
 def _slots(piece: bytes) -> tuple[int, int]:
