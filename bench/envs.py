@@ -14,7 +14,6 @@ The builtin tokenizer is byte-level, so its observations need no encoding; `--to
 observation encoder's greedy BPE matching that a SmolLM2 rollout pays.
 """
 import os
-
 import time
 
 import jax
