@@ -439,3 +439,12 @@ def test_a_save_that_cannot_write_is_one_error_and_the_process_exits(tmp_path):
   assert proc.returncode == 1, proc.stderr
   assert len(errors) == 1 and 'saving a checkpoint in' in errors[0], proc.stderr
   assert directory in errors[0]
+
+
+def test_orbax_wait_warning_is_dropped_and_other_warnings_are_not(caplog):
+  from absl import logging as absl_logging
+  with caplog.at_level('WARNING'):
+    absl_logging.warning('Waiting for previous save to complete took 5.6 seconds. If this number '
+                         'is high, consider checkpointing less frequently.')
+    absl_logging.warning('another warning')
+  assert [r.getMessage() for r in caplog.records] == ['another warning']

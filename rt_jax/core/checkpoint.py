@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import logging
 import os
 import stat
 import tempfile
@@ -43,6 +44,17 @@ _CHECKSUM_FORMAT = 'rt_jax sha256 v1'
 _WRITTEN_AFTER_CHECKSUMS = ('_CHECKPOINT_METADATA', 'commit_success.txt')
 _ORBAX_TMP_SUFFIX = '.orbax-checkpoint-tmp'  # Orbax 0.12: step N is written as N + this, renamed
 SET_ASIDE = 'corrupt_checkpoints'  # beside checkpoints/: corrupt steps moved out of Orbax's way
+
+
+class _WaitWarning(logging.Filter):
+  """Drops Orbax's warning that a save waited for the previous one: Manager.save waits on
+  purpose first (to seal the previous step), and Orbax counts that wait as the save's."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith('Waiting for previous save to complete')
+
+
+logging.getLogger('absl').addFilter(_WaitWarning())
 
 
 class CorruptCheckpointError(CheckpointError):
