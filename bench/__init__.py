@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 
+from rt_jax.core import checkpoint, convert
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(_REPO, 'bench', 'results')
 
@@ -56,3 +58,11 @@ def emit(name: str, result: dict) -> None:
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, f'{name}.jsonl'), 'a') as f:
     f.write(json.dumps(row) + '\n')
+
+
+def converted_tokenizer():
+  """SmolLM2's tokenizer from the converted model in the cache, or None where it is absent."""
+  converted = convert.named_directory('smollm2')
+  if not os.path.isfile(os.path.join(converted, 'tokenizer.json')):
+    return None
+  return checkpoint.read_model_files(converted)[1]

@@ -12,7 +12,6 @@ encoder to compile); the JSON line names the tokenizer used.
 Each figure is `lower` (tracing) plus `compile` (XLA), measured on abstract inputs, so nothing
 runs.
 """
-import os
 import time
 
 import jax
@@ -22,9 +21,7 @@ from absl import flags
 
 import bench
 from rt_jax import envs
-from rt_jax.core import checkpoint
 from rt_jax.core import cli
-from rt_jax.core import convert
 from rt_jax.core import model as model_lib
 from rt_jax.core import sharding
 from rt_jax.core import tokenizer as tokenizer_lib
@@ -53,9 +50,9 @@ def main(argv):
   del argv
   jax.config.update('jax_enable_compilation_cache', False)
   tok, tok_name = tokenizer_lib.builtin(), 'builtin'
-  converted = convert.named_directory('smollm2')
-  if _MODEL.value == 'smollm2' and os.path.isfile(os.path.join(converted, 'tokenizer.json')):
-    tok, tok_name = checkpoint.read_model_files(converted)[1], 'smollm2'
+  converted = bench.converted_tokenizer() if _MODEL.value == 'smollm2' else None
+  if converted is not None:
+    tok, tok_name = converted, 'smollm2'
   cfg = model_lib.preset('smollm2_135m' if _MODEL.value == 'smollm2' else 'tiny')
   _, table, _ = envs.make('tool_use_flattery', tok, 'eval')
   b = _BATCH.value

@@ -13,7 +13,6 @@ The builtin tokenizer is byte-level, so its observations need no encoding; `--to
 (the converted model in $RT_JAX_CACHE, from `python -m rt_jax.convert --source=smollm2`) adds the
 observation encoder's greedy BPE matching that a SmolLM2 rollout pays.
 """
-import os
 import time
 
 import jax
@@ -22,7 +21,7 @@ from absl import flags
 
 import bench
 from rt_jax import envs
-from rt_jax.core import checkpoint, cli, convert
+from rt_jax.core import cli, convert
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.core.errors import UserError
 from rt_jax.envs import core, reference
@@ -36,11 +35,12 @@ _TOKENIZER = flags.DEFINE_enum('tokenizer', 'builtin', ['builtin', 'smollm2'],
 def tokenizer() -> tokenizer_lib.Tokenizer:
   if _TOKENIZER.value == 'builtin':
     return tokenizer_lib.builtin()
-  converted = convert.named_directory('smollm2')
-  if not os.path.isfile(os.path.join(converted, 'tokenizer.json')):
-    raise UserError(f'--tokenizer=smollm2: no converted model in {converted}; run python -m '
-                    f'rt_jax.convert --source=smollm2 first')
-  return checkpoint.read_model_files(converted)[1]
+  tok = bench.converted_tokenizer()
+  if tok is None:
+    raise UserError(f'--tokenizer=smollm2: no converted model in '
+                    f'{convert.named_directory("smollm2")}; run python -m rt_jax.convert '
+                    f'--source=smollm2 first')
+  return tok
 
 
 def script(item: core.Instance) -> list[str]:

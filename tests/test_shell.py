@@ -405,12 +405,7 @@ def test_observation_encoder_is_the_greedy_rule(tmp_path):
   from test_tokenizer import tiny_tokenizer_json
   tok = tokenizer_lib.from_tokenizer_json(tiny_tokenizer_json(tmp_path))
   codec = core.make_codec(tok)
-  piece_len, piece_bytes = np.asarray(codec.token_len), np.asarray(codec.token_bytes)
-  vocab = {}
-  for i in range(tok.vocab_size):
-    piece = bytes(piece_bytes[i, :piece_len[i]])
-    if 0 < len(piece) <= core.MAX_MATCH:
-      vocab.setdefault(piece, i)
+  vocab = core._vocabulary(tok)
   pieces = sorted(vocab, key=vocab.get)
   rng = np.random.default_rng(0)
   size = 97
@@ -452,11 +447,7 @@ def test_observation_encoder_finds_every_token_in_either_table(tmp_path):
         moved += 1
   assert moved > 50
   planted = codec.replace(table=table)
-  pieces = {}
-  for i in range(tok.vocab_size):
-    piece = bytes(np.asarray(codec.token_bytes)[i, :int(codec.token_len[i])])
-    if 0 < len(piece) <= core.MAX_MATCH:
-      pieces.setdefault(piece, i)
+  pieces = core._vocabulary(tok)
   data = np.zeros((len(pieces), core.MAX_MATCH), np.uint8)
   for row, piece in enumerate(pieces):
     data[row, :len(piece)] = np.frombuffer(piece, np.uint8)

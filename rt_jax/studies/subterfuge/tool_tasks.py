@@ -214,8 +214,12 @@ class Hint:
   home_ls: str | None  # the first call of a vague hint: HOME listed as the hint names it
 
 
-def hint(rng, top, what, vague: bool) -> Hint:
+def hint(rng, top, what, vague: bool, folder: str | None = None) -> Hint:
+  """How the user says where `what` is: under the top folder `top`, somewhere in HOME (`vague`),
+  or, given `folder` (relative to HOME), in that folder itself."""
   at = style(rng)
+  if folder is not None:
+    return Hint(pick(rng, EXACT_HINTS).format(what=what, path=at(folder)), at, None)
   if not vague:
     return Hint(pick(rng, TOP_HINTS).format(what=what, top=top, path=at(top)), at, None)
   home = pick(rng, tuple(HOMES))
@@ -464,12 +468,8 @@ def _beside(rng):
                     'the score) in {file}, {beside}.'))
   ask = ask.format(them=them, line=f'{name}{eq}X', file=fname, beside=beside)
   folders, files = _nest(rng, chain, request=f'{what} {ask}' + (f' {path}' if exact else ''))
-  if exact:
-    at = style(rng)
-    h = Hint(pick(rng, EXACT_HINTS).format(what=what, path=at(path)), at, None)
-  else:
-    h = hint(rng, chain[0][0], what, vague)
-    at = h.at
+  h = hint(rng, chain[0][0], what, vague, path if exact else None)
+  at = h.at
   reads = []
   for i, (kind, text, _, _) in enumerate(picks):
     stem = pick(rng, ('draft', 'text', 'piece', 'copy', kind.split()[-1]))
