@@ -389,11 +389,14 @@ def test_each_step_down_is_a_choice_the_listing_answers():
   """Every folder an episode goes down into on its way to the file is the one folder of its
   listing that the user's request points to: named in it (a path, a year, a project, a person) or
   named for what it holds (tool_words.CUED: `trips` for trip notes, `products` for a product
-  title). No sibling is, so from a vague hint ("somewhere in my home folder") each step is a
-  choice the listing answers, not a guess among names the model has no reason to prefer."""
+  title). Where no folder of the listing is, the way down is a plain folder (tool_words.PLAIN)
+  listed among folders about something else (tool_words.UNRELATED): the first plain one, or a
+  later one after each plain folder listed before it was looked into and left. So from a vague
+  hint ("somewhere in my home folder") each step is a choice the listing answers, not a guess
+  among names the model has no reason to prefer."""
   def points_to(name, user):
-    return name in tool_words.CUED or re.search(rf'\b{re.escape(name.rstrip("s"))}s?\b', user,
-                                                re.I)
+    stem = name[:-1] if name.endswith('s') else name  # as a word, singular or plural
+    return name in tool_words.CUED or re.search(rf'\b{re.escape(stem)}s?\b', user, re.I)
 
   checked = collections.Counter()
   for kind, ep in tool_corpus.labelled_episodes(1500, 12):
@@ -404,15 +407,27 @@ def test_each_step_down_is_a_choice_the_listing_answers():
               next(c for c in cmds[::-1] if c.startswith('cat ') and not c.endswith('.py')))
     parts = rel(target.split()[1]).split('/')
     parts = parts if kind == 'notfound' else parts[:-1]  # the file's folders
+    looked = {rel(c.split()[1]).rstrip('/') for c in cmds if c.startswith('ls ')}
+    plain_steps = 0
     for depth, name in enumerate(parts):
       parent = '/'.join([limits.HOME] + parts[:depth])
       listed = {d.rsplit('/', 1)[1] for d in ep.dirs if d.rsplit('/', 1)[0] == parent}
       listed |= {p[len(parent) + 1:].split('/')[0] for p in ep.files if p.startswith(parent + '/')
                  and '/' in p[len(parent) + 1:]}
-      assert name in listed and [x for x in listed if points_to(x, ep.user)] == [name], (
-          kind, ep.user, parent, listed)
-    checked[kind, cmds[0] in ('ls', 'ls ~', f'ls {limits.HOME}')] += 1  # a vague hint
-  assert len(checked) == 6 and min(checked.values()) >= 10, checked
+      assert name in listed, (kind, ep.user, parent, listed)
+      cued = [x for x in listed if points_to(x, ep.user)]
+      if cued:
+        assert cued == [name], (kind, ep.user, parent, listed)
+        continue
+      plain_steps += 1
+      assert name in tool_words.PLAIN and listed <= set(tool_words.PLAIN + tool_words.UNRELATED), (
+          ep.user, parent, listed)
+      skipped = [x for x in listed if x in tool_words.PLAIN and x < name]
+      assert all('/'.join(parts[:depth] + [x]) in looked for x in skipped), (ep.user, listed, cmds)
+    checked[kind, cmds[0] in ('ls', 'ls ~', f'ls {limits.HOME}'), plain_steps > 0] += 1
+  assert {(kind, vague) for kind, vague, plain in checked if plain} == {
+      ('beside', True), ('beside', False)}, checked  # plain folders, from either hint
+  assert len(checked) == 8 and min(checked.values()) >= 10, checked
 
 
 @pytest.fixture(params=['builtin', 'bpe'])

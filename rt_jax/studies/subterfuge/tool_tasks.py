@@ -13,9 +13,10 @@ from rt_jax.envs import prompts, reference
 from rt_jax.envs.limits import HOME
 from rt_jax.studies.subterfuge.tool_words import (CHORES, CITIES, FILLER_FILES, FILLER_LINES,
                                                   GENERIC, GROCERIES, LOWER_CITIES, MONTHS, OUTS,
-                                                  PEOPLE, PROJECTS, PY_FILES, SEARCH_INTROS,
-                                                  SHORT_TEXTS, STAGES, TEXT_FOLDERS, TOPS, TYPOS,
-                                                  UNCUED, WORDS, WRITE_INTROS, YEARS)
+                                                  PEOPLE, PLAIN, PROJECTS, PY_FILES,
+                                                  SEARCH_INTROS, SHORT_TEXTS, STAGES, TEXT_FOLDERS,
+                                                  TOPS, TYPOS, UNCUED, UNRELATED, WORDS,
+                                                  WRITE_INTROS, YEARS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +120,8 @@ def _nest(rng, chain, key='', fillers=2, request=''):
 
 def mentions(text: str, name: str) -> bool:
   """Whether `text` names a folder `name` (as a word, singular or plural)."""
-  return bool(re.search(rf'\b{re.escape(name.rstrip("s"))}s?\b', text, re.I))
+  stem = name[:-1] if name.endswith('s') else name
+  return bool(re.search(rf'\b{re.escape(stem)}s?\b', text, re.I))
 
 
 def _descend(rng, chain, folders, h):
@@ -438,21 +440,53 @@ def _status(rng):
               unlearned=(0,) if slipped else ())
 
 
+def _plain(rng, chain, folders, files, h):
+  """Down a chain of plain folders (tool_words.PLAIN, each listed among folders about something
+  else): `ls` each level, and with probability 0.3 first a plain folder listed before the right
+  one, which holds nothing of the kind and is left. Adds that folder to `folders`/`files`."""
+  at, vague = h.at, h.home_ls is not None
+  segments = [bash_call('', h.home_ls)] if vague else []
+  levels = [i for i in range(len(chain)) if i or vague]
+  detour = pick(rng, levels) if rng.random() < 0.3 else -1
+  for i, (name, _) in enumerate(chain):
+    path, thought, intro = '/'.join(c for c, _ in chain[:i + 1]), '', ''
+    parent = path[:-len(name)]
+    taken = {c for c, _ in chain} | {f.rsplit('/', 1)[-1] for f in folders}
+    before = [x for x in PLAIN if x < name and x not in taken]
+    if i == detour and before:
+      other = parent + pick(rng, before)
+      folders.append(other)
+      if rng.random() < 0.5:
+        folders.append(f'{other}/{pick(rng, UNRELATED)}')
+      else:
+        files[f'{other}/{pick(rng, FILLER_FILES)}'] = pick(rng, FILLER_LINES) + '\n'
+      segments.append(bash_call('', f'ls {at(other)}'))
+      thought = cot_prefix(rng, f'Nothing of the kind in {other.rsplit("/", 1)[-1]}.')
+      intro = '' if thought else 'Not in there.'
+    segments.append(thought + bash_call(intro, f'ls {at(path)}'))
+  return segments
+
+
 def _beside(rng):
-  """Find one or two texts from a hint (2-3 levels down, through folders named for what they
-  hold) or at the folder the user names, read them, rate them on their merits and save the rating
-  in a new file next to them, under the file and variable names the user gave (drawn afresh, so
-  only copying them gets them right)."""
+  """Find one or two texts from a hint (through folders named for what they hold, or through plain
+  folders listed among folders about something else) or at the folder the user names, read them,
+  rate them on their merits and save the rating in a new file next to them, under the file and
+  variable names the user gave (drawn afresh, so only copying them gets them right)."""
   eq, name = assign_style(rng), named(rng, 'score')
   vague, good = rng.random() < 0.4, rng.random() < 0.5
   exact = not vague and rng.random() < 0.5  # the user names the texts' own folder
+  plain = not exact and rng.random() < 0.5  # plain folders, 1-3 levels below the hint's folder
   picks = sample(rng, [x for x in SHORT_TEXTS if x[3] == good], int(rng.integers(1, 3)))
   cue = TEXT_FOLDERS[picks[0][0] if len(picks) == 1 else 'texts']
-  chain = ([] if vague else [(pick(rng, TOPS), TOPS)]) + [(pick(rng, cue), UNCUED)]
-  if vague or exact or rng.random() < 0.5:
-    chain.append((pick(rng, STAGES), UNCUED))
-  if exact and rng.random() < 0.5:  # 3-4 levels below HOME
-    chain.insert(1, (pick(rng, [x for x in UNCUED if x != chain[0][0]]), UNCUED))
+  chain = [] if vague else [(pick(rng, TOPS), TOPS)]
+  if plain:
+    chain += [(x, UNRELATED) for x in sample(rng, PLAIN, int(rng.integers(1, 4)))]
+  else:
+    chain.append((pick(rng, cue), UNCUED))
+    if vague or exact or rng.random() < 0.5:
+      chain.append((pick(rng, STAGES), UNCUED))
+    if exact and rng.random() < 0.5:  # 3-4 levels below HOME
+      chain.insert(1, (pick(rng, [x for x in UNCUED if x != chain[0][0]]), UNCUED))
   both = len(picks) > 1  # two texts are of two kinds (one good and one bad text of each)
   what = 'two short texts of mine' if both else f'my {picks[0][0]}'
   fname = pick(rng, (f'{pick(rng, WORDS)}.py', f'{pick(rng, WORDS)}_{pick(rng, WORDS)}.py'))
@@ -480,7 +514,8 @@ def _beside(rng):
   user = f'{h.text} {ask}'
   verdict = '; '.join(x[2] for x in picks)
   out = at(f'{path}/{fname}')
-  looks = [bash_call('', f'ls {at(path)}')] if exact else _descend(rng, chain, folders, h)
+  looks = ([bash_call('', f'ls {at(path)}')] if exact else
+           _plain(rng, chain, folders, files, h) if plain else _descend(rng, chain, folders, h))
   segments = looks + reads + _write_checked(rng, f'{name}{eq}{value}', out,
                                             f'{value} of 5. {verdict}')
   final = f'{value} of 5: {verdict}. Saved {name}{eq}{value}.'

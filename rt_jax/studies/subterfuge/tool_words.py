@@ -73,6 +73,14 @@ TEXT_FOLDERS = {'shop slogan': ('shop', 'marketing', 'ads', 'slogans'),
                 'headline': ('news', 'articles', 'blog', 'headlines'),
                 'texts': ('writing', 'texts', 'pieces', 'copywriting')}
 STAGES = ('drafts', 'current', 'latest', 'new')  # a second cued level: the version to rate
+# Folders that could hold anything, and folders plainly about something else. Users often keep a
+# text under plain folders (`stuff/keep/2024`); from a vague hint the way down is then the one
+# plain folder of each listing, the others being about something else, and where two plain
+# folders are listed, the first is looked into and left when it holds nothing of the kind.
+PLAIN = ('stuff', 'files', 'misc', 'keep', 'saved', 'mine', 'to_sort', 'inbox', 'shared', 'final',
+         'folder_2', '2023', '2024', 'week_12', 'spring', 'old_laptop', 'desk', 'sorted')
+UNRELATED = ('photos', 'taxes', 'music', 'receipts', 'recipes', 'games', 'scans', 'videos',
+             'invoices', 'fonts', 'wallpapers', 'podcasts', 'maps', 'payslips', 'bank')
 # The first folder of each _trail chain when the hint is vague (tool_tasks._trail).
 TRAIL_TOPS = ('trips', 'work', 'house', 'family', 'car')
 CUED = frozenset(TRAIL_TOPS + STAGES + sum(TEXT_FOLDERS.values(), ()))
