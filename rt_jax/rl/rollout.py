@@ -325,8 +325,10 @@ def rollout(params, cfg: model_lib.ModelConfig, rc: RolloutConfig, table: core.E
   st = _State(tokens_PxS, jnp.zeros((p, s), jnp.int32), prompt_len_P, zeros(p),
               model_lib.init_cache(cfg, p, s + rc.chunk), env_P, zeros(p, bool), zeros(p, bool),
               zeros(p), jnp.int32(0), jnp.int32(0), key)
-  st = _catch_up(params, cfg, dataclasses.replace(rc, compact=1), st,
-                 prompt_len_P - 1)  # the shared prefill, of every prompt
+  # The shared prefill, of every prompt, in chunks no wider than the padded prompts: a short
+  # chat prompt (16 or 32 wide) is not fed as a whole 64-token chunk of padding.
+  st = _catch_up(params, cfg, dataclasses.replace(rc, compact=1, chunk=min(rc.chunk, w)), st,
+                 prompt_len_P - 1)
   st = jax.tree.map(lambda x: jnp.repeat(x, samples, axis=0) if x.ndim and x.shape[0] == p
                     else x, st)
 
