@@ -283,11 +283,14 @@ def test_lines_across_the_size_buckets_match_reference():
   assert bad == []
 
 
-def test_resolving_only_live_words_equals_resolving_every_slot():
-  """shell._resolve_words resolves a line's own tokens only; every slot, live or past the
-  line's end, equals resolving all MAX_WORDS slots of every line."""
+def test_only_the_words_a_command_opens_are_resolved():
+  """shell._resolve_words resolves the tokens shell._path_words picks (every argument of a
+  command but echo's and pwd's, and a redirect target) exactly as resolving every slot does, and
+  gives every other slot the empty word's result (the cwd, EMPTY). Names and operators are never
+  picked; the fuzz against the reference shows no command reads them."""
   rng = np.random.default_rng(4)
-  lines = [shell_fuzz.command(rng) for _ in range(96)] + _boundary_lines(rng)
+  lines = [shell_fuzz.command(rng) for _ in range(96)] + _boundary_lines(rng) + [
+      'echo a b > x', 'ls docs | grep a', 'pwd x', 'cat a b >> c', 'echo x | cat y']
   cmd = np.zeros((len(lines), MAX_COMMAND), np.uint8)
   n = np.zeros(len(lines), np.int32)
   for i, line in enumerate(lines):
@@ -297,13 +300,24 @@ def test_resolving_only_live_words_equals_resolving_every_slot():
           for cwd in ('/', HOME, f'{HOME}/docs', f'{HOME}/docs/deep')]
   fs = jax.tree.map(lambda *x: np.stack([x[i % len(x)] for i in range(len(lines))]), *cwds)
   lexed, _ = jax.jit(shell_syntax.lex_lines)(cmd, n)
-  got = jax.jit(shell._resolve_words)(fs, lexed)
+  parsed, _ = jax.jit(jax.vmap(shell_syntax.parse))(lexed)
+  need = np.asarray(jax.jit(jax.vmap(shell._path_words))(lexed, parsed))
+  got = jax.jit(shell._resolve_words)(fs, lexed, need)
   every = jax.jit(jax.vmap(lambda lx, cwd, cwd_len: jax.vmap(
       shell_paths.resolve, (0, 0, None, None))(shell_syntax.words(lx, shell_paths.MAX_PATH),
                                                lx.length, cwd, cwd_len)))(lexed, fs.cwd,
                                                                           fs.cwd_len)
-  for g, w in zip(got, every):
-    np.testing.assert_array_equal(g, w)
+  empty = jax.jit(jax.vmap(lambda cwd, cwd_len: shell_paths.resolve(
+      np.zeros(shell_paths.MAX_PATH, np.uint8), 0, cwd, cwd_len)))(fs.cwd, fs.cwd_len)
+  for g, w, e in zip(got, every, empty):
+    g, w, e = np.asarray(g), np.asarray(w), np.broadcast_to(np.asarray(e)[:, None], g.shape)
+    np.testing.assert_array_equal(g[need], w[need])
+    np.testing.assert_array_equal(g[~need], e[~need])
+  picked = {line: [t for t, k in zip(line.split(), need[i]) if k] for i, line in
+            enumerate(lines[-5:], len(lines) - 5)}
+  assert picked == {'echo a b > x': ['x'], 'ls docs | grep a': ['docs', 'a'], 'pwd x': [],
+                    'cat a b >> c': ['a', 'b', 'c'], 'echo x | cat y': ['y']}, picked
+  assert 0 < need.sum() < (np.arange(16) < np.asarray(lexed.count)[:, None]).sum()
 
 
 def _step_lines(files, lines, filler='pwd', batch=256):

@@ -437,8 +437,9 @@ def advance(codec: Codec, state: EnvState, actions, action_lens):
 
   `state` is donated: its buffers are reused for the new state, so a step writes only the bytes
   it changes (a copy of the filesystems alone is 35 MB at batch 1,024). Keep no reference to it."""
-  call, has_open, cmd, cmd_len, head, head_len = jax.vmap(_read_action, (None, 0, 0, 0))(
-      codec, state, actions, action_lens)
+  with jax.named_scope('read_action'):  # the named scopes label a profile's time
+    call, has_open, cmd, cmd_len, head, head_len = jax.vmap(_read_action, (None, 0, 0, 0))(
+        codec, state, actions, action_lens)
 
   def idle():
     empty = jax.vmap(lambda _: Stream.empty())(cmd_len)
@@ -448,9 +449,11 @@ def advance(codec: Codec, state: EnvState, actions, action_lens):
   # that run nothing have cmd_len 0, and an empty line leaves a filesystem as it was.
   fs, out, err = jax.lax.cond(jnp.any(call & has_open),
                               lambda: shell.run_lines(state.fs, cmd, cmd_len), idle)
-  state, obs_bytes, obs_len, ends = jax.vmap(_respond)(state, out, err, call, has_open, head,
-                                                       head_len)
-  tokens, count = encode_batch(codec, obs_bytes, obs_len)
+  with jax.named_scope('respond'):
+    state, obs_bytes, obs_len, ends = jax.vmap(_respond)(state, out, err, call, has_open, head,
+                                                         head_len)
+  with jax.named_scope('encode'):
+    tokens, count = encode_batch(codec, obs_bytes, obs_len)
   return state.replace(fs=fs), tokens, count, ends
 
 

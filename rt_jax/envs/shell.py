@@ -75,8 +75,9 @@ def commands(fs, lexed, resolved, first, size, stdin, alone) -> Result:
     # of its programs per chunk); the others are per-row functions.
     batched = getattr(run, 'batched', False)
     fn = (lambda valid, *a, run=run: run(*a, valid)) if batched else run
-    result = rows.chunked(fn, which == k, chunk, fs, args, name, stdin, alone, into=result,
-                          on_chunk=batched)
+    with jax.named_scope(run.__name__):  # a profile's time per runner
+      result = rows.chunked(fn, which == k, chunk, fs, args, name, stdin, alone, into=result,
+                            on_chunk=batched)
   return result
 
 
@@ -85,28 +86,38 @@ def _apply(fs: FileSystem, res: Result) -> FileSystem:
                     read=fs.read | (res.read & fs.original), cwd=res.cwd, cwd_len=res.cwd_len)
 
 
-def _resolve_words(fs: FileSystem, lexed: Lexed):
-  """Every token of every line resolved as a path -> (paths [B, W, MAX_PATH], lengths [B, W],
-  status [B, W]). Only the tokens a line has are resolved (a chunk of them at a time); the slots
-  past them get what resolving an empty word gives (the cwd, EMPTY), so the result equals
-  resolving all W."""
+def _path_words(lexed: Lexed, parsed: Parsed):
+  """bool[MAX_WORDS]: the tokens a command may open as a path: the arguments of each command but
+  echo's and pwd's (which open none), and the redirect target. A command's name and the
+  operators never are."""
+  idx = jnp.arange(MAX_WORDS)
+  printing = token_is(lexed, 'echo') | token_is(lexed, 'pwd')
+  need = (parsed.redirect != WORD) & (idx == parsed.target)
+  for s in range(2):
+    first, size = parsed.first[s], parsed.size[s]
+    need |= (idx > first) & (idx < first + size) & ~printing[jnp.clip(first, 0, MAX_WORDS - 1)]
+  return need & (idx < lexed.count)
+
+
+def _resolve_words(fs: FileSystem, lexed: Lexed, need_BxW):
+  """The tokens in need_BxW resolved as paths -> (paths [B, W, MAX_PATH], lengths [B, W],
+  status [B, W]), a chunk of them at a time; every other slot gets what resolving an empty word
+  gives (the cwd, EMPTY), which no command reads."""
   batch = lexed.count.shape[0]
-  live_BxW = jnp.arange(MAX_WORDS) < lexed.count[:, None]
   flat = lambda a: a.reshape((batch * MAX_WORDS,) + a.shape[2:])
   each_word = lambda a: flat(jnp.repeat(a[:, None], MAX_WORDS, axis=1))
   words_BxWxP = jax.vmap(lambda lx: words(lx, MAX_PATH))(lexed)
-  got = rows.chunked(resolve, flat(live_BxW), batch, flat(words_BxWxP), flat(lexed.length),
+  got = rows.chunked(resolve, flat(need_BxW), batch, flat(words_BxWxP), flat(lexed.length),
                      each_word(fs.cwd), each_word(fs.cwd_len))
   cwd = jnp.where(jnp.arange(MAX_PATH) < fs.cwd_len[:, None], fs.cwd, 0)
   empty = (cwd, fs.cwd_len, jnp.full(batch, EMPTY, I32))
-  merged = rows.pick(flat(live_BxW), got, jax.tree.map(each_word, empty))
+  merged = rows.pick(flat(need_BxW), got, jax.tree.map(each_word, empty))
   return jax.tree.map(lambda a: a.reshape((batch, MAX_WORDS) + a.shape[1:]), merged)
 
 
-def _open(fs: FileSystem, lexed: Lexed, lex_err, resolved):
-  """Parses one lexed line and opens its redirect target (created or truncated before the
-  command runs, as in bash) -> (parsed, fs, opened slot, error)."""
-  parsed, parse_err = parse(lexed)
+def _open(fs: FileSystem, lexed: Lexed, lex_err, parsed: Parsed, parse_err, resolved):
+  """Opens a parsed line's redirect target (created or truncated before the command runs, as in
+  bash) -> (fs, opened slot, error)."""
   err = jax.tree.map(lambda a, b: jnp.where(lex_err.n > 0, a, b), lex_err, parse_err)
   t = parsed.target
   path, path_len, status = resolved[0][t], resolved[1][t], resolved[2][t]
@@ -118,7 +129,7 @@ def _open(fs: FileSystem, lexed: Lexed, lex_err, resolved):
   opened = redirect & ~refused
   slot = jnp.where(found, slot, jnp.argmax(~fs.exists))
   fs = _opened(fs, slot, (path, path_len), opened, found, parsed.redirect)
-  return parsed, fs, jnp.where(opened, slot, -1), err
+  return fs, jnp.where(opened, slot, -1), err
 
 
 def _target(fs: FileSystem, path, path_len, status):
@@ -177,9 +188,13 @@ def _close(before: FileSystem, fs: FileSystem, lexed: Lexed, parsed: Parsed, slo
 def run_lines(fs: FileSystem, cmd, n):
   """Runs one command line per episode: cmd u8[B, MAX_COMMAND], n i32[B] ->
   (fs, stdout Stream, stderr Stream), all with a leading batch axis."""
-  lexed, lex_err = lex_lines(cmd, n)
-  resolved = _resolve_words(fs, lexed)
-  parsed, opened_fs, slot, early_err = jax.vmap(_open)(fs, lexed, lex_err, resolved)
+  with jax.named_scope('lex'):
+    lexed, lex_err = lex_lines(cmd, n)
+    parsed, parse_err = jax.vmap(parse)(lexed)
+  with jax.named_scope('resolve'):
+    resolved = _resolve_words(fs, lexed, jax.vmap(_path_words)(lexed, parsed))
+  with jax.named_scope('open'):
+    opened_fs, slot, early_err = jax.vmap(_open)(fs, lexed, lex_err, parsed, parse_err, resolved)
   sizes = jnp.where((early_err.n == 0)[:, None], parsed.size, 0)
   piped = sizes[:, 1] > 0
   empty = jax.vmap(lambda _: Stream.empty())(n)
@@ -194,7 +209,8 @@ def run_lines(fs: FileSystem, cmd, n):
     return (jax.vmap(_apply)(fs, res), out, err), None
 
   (done_fs, out, err), _ = jax.lax.scan(segment, (opened_fs, empty, empty), jnp.arange(2))
-  return jax.vmap(_close)(fs, done_fs, lexed, parsed, slot, early_err, out, err)
+  with jax.named_scope('close'):
+    return jax.vmap(_close)(fs, done_fs, lexed, parsed, slot, early_err, out, err)
 
 
 OBSERVATION_LIMIT = 2 * MAX_STREAM + 2 * len(limits.TRUNCATED) + 64
