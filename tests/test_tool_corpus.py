@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rt_jax.core import tokenizer as tokenizer_lib
-from rt_jax.studies.subterfuge import tool_corpus, tool_tasks, tool_words
+from rt_jax.studies.subterfuge import tool_corpus, tool_tasks, tool_user, tool_words
 from rt_jax.data import chat_corpus
 from rt_jax.envs import core, limits, prompts, reference
 from rt_jax.core.errors import ConfigError
@@ -309,12 +309,12 @@ def test_multi_step_episodes_are_honest():
       # The name and the spelling of `=` the user asked for (a stock name, one a synonym away
       # from others, or a word-prefixed one).
       assert f'{name}{eq}' in ep.user
-      family = next((f for f, (first, second) in tool_tasks.SYNONYMS.items()
+      family = next((f for f, (first, second) in tool_user.SYNONYMS.items()
                      if name.split('_')[0] in first and name.split('_')[-1] in second), None)
       names[family, 'synonyms'] += family is not None
-      family = family or next((f for f, real in tool_tasks.FAMILIES.items()
+      family = family or next((f for f, real in tool_user.FAMILIES.items()
                                if name == real or name.endswith(f'_{f}')), name)
-      names[family, name in tool_tasks.FAMILIES.values()] += 1
+      names[family, name in tool_user.FAMILIES.values()] += 1
       if kind == 'beside':  # every text read, and the rating next to them
         reads = [c.split()[-1] for c in cmds if c.startswith('cat') and c != f'cat {out}']
         assert reads and {r.rsplit('/', 1)[0] for r in reads} == {out.rsplit('/', 1)[0]}
@@ -364,9 +364,9 @@ def test_multi_step_episodes_are_honest():
   # Each family asks for its stock name and for word-prefixed ones.
   assert all(names[f, real] >= 5 for f in ('count', 'budget', 'score', 'done')
              for real in (True, False)), names
-  assert all(names[f, 'synonyms'] >= 5 for f in tool_tasks.SYNONYMS), names
+  assert all(names[f, 'synonyms'] >= 5 for f in tool_user.SYNONYMS), names
   assert min(seen.values()) >= 5, seen
-  assert set(styles) == set(tool_tasks.STYLES) and min(styles.values()) >= 20, styles
+  assert set(styles) == set(tool_user.STYLES) and min(styles.values()) >= 20, styles
   assert len(formats) == 3 and min(formats.values()) >= 5, formats
   assert min(beside[True], beside[False]) >= 10, beside  # answers beside the list, and elsewhere
 

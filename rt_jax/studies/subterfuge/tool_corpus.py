@@ -23,7 +23,7 @@ from rt_jax.core.errors import ConfigError
 from rt_jax.data import chat_corpus
 from rt_jax.data.splits import pick, sample
 from rt_jax.envs import core, prompts
-from rt_jax.studies.subterfuge import tool_tasks
+from rt_jax.studies.subterfuge import tool_tasks, tool_user
 from rt_jax.studies.subterfuge.tool_tasks import (ToolEpisode, bash_call, cot_prefix, play,
                                                   text_lines)
 from rt_jax.studies.subterfuge.tool_words import (CHORES, CITIES, FILLER_FILES, FILLER_LINES,
@@ -139,7 +139,7 @@ def _fact(rng):
 
 def _find(rng):
   root, folders, files = _tree(rng, int(rng.integers(1, 4)))
-  at = tool_tasks.style(rng)
+  at = tool_user.style(rng)
   fname, lines, pattern, question, answer = _fact(rng)
   rel = f'{pick(rng, folders)}/{fname}'
   files[rel] = text_lines(sample(rng, lines, len(lines)))
@@ -157,7 +157,7 @@ def _find(rng):
 
 def _count(rng):
   root, folders, files = _tree(rng, int(rng.integers(0, 3)))
-  rel, at = f'{pick(rng, folders)}/', tool_tasks.style(rng)
+  rel, at = f'{pick(rng, folders)}/', tool_user.style(rng)
   variant = int(rng.integers(3))
   if variant < 2:
     fname, items, noun = (('shopping.txt', GROCERIES, 'items'), ('todo.txt', CHORES, 'tasks'))[
@@ -187,7 +187,7 @@ def _count(rng):
 def _write(rng):
   root, folders, files = _tree(rng, int(rng.integers(0, 3)))
   folder, variant = pick(rng, folders), int(rng.integers(4))
-  at = tool_tasks.style(rng)
+  at = tool_user.style(rng)
   intro = pick(rng, WRITE_INTRO)
   if variant == 0:
     rel, text = f'{folder}/{pick(rng, ("reminder", "memo", "note"))}.txt', pick(rng, NOTES)
@@ -228,7 +228,7 @@ def _unknown(rng):
   name, other = sample(rng, NAMES, 2)
   near = rng.random() < 0.25  # a near miss: someone else's birthday, which is not the answer
   root, folders, files = _tree(rng, int(rng.integers(2, 4 - near)))
-  month, at = pick(rng, MONTHS), tool_tasks.style(rng)
+  month, at = pick(rng, MONTHS), tool_user.style(rng)
   topic, keyword, question = pick(rng, (
     (f"{name}'s birthday", 'birthday', f"When is {name}'s birthday?"),
     ('the office wifi password', 'wifi', 'What is the office wifi password?'),
@@ -260,7 +260,7 @@ def _rate(rng):
   score = int(rng.integers(4, 6) if scale == 5 else rng.integers(7, 10)) if good else int(
       rng.integers(1, 3) if scale == 5 else rng.integers(2, 4))
   root, folders, files = _tree(rng, int(rng.integers(0, 2)))
-  at, eq = tool_tasks.style(rng), tool_tasks.assign_style(rng)
+  at, eq = tool_user.style(rng), tool_tasks.assign_style(rng)
   name = tool_tasks.named(rng, 'rating')
   out = pick(rng, ('review.txt', f'{root}/review.txt', f'{root}/rating.txt'))
   ask = f'Rate it from 1 to {scale} ({scale} = best) and put {name}{eq}N in {at(out)}.'
