@@ -395,8 +395,7 @@ def test_each_step_down_is_a_choice_the_listing_answers():
   hint ("somewhere in my home folder") each step is a choice the listing answers, not a guess
   among names the model has no reason to prefer."""
   def points_to(name, user):
-    stem = name[:-1] if name.endswith('s') else name  # as a word, singular or plural
-    return name in tool_words.CUED or re.search(rf'\b{re.escape(stem)}s?\b', user, re.I)
+    return name in tool_words.CUED or tool_tasks.mentions(user, name)
 
   checked = collections.Counter()
   for kind, ep in tool_corpus.labelled_episodes(1500, 12):
