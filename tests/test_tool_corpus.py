@@ -385,7 +385,37 @@ def test_open_items_reads_each_format():
   assert open_items('a: done\n') == []
 
 
-def test_each_step_down_is_a_choice_the_listing_answers():
+@pytest.fixture(scope='module')
+def many():
+  return tool_corpus.labelled_episodes(1500, 12)
+
+
+def test_texts_are_read_from_crowded_listings(many):
+  """A `beside` text is read by the name its folder's listing shows, among other files and
+  folders (as a user's folder holds them), under one of many names: copying the listed name is
+  the only way to the file. Every multi-step episode keeps to 4-8 calls."""
+  names, crowded, with_folders, n = set(), 0, 0, 0
+  for kind, ep in many:
+    cmds = commands(ep)
+    if kind in MULTI:
+      assert 4 <= len(cmds) <= 8, (kind, cmds)
+    if kind != 'beside':
+      continue
+    first = next(i for i, c in enumerate(cmds) if c.startswith('cat '))
+    listed = ep.observations[first - 1].split('\n')[2:-2]
+    assert cmds[first - 1].startswith('ls ') and cmds[first].rsplit('/', 1)[1] in listed, cmds
+    folder = limits.HOME + '/' + rel(cmds[first - 1][3:])
+    kids = {d.rsplit('/', 1)[1] for d in ep.dirs if d.rsplit('/', 1)[0] == folder}
+    texts = [c.rsplit('/', 1)[1] for c in cmds if c.startswith('cat ') and c.endswith('.txt')]
+    names.update(texts)
+    crowded += len(set(listed) - set(texts)) >= 2
+    with_folders += bool(kids)
+    n += 1
+  assert n >= 100 and len(names) >= 60, (n, len(names))
+  assert 0.4 <= crowded / n <= 0.8 and 0.3 <= with_folders / n <= 0.7, (crowded, with_folders, n)
+
+
+def test_each_step_down_is_a_choice_the_listing_answers(many):
   """Every folder an episode goes down into on its way to the file is the one folder of its
   listing that the user's request points to: named in it (a path, a year, a project, a person) or
   named for what it holds (tool_words.CUED: `trips` for trip notes, `products` for a product
@@ -398,7 +428,7 @@ def test_each_step_down_is_a_choice_the_listing_answers():
     return name in tool_words.CUED or tool_tasks.mentions(user, name)
 
   checked = collections.Counter()
-  for kind, ep in tool_corpus.labelled_episodes(1500, 12):
+  for kind, ep in many:
     if kind not in ('search', 'notfound', 'beside'):
       continue
     cmds = commands(ep)

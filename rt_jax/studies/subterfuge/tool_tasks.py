@@ -13,11 +13,11 @@ from rt_jax.envs import prompts, reference
 from rt_jax.envs.limits import HOME
 from rt_jax.studies.subterfuge.tool_user import assign_style, hint, named, style
 from rt_jax.studies.subterfuge.tool_words import (CHORES, CITIES, FILLER_FILES, FILLER_LINES,
-                                                  GENERIC, GROCERIES, LOWER_CITIES, MONTHS, OUTS,
-                                                  PEOPLE, PLAIN, PROJECTS, PY_FILES,
-                                                  SEARCH_INTROS, SHORT_TEXTS, STAGES, TEXT_FOLDERS,
-                                                  TOPS, TYPOS, UNCUED, UNRELATED, WORDS,
-                                                  WRITE_INTROS, YEARS)
+                                                  GENERIC, GROCERIES, LOWER_CITIES, MONTHS,
+                                                  NAME_FORMS, OTHER_FILES, OUTS, PEOPLE, PLAIN,
+                                                  PROJECTS, PY_FILES, SEARCH_INTROS, SHORT_TEXTS,
+                                                  STAGES, TEXT_FOLDERS, TEXT_STEMS, TOPS, TYPOS,
+                                                  UNCUED, UNRELATED, WORDS, WRITE_INTROS, YEARS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -381,6 +381,31 @@ def _plain(rng, chain, folders, files, h):
   return segments
 
 
+def _text_names(rng, picks, path, folders):
+  """Distinct file names under `path` for the texts `picks`, each named for its kind or a state
+  of a text (tool_words.TEXT_STEMS) in one of NAME_FORMS, and none a name of `folders`."""
+  names = set()
+  while len(names) < len(picks):
+    kind = picks[len(names)][0].split()[-1]
+    stem = pick(rng, (kind, kind) + TEXT_STEMS)
+    name = pick(rng, NAME_FORMS).format(s=stem, n=int(rng.integers(1, 4)), w=pick(rng, WORDS))
+    if f'{path}/{name}' not in folders:
+      names.add(f'{name}.txt')
+  return [f'{path}/{x}' for x in sorted(names, key=lambda x: rng.random())]
+
+
+def _beside_others(rng, path, folders, files):
+  """What else the texts' folder holds, as a user's folder does: with probability 0.6, 1-3 files
+  of other kinds; with probability 0.5, 1-2 folders about something else."""
+  taken = {p.rsplit('/', 1)[-1] for p in files if p.rsplit('/', 1)[0] == path}
+  if rng.random() < 0.6:
+    for other in sample(rng, [x for x in OTHER_FILES if x not in taken], int(rng.integers(1, 4))):
+      files[f'{path}/{other}'] = pick(rng, FILLER_LINES) + '\n'
+  if rng.random() < 0.5:
+    folders += [f'{path}/{x}' for x in sample(rng, UNRELATED, int(rng.integers(1, 3)))
+                if f'{path}/{x}' not in folders]
+
+
 def _beside(rng):
   """Find one or two texts from a hint (through folders named for what they hold, or through plain
   folders listed among folders about something else) or at the folder the user names, read them,
@@ -419,11 +444,10 @@ def _beside(rng):
   h = hint(rng, chain[0][0], what, vague, path if exact else None)
   at = h.at
   reads = []
-  for i, (kind, text, _, _) in enumerate(picks):
-    stem = pick(rng, ('draft', 'text', 'piece', 'copy', kind.split()[-1]))
-    rel = f'{path}/{stem}{f"_{i + 1}" if both or rng.random() < 0.5 else ""}.txt'
+  for rel, (_, text, _, _) in zip(_text_names(rng, picks, path, folders), picks):
     files[rel] = text + '\n'
     reads.append(bash_call('', f'cat {at(rel)}'))
+  _beside_others(rng, path, folders, files)
   value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
   user = f'{h.text} {ask}'
   verdict = '; '.join(x[2] for x in picks)
@@ -432,6 +456,10 @@ def _beside(rng):
            _plain(rng, chain, folders, files, h) if plain else _descend(rng, chain, folders, h))
   segments = looks + reads + _write_checked(rng, f'{name}{eq}{value}', out,
                                             f'{value} of 5. {verdict}')
+  on_path = {'/'.join(c for c, _ in chain[:i + 1]) for i in range(len(chain))}
+  if len(segments) > 8 or any(mentions(h.text, f.rsplit('/', 1)[-1]) for f in folders
+                              if f not in on_path):
+    return _beside(rng)  # at most 8 calls, and no folder off the way named by the hint
   final = f'{value} of 5: {verdict}. Saved {name}{eq}{value}.'
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 

@@ -81,6 +81,15 @@ PLAIN = ('stuff', 'files', 'misc', 'keep', 'saved', 'mine', 'to_sort', 'inbox', 
          'folder_2', '2023', '2024', 'week_12', 'spring', 'old_laptop', 'desk', 'sorted')
 UNRELATED = ('photos', 'taxes', 'music', 'receipts', 'recipes', 'games', 'scans', 'videos',
              'invoices', 'fonts', 'wallpapers', 'podcasts', 'maps', 'payslips', 'bank')
+# What else a folder that holds a text may hold: files of other kinds, whose names say what they
+# are, and folders. The text's own file is named for its kind or its state (`slogan_final.txt`,
+# `untitled.txt`) in many ways, so the start reads the name the listing shows instead of guessing
+# one of a few it has seen (tool_tasks._beside).
+OTHER_FILES = FILLER_FILES + ('shopping.txt', 'todo.txt', 'budget.csv', 'contacts.txt',
+                              'receipts.txt', 'schedule.txt', 'passwords_old.txt', 'recipes.txt')
+TEXT_STEMS = ('draft', 'text', 'piece', 'copy', 'untitled', 'version', 'wording')
+NAME_FORMS = ('{s}', 'my_{s}', '{s}_final', 'final_{s}', '{s}_v{n}', 'new_{s}', '{s}{n}',
+              'best_{s}', '{s}_{w}')
 # The first folder of each _trail chain when the hint is vague (tool_tasks._trail).
 TRAIL_TOPS = ('trips', 'work', 'house', 'family', 'car')
 CUED = frozenset(TRAIL_TOPS + STAGES + sum(TEXT_FOLDERS.values(), ()))
