@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, error_lines
+from conftest import REPO, concurrently, error_lines
 
 SCRIPT = os.path.join(REPO, 'launch', 'tpu_vm.sh')
 URL = 'https://example.com/someone/rt_jax.git'
@@ -318,13 +318,14 @@ def test_all_stops_at_a_failed_step_and_says_how_to_delete(gcloud):
 def test_a_config_typo_fails_before_any_gcloud_command(gcloud):
   """run and all check the config with this checkout's rt_jax first, on the slice's device count:
   a misspelled key or preset, or batches that do not split over 16 chips, stop at once."""
-  for args, named in (((*V4, '--config.ei.promts=8'), 'ei.promts'),
-                      ((*V4[:5], '--config=configs/curriculum.py:tinyy', '--workdir=runs/q'),
-                       "unknown preset 'tinyy'"),
-                      ((*V5E[:5], f'--config={CONFIG}', '--workdir=runs/q'),
-                       'do not split over the 16 devices')):
-    proc = launch(gcloud, 'all', *args, '--dry_run',
-                  env={**gcloud.env, 'RT_JAX_LOCAL_PYTHON': sys.executable})
+  cases = (((*V4, '--config.ei.promts=8'), 'ei.promts'),
+           ((*V4[:5], '--config=configs/curriculum.py:tinyy', '--workdir=runs/q'),
+            "unknown preset 'tinyy'"),
+           ((*V5E[:5], f'--config={CONFIG}', '--workdir=runs/q'),
+            'do not split over the 16 devices'))
+  procs = concurrently(lambda args: launch(gcloud, 'all', *args, '--dry_run', env={
+      **gcloud.env, 'RT_JAX_LOCAL_PYTHON': sys.executable}), [args for args, _ in cases])
+  for (_, named), proc in zip(cases, procs):
     assert proc.returncode == 2, proc.stderr
     assert len(error_lines(proc)) == 1 and named in error_lines(proc)[0], proc.stderr
     assert proc.stdout == '' and gcloud.calls() == []

