@@ -119,6 +119,8 @@ def _tiny(c):
   c.model.n_layers = 2
   c.start.update({'steps': 3, 'warmup_steps': 1, 'cache': False, 'train_rows': 2})
   c.ei.update({'prompts': 2, 'train_rows': 2})
+  # Evaluations in the EI rounds' shape (2 prompts x 2 samples): one rollout program to compile.
+  c.eval.update({'prompts': 2, 'samples': 2})
   c.pm.steps = 12
 
 

@@ -140,7 +140,8 @@ CURRICULUM_RUN = (
     '--config.start.steps=4', '--config.pm.steps=4', '--config.pm.train_pairs=64',
     '--config.pm.heldout_pairs=32', '--config.rollout.max_segment_tokens=32',
     '--config.rollout.max_turns=2', '--config.ei.rounds=2', '--config.ei.prompts=4',
-    '--config.ei.train_rows=4', '--config.start.train_rows=4',
+    '--config.ei.train_rows=4', '--config.start.train_rows=4', '--config.eval.prompts=4',
+    '--config.eval.samples=1',
     "--config.stages=('political_sycophancy','tool_use_flattery')")
 
 
