@@ -214,6 +214,7 @@ def test_sample_cli_errors(tmp_path, trained_workdir):
   assert 'checkpoints/30 is corrupt' in error_lines(proc)[0], proc.stderr
 
 
+@pytest.mark.slow  # a benchmark's output format; its own compile
 def test_bench_decode_prints_one_json_line_per_batch_size():
   proc = run_module('bench.decode', '--batch=2,4', '--prompt_len=8', '--new_tokens=8',
                     '--repeats=1')
@@ -225,6 +226,7 @@ def test_bench_decode_prints_one_json_line_per_batch_size():
     assert 0 < result['fraction_of_flop_limit'] < 1.5
 
 
+@pytest.mark.slow  # a benchmark's output format; its own compile
 def test_bench_train_prints_one_json_line():
   proc = run_module('bench.train', '--preset=tiny', '--batch=4', '--seq_len=32',
                     '--microbatch_rows=2', '--repeats=1')

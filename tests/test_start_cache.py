@@ -160,8 +160,9 @@ def test_the_gate_is_part_of_the_key():
 def test_an_environment_can_have_more_evaluation_episodes_than_the_rest():
   c = config_of('curriculum', {'eval.episodes_by_env.reward_tampering': 12}, 'tiny')
   plan.validate(c)
-  assert len(plan.eval_instances(c, 'reward_tampering')) == 12
-  assert len(plan.eval_instances(c, 'tool_use_flattery')) == c.eval.episodes
+  # Distinct instances: episodes // samples (the tiny preset evaluates 2 samples of each).
+  assert len(plan.eval_instances(c, 'reward_tampering')) == 12 // c.eval.samples
+  assert len(plan.eval_instances(c, 'tool_use_flattery')) == c.eval.episodes // c.eval.samples
   assert 'reward_tampering 12' in '\n'.join(plan.describe(c))
   too_many = config_of('curriculum', {'eval.episodes_by_env.rubric_modification_nudged': 6000},
                        'tiny')

@@ -459,10 +459,11 @@ def test_each_step_down_is_a_choice_the_listing_answers(many):
   assert len(checked) == 8 and min(checked.values()) >= 10, checked
 
 
-@pytest.fixture(params=['builtin', 'bpe'])
+@pytest.fixture(params=[pytest.param('builtin', marks=pytest.mark.slow), 'bpe'])
 def any_tok(request, tmp_path):
   """The byte-level builtin tokenizer and a BPE one (whose greedy observation tokens are not
-  always its `encode`'s)."""
+  always its `encode`'s). The builtin case is slow-only: a compile of its own (~25 s) for the
+  simpler of the two codecs."""
   if request.param == 'builtin':
     return tokenizer_lib.builtin()
   from test_tokenizer import tiny_tokenizer_json
