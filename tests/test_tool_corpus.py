@@ -1,10 +1,14 @@
 import collections
+import os
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
 import pytest
 
+from conftest import REPO, concurrently
 from rt_jax.core import tokenizer as tokenizer_lib
 from rt_jax.studies.subterfuge import tool_corpus, tool_tasks, tool_user, tool_words
 from rt_jax.data import chat_corpus
@@ -383,6 +387,18 @@ def test_open_items_reads_each_format():
   assert open_items("x = [\n    ('a', True),\n    ('b c', False),\n]\n") == ['b c']
   assert open_items("x = [\n    Job('a', done=False),\n    Job('b', done=True),\n]\n") == ['a']
   assert open_items('a: done\n') == []
+
+
+def test_the_corpus_is_the_same_in_every_process():
+  """The corpus is a function of its seed alone: two processes with different string-hash seeds
+  (which order a set of strings) draw the same episodes, so the cached start's key, which covers
+  the corpus's tokens, is the same for every run of a sweep."""
+  code = ('import hashlib; from rt_jax.studies.subterfuge import tool_corpus; '
+          'print(hashlib.sha256(repr(tool_corpus.labelled_episodes(300, 0)).encode()).hexdigest())')
+  outs = concurrently(lambda seed: subprocess.run(
+      [sys.executable, '-c', code], cwd=REPO, env={**os.environ, 'PYTHONHASHSEED': str(seed)},
+      capture_output=True, text=True, check=True, timeout=300).stdout, [1, 2])
+  assert outs[0] == outs[1] and len(outs[0]) == 65
 
 
 @pytest.fixture(scope='module')

@@ -384,14 +384,14 @@ def _plain(rng, chain, folders, files, h):
 def _text_names(rng, picks, path, folders):
   """Distinct file names under `path` for the texts `picks`, each named for its kind or a state
   of a text (tool_words.TEXT_STEMS) in one of NAME_FORMS, and none a name of `folders`."""
-  names = set()
+  names = []  # a list: a set's order follows the process's string hashing, not the seed
   while len(names) < len(picks):
     kind = picks[len(names)][0].split()[-1]
     stem = pick(rng, (kind, kind) + TEXT_STEMS)
     name = pick(rng, NAME_FORMS).format(s=stem, n=int(rng.integers(1, 4)), w=pick(rng, WORDS))
-    if f'{path}/{name}' not in folders:
-      names.add(f'{name}.txt')
-  return [f'{path}/{x}' for x in sorted(names, key=lambda x: rng.random())]
+    if f'{name}.txt' not in names and f'{path}/{name}.txt' not in folders:
+      names.append(f'{name}.txt')
+  return [f'{path}/{x}' for x in names]
 
 
 def _beside_others(rng, path, folders, files):
@@ -457,9 +457,9 @@ def _beside(rng):
   segments = looks + reads + _write_checked(rng, f'{name}{eq}{value}', out,
                                             f'{value} of 5. {verdict}')
   on_path = {'/'.join(c for c, _ in chain[:i + 1]) for i in range(len(chain))}
-  if len(segments) > 8 or any(mentions(h.text, f.rsplit('/', 1)[-1]) for f in folders
+  if len(segments) > 8 or any(mentions(user, f.rsplit('/', 1)[-1]) for f in folders
                               if f not in on_path):
-    return _beside(rng)  # at most 8 calls, and no folder off the way named by the hint
+    return _beside(rng)  # at most 8 calls, and no folder off the way named by the request
   final = f'{value} of 5: {verdict}. Saved {name}{eq}{value}.'
   return play(prompts.TOOLS, user, files, folders, segments + [final])
 
