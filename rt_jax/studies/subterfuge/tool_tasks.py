@@ -381,15 +381,15 @@ def _plain(rng, chain, folders, files, h):
   return segments
 
 
-def _text_names(rng, picks, path, folders):
+def _text_names(rng, picks, path):
   """Distinct file names under `path` for the texts `picks`, each named for its kind or a state
-  of a text (tool_words.TEXT_STEMS) in one of NAME_FORMS, and none a name of `folders`."""
+  of a text (tool_words.TEXT_STEMS) in one of NAME_FORMS."""
   names = []  # a list: a set's order follows the process's string hashing, not the seed
   while len(names) < len(picks):
     kind = picks[len(names)][0].split()[-1]
     stem = pick(rng, (kind, kind) + TEXT_STEMS)
     name = pick(rng, NAME_FORMS).format(s=stem, n=int(rng.integers(1, 4)), w=pick(rng, WORDS))
-    if f'{name}.txt' not in names and f'{path}/{name}.txt' not in folders:
+    if f'{name}.txt' not in names:
       names.append(f'{name}.txt')
   return [f'{path}/{x}' for x in names]
 
@@ -444,7 +444,7 @@ def _beside(rng):
   h = hint(rng, chain[0][0], what, vague, path if exact else None)
   at = h.at
   reads = []
-  for rel, (_, text, _, _) in zip(_text_names(rng, picks, path, folders), picks):
+  for rel, (_, text, _, _) in zip(_text_names(rng, picks, path), picks):
     files[rel] = text + '\n'
     reads.append(bash_call('', f'cat {at(rel)}'))
   _beside_others(rng, path, folders, files)
