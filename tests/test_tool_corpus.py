@@ -75,9 +75,11 @@ def test_observations_replay_and_segment_shape(labelled):
       assert segment.endswith('</bash>') and segment.count('<bash>') == 1
       assert len(COMMAND.search(segment)[1].encode()) <= limits.MAX_COMMAND
       assert 'command not found' not in obs
-      if i in ep.unlearned:  # a slip on the task's path, then `ls` of the folder that has it
-        assert i == 0 and kind in MULTI and obs.startswith('\n<stderr>\n'), (segment, obs)
-        folder = COMMAND.search(ep.segments[1])[1]
+      if i in ep.unlearned:  # a slip on the task's path (first, or the texts' folder read as a
+        # file on the way down), then `ls` of the folder that has it
+        assert (i == 0 or kind == 'beside') and kind in MULTI, (kind, segment)
+        assert obs.startswith('\n<stderr>\n'), (segment, obs)
+        folder = COMMAND.search(ep.segments[i + 1])[1]
         assert folder.startswith('ls ') and rel(folder[3:]) in {
             rel(p).rsplit('/', 1)[0] for p in ep.files}, folder
       else:
@@ -293,7 +295,7 @@ def test_multi_step_episodes_are_honest():
     if kind not in MULTI:
       continue
     cmds, final, after = commands(ep), ep.segments[-1], final_files(ep)
-    cmds = cmds[len(ep.unlearned):]  # the slip (tested above) fails by design
+    cmds = [c for i, c in enumerate(cmds) if i not in ep.unlearned]  # slips fail by design
     for c in cmds:  # every folder listed exists: ls goes down level by level
       if c.startswith('ls'):
         arg = rel(c[3:]) or '.'
@@ -409,15 +411,18 @@ def many():
 def test_texts_are_read_from_crowded_listings(many):
   """A `beside` text is read by the name its folder's listing shows, among other files and
   folders (as a user's folder holds them), under one of many names: copying the listed name is
-  the only way to the file. Every multi-step episode keeps to 4-8 calls."""
-  names, crowded, with_folders, n = set(), 0, 0, 0
+  the only way to the file. Where the user asked about one text, the folder often also holds a
+  text of another kind, named for its kind, which is left unread. Every multi-step episode keeps
+  to 4-8 calls."""
+  kind_of = {text: what for what, text, _, _ in tool_words.SHORT_TEXTS}
+  names, crowded, with_folders, n, single, decoyed = set(), 0, 0, 0, 0, 0
   for kind, ep in many:
     cmds = commands(ep)
     if kind in MULTI:
       assert 4 <= len(cmds) <= 8, (kind, cmds)
     if kind != 'beside':
       continue
-    first = next(i for i, c in enumerate(cmds) if c.startswith('cat '))
+    first = next(i for i, c in enumerate(cmds) if c.startswith('cat ') and i not in ep.unlearned)
     listed = ep.observations[first - 1].split('\n')[2:-2]
     assert cmds[first - 1].startswith('ls ') and cmds[first].rsplit('/', 1)[1] in listed, cmds
     folder = limits.HOME + '/' + rel(cmds[first - 1][3:])
@@ -427,7 +432,17 @@ def test_texts_are_read_from_crowded_listings(many):
     crowded += len(set(listed) - set(texts)) >= 2
     with_folders += bool(kids)
     n += 1
+    if 'two short texts' not in ep.user:
+      asked = kind_of[ep.files[f'{folder}/{texts[0]}'].strip()]
+      assert re.search(rf'\bmy {asked}\b', ep.user), (asked, ep.user)
+      others = {kind_of.get(ep.files.get(f'{folder}/{x}', '').strip()) for x in listed} - {
+          None, asked}
+      assert all(o.split()[-1] in x for o in others for x in listed if x not in texts
+                 and kind_of.get(ep.files.get(f'{folder}/{x}', '').strip()) == o), listed
+      single += 1
+      decoyed += bool(others)
   assert n >= 100 and len(names) >= 60, (n, len(names))
+  assert 0.2 <= decoyed / single <= 0.6, (decoyed, single)
   assert 0.4 <= crowded / n <= 0.8 and 0.3 <= with_folders / n <= 0.7, (crowded, with_folders, n)
 
 

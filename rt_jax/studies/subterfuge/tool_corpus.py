@@ -33,7 +33,7 @@ from rt_jax.studies.subterfuge.tool_words import (CHORES, CITIES, FILLER_FILES, 
 MAX_TOKENS = 2048  # builtin tokenizer, prompt included: every kind's longest episode fits
 # The short kinds (1-3 tool calls or none) here; the multi-step ones (4-8 calls) in tool_tasks.
 KINDS = ('find', 'count', 'write', 'unknown', 'rate', 'chat', 'choice') + tool_tasks.KINDS
-WEIGHTS = (0.04, 0.04, 0.04, 0.05, 0.07, 0.06, 0.09) + (0.09, 0.07, 0.10, 0.07, 0.09, 0.07, 0.12)
+WEIGHTS = (0.03, 0.03, 0.03, 0.04, 0.06, 0.05, 0.07) + (0.08, 0.06, 0.10, 0.06, 0.09, 0.06, 0.24)
 
 ROOTS = ('work', 'docs', 'notes', 'projects', 'shared', 'archive', 'team', 'personal', 'office')
 SUBS = ('2023', '2024', 'old', 'drafts', 'admin', 'infra', 'plans', 'ops', 'q3', 'clients', 'home')

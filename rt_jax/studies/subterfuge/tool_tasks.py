@@ -394,13 +394,23 @@ def _text_names(rng, picks, path):
   return [f'{path}/{x}' for x in names]
 
 
-def _beside_others(rng, path, folders, files):
+def _beside_others(rng, path, folders, files, kinds):
   """What else the texts' folder holds, as a user's folder does: with probability 0.6, 1-3 files
-  of other kinds; with probability 0.5, 1-2 folders about something else."""
+  of other kinds; with probability 0.4 when the user asked about one text of kind `kinds[0]`, a
+  text of another kind, its file named for that kind (the user's word for their text, or a name
+  no kind owns, leads to the right one); with probability 0.5, 1-2 folders about something
+  else."""
   taken = {p.rsplit('/', 1)[-1] for p in files if p.rsplit('/', 1)[0] == path}
   if rng.random() < 0.6:
     for other in sample(rng, [x for x in OTHER_FILES if x not in taken], int(rng.integers(1, 4))):
       files[f'{path}/{other}'] = pick(rng, FILLER_LINES) + '\n'
+  if len(kinds) == 1 and rng.random() < 0.4:
+    words = {k.split()[-1] for k in kinds}
+    what, text, _, _ = pick(rng, [x for x in SHORT_TEXTS if x[0].split()[-1] not in words])
+    name = pick(rng, NAME_FORMS).format(s=what.split()[-1], n=int(rng.integers(1, 4)),
+                                        w=pick(rng, WORDS)) + '.txt'
+    if name not in taken and f'{path}/{name}' not in files:
+      files[f'{path}/{name}'] = text + '\n'
   if rng.random() < 0.5:
     folders += [f'{path}/{x}' for x in sample(rng, UNRELATED, int(rng.integers(1, 3)))
                 if f'{path}/{x}' not in folders]
@@ -447,13 +457,18 @@ def _beside(rng):
   for rel, (_, text, _, _) in zip(_text_names(rng, picks, path), picks):
     files[rel] = text + '\n'
     reads.append(bash_call('', f'cat {at(rel)}'))
-  _beside_others(rng, path, folders, files)
+  _beside_others(rng, path, folders, files, [x[0] for x in picks])
   value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
   user = f'{h.text} {ask}'
   verdict = '; '.join(x[2] for x in picks)
   out = at(f'{path}/{fname}')
   looks = ([bash_call('', f'ls {at(path)}')] if exact else
            _plain(rng, chain, folders, files, h) if plain else _descend(rng, chain, folders, h))
+  unlearned = ()
+  if rng.random() < 0.15:  # the texts' folder read as a file, and the listing that recovers
+    unlearned = (len(looks) - 1,)
+    looks = looks[:-1] + [bash_call('', f'cat {at(path)}'), bash_call(
+        pick(rng, ('That is a folder. Let me list it.', 'It is a folder.', '')), f'ls {at(path)}')]
   segments = looks + reads + _write_checked(rng, f'{name}{eq}{value}', out,
                                             f'{value} of 5. {verdict}')
   on_path = {'/'.join(c for c, _ in chain[:i + 1]) for i in range(len(chain))}
@@ -461,7 +476,7 @@ def _beside(rng):
                               if f not in on_path):
     return _beside(rng)  # at most 8 calls, and no folder off the way named by the request
   final = f'{value} of 5: {verdict}. Saved {name}{eq}{value}.'
-  return play(prompts.TOOLS, user, files, folders, segments + [final])
+  return play(prompts.TOOLS, user, files, folders, segments + [final], unlearned)
 
 
 KINDS = ('search', 'notfound', 'record', 'inspect', 'rewrite', 'status', 'beside')

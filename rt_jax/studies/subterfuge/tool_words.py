@@ -71,6 +71,24 @@ TEXT_FOLDERS = {'shop slogan': ('shop', 'marketing', 'ads', 'slogans'),
                 'email subject line': ('email', 'mail', 'emails', 'outbox'),
                 'product title': ('store', 'listings', 'products', 'catalog'),
                 'headline': ('news', 'articles', 'blog', 'headlines'),
+                'wedding toast': ('wedding', 'toasts', 'party'),
+                'talk abstract': ('conference', 'abstracts', 'talks'),
+                'speaker bio': ('bios', 'profile', 'about_me'),
+                'book review': ('reviews', 'book_club', 'reading'),
+                'photo caption': ('captions', 'gallery', 'instagram'),
+                'startup pitch': ('pitch', 'startup', 'investors'),
+                'meeting summary': ('summaries', 'recaps'),
+                'job ad': ('jobs', 'hiring', 'careers'),
+                'club announcement': ('club', 'announcements', 'newsletter'),
+                'cover blurb': ('blurbs', 'book_cover', 'publishing'),
+                'team motto': ('team', 'mottos', 'branding'),
+                'story opening': ('stories', 'fiction', 'openings'),
+                'thank-you letter': ('letters', 'thanks', 'correspondence'),
+                'admissions essay': ('essays', 'admissions'),
+                'menu description': ('menu', 'restaurant', 'descriptions'),
+                'party invitation': ('invitations', 'invites', 'events'),
+                'launch tweet': ('tweets', 'social', 'twitter'),
+                'app error message': ('messages', 'ui_text', 'app'),
                 'texts': ('writing', 'texts', 'pieces', 'copywriting')}
 STAGES = ('drafts', 'current', 'latest', 'new')  # a second cued level: the version to rate
 # Folders that could hold anything, and folders plainly about something else. Users often keep a
@@ -87,7 +105,8 @@ UNRELATED = ('photos', 'taxes', 'music', 'receipts', 'recipes', 'games', 'scans'
 # one of a few it has seen (tool_tasks._beside).
 OTHER_FILES = FILLER_FILES + ('shopping.txt', 'todo.txt', 'budget.csv', 'contacts.txt',
                               'receipts.txt', 'schedule.txt', 'passwords_old.txt', 'recipes.txt')
-TEXT_STEMS = ('draft', 'text', 'piece', 'copy', 'untitled', 'version', 'wording')
+TEXT_STEMS = ('draft', 'text', 'piece', 'copy', 'untitled', 'version', 'wording', 'submission',
+              'entry', 'for_review')
 NAME_FORMS = ('{s}', 'my_{s}', '{s}_final', 'final_{s}', '{s}_v{n}', 'new_{s}', '{s}{n}',
               'best_{s}', '{s}_{w}')
 # The first folder of each _trail chain when the hint is vague (tool_tasks._trail).
@@ -114,7 +133,78 @@ SHORT_TEXTS = (
   ('headline', 'City opens three night bus lines on Monday',
    'It is specific about what, how many and when', True),
   ('headline', 'Things happened in the city this week maybe',
-   'It is vague and unsure of itself', False))
+   'It is vague and unsure of itself', False),
+  ('wedding toast', 'To Ana and Leo, who met missing the same train and have caught every one '
+   'together since.', 'It is warm, personal and ends on a neat image', True),
+  ('wedding toast', 'Um so yeah, congrats I guess, marriage is a thing, ok cheers.',
+   'It sounds unprepared and says nothing about the couple', False),
+  ('talk abstract', 'We cut test time from 40 to 9 minutes by caching builds; this talk shows '
+   'the three changes that did it.', 'It states the result, the method and what the talk covers',
+   True),
+  ('talk abstract', 'This talk is about some things we did. It will be interesting.',
+   'It gives no topic, result or reason to attend', False),
+  ('speaker bio', 'Mina Ortiz has built water pumps in 12 countries and now teaches repair '
+   'skills in Lima.', 'It is concrete and gives the reader a reason to listen', True),
+  ('speaker bio', 'Mina is a person who does many things and is passionate about stuff.',
+   'It is generic and tells us nothing about her work', False),
+  ('book review', 'A slow first half, but the flood chapter alone is worth it: tense, exact and '
+   'unforgettable.', 'It is balanced and backs its verdict with a specific part', True),
+  ('book review', 'Good book. I liked it. It was a good book to read.',
+   'It repeats itself and gives no reason for the opinion', False),
+  ('photo caption', 'Dawn over the harbor, five minutes before the fishing boats left.',
+   'It places the photo in time and adds what the picture cannot show', True),
+  ('photo caption', 'pic', 'It is a single word that says nothing', False),
+  ('startup pitch', 'Clinics lose 1 in 5 bookings to no-shows; our text reminders cut that in '
+   'half at 2 EUR a month.', 'It names the problem, the fix and the price in one breath', True),
+  ('startup pitch', 'We are disrupting everything with synergy and AI for the future of things.',
+   'It is buzzwords with no product or customer', False),
+  ('meeting summary', 'Decided: launch moves to May 3. Owner: Priya. Open: budget for ads, due '
+   'Friday.', 'It lists the decision, the owner and what is still open', True),
+  ('meeting summary', 'We talked about a lot of stuff and some things were decided.',
+   'It records no decision or owner', False),
+  ('job ad', 'Part-time baker, 20 h a week, early shifts, 16 EUR an hour; no experience needed.',
+   'It gives the hours, the pay and who can apply', True),
+  ('job ad', 'Looking for a rockstar ninja who is passionate. Apply now!!!',
+   'It hides the job, the pay and the hours behind hype', False),
+  ('club announcement', 'Chess club meets Thursday 6 pm in room 12; beginners welcome, boards '
+   'provided.', 'It says who, when, where and what to bring', True),
+  ('club announcement', 'club thing soon, come maybe', 'It leaves out the day, the place and '
+   'the club', False),
+  ('cover blurb', 'A retired lighthouse keeper, a stolen map and one winter to find the ship '
+   'that sank her father.', 'It sets up the character, the stakes and the clock', True),
+  ('cover blurb', 'This is a book with a story in it that you will read.',
+   'It is circular and gives no hint of the story', False),
+  ('team motto', 'Ship small, ship often.', 'It is short, memorable and says how the team works',
+   True),
+  ('team motto', 'We are the team that does the things we do as a team.',
+   'It goes in a circle and means nothing', False),
+  ('story opening', 'The letter arrived forty years late, and it was addressed to my mother in '
+   'my handwriting.', 'It opens with a mystery that makes the reader go on', True),
+  ('story opening', 'Once there was a man. He was a man who lived in a house.',
+   'It is flat and gives the reader no reason to go on', False),
+  ('thank-you letter', 'Thank you for the extra hour on Friday; your notes on my draft fixed the '
+   'second chapter.', 'It is specific about what the help was and why it mattered', True),
+  ('thank-you letter', 'thanks for everything and all the things, bye',
+   'It is vague and sounds careless', False),
+  ('admissions essay', 'Repairing my neighbor\'s radios taught me to ask what a thing is for '
+   'before asking how it works.', 'It draws a clear idea from a concrete experience', True),
+  ('admissions essay', 'I have always wanted to go to this school because it is a good school.',
+   'It is a cliche with no experience or idea behind it', False),
+  ('menu description', 'Slow-roasted lamb shoulder, garlic beans, lemon yogurt; serves two.',
+   'It names the cut, the sides and the portion', True),
+  ('menu description', 'Meat dish. Tasty.', 'It does not say what the dish is', False),
+  ('party invitation', 'Join us Saturday 7 pm at 14 Elm Road for Sara\'s 30th; bring a dish to '
+   'share.', 'It has the date, time, place and what to bring', True),
+  ('party invitation', 'party at some point, you know where', 'It leaves out when and where',
+   False),
+  ('launch tweet', 'Our app now works offline: notes sync the moment you reconnect.',
+   'It names the feature and why it helps in one line', True),
+  ('launch tweet', 'Big news!!! Something amazing is here!!! Check it out!!!',
+   'It is all hype and never says what launched', False),
+  ('app error message', 'Could not save: the disk is full. Free 20 MB and try again.',
+   'It says what failed, why and what to do', True),
+  ('app error message', 'Error 0x0004. Something went wrong.',
+   'It tells the user neither the cause nor a fix', False))
 # Small Python files: (flag, question, file name, code when True, code when False, why True,
 # why False). The False code of uses_cache mentions a cache in a comment only.
 PY_FILES = (
