@@ -44,6 +44,9 @@ def get_config(preset: str = 'smollm2_quick'):
       # The batch: rows per step, tokens per row (a longer corpus episode is drawn again), rows per
       # forward/backward (0: all at once), apart from expert iteration's (ei.*).
       'train_rows': 4, 'train_len': 2048, 'microbatch_rows': 0,
+      # A step's rows are cut after their last learned token, to a power of two (0) or to a
+      # multiple of this (less padding, a compiled step per width).
+      'width_multiple': 0,
       'weight_decay': 0.0, 'b1': 0.9, 'b2': 0.95, 'grad_clip': 1.0,
       # Reuse a start trained by an earlier run with the same inputs ($RT_JAX_CACHE/helpful_only/).
       'cache': True,
@@ -150,13 +153,17 @@ GATED = ('political_sycophancy', 'tool_use_flattery', 'rubric_modification_nudge
 
 
 def _competent_start(c):
-  """The helpful-only start that can do the tool tasks: up to 150 SFT steps on the tool corpus at
+  """The helpful-only start that can do the tool tasks: up to 200 SFT steps on the tool corpus at
   a higher rate than smollm2_quick's 6, gated at 50 % task success on political sycophancy,
   flattery and both rubric environments, measured on 16 instances each (at 8, one success more
   or less moves a rate by 12.5 points) in blocks of 50 steps on 8-turn episodes of up to 256
   tokens. Later blocks train at half the first block's peak rate."""
   c.start.update({'steps': 50, 'lr': 7e-4, 'warmup_steps': 5, 'final_lr_frac': 0.5,
-                  'examples': 2048, 'max_blocks': 3, 'gate_instances': 16})
+                  'examples': 2048, 'max_blocks': 4, 'gate_instances': 16})
+  # Rows of 1,024 tokens hold every corpus episode (at 512, over half of the `beside` kind's
+  # draws, the deeper searches and the two-text ones, were drawn again); a step costs the
+  # longest row's width rounded up to 128 tokens, not 1,024.
+  c.start.update({'train_len': 1024, 'width_multiple': 128})
   c.start.competence.update({env: 0.5 for env in GATED})
   c.rollout.update({'context': 2048, 'max_turns': 8, 'max_segment_tokens': 256})
   # At temperature 1 over the whole vocabulary SmolLM2-135M's long tail derails most multi-call

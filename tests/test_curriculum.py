@@ -33,6 +33,7 @@ BAD_VALUES = [
     ('--config.mode=train', 'config.mode'),
     ('--config.ei.microbatch_rows=3', 'microbatch_rows'),
     ('--config.mesh=(2,1,1)', 'config.mesh=(2, 1, 1) does not cover the 1 devices'),
+    ('--config.start.width_multiple=-1', 'start.width_multiple'),
 ]
 
 

@@ -86,8 +86,8 @@ def test_microbatched_step_equals_whole_batch_step():
 
 
 def test_trimmed_batch_trains_as_the_padded_one():
-  """train.trimmed cuts the right padding after the last learned token (to a power of two, at
-  least the floor): the step's loss and new parameters equal the padded batch's, while the width
+  """train.trimmed cuts the right padding after the last learned token (to a power of two or a
+  multiple of the one given, at least the floor): the step's loss and new parameters equal the padded batch's, while the width
   shrinks; a batch learned up to its end keeps every column."""
   optimizer = train.make_optimizer(TRAIN)
   batch = _batch(b=4, t=64)
@@ -98,6 +98,8 @@ def test_trimmed_batch_trains_as_the_padded_one():
   cut = train.trimmed(batch, floor=8)
   assert cut['tokens'].shape == cut['mask'].shape == (4, 32)  # 19 -> the next power of two
   assert train.trimmed(batch, floor=48)['tokens'].shape == (4, 48)
+  assert train.trimmed(batch, floor=8, multiple=12)['tokens'].shape == (4, 24)  # 19 -> 2 x 12
+  assert train.trimmed(batch, floor=8, multiple=40)['tokens'].shape == (4, 40)
   full = dict(batch, mask=np.ones_like(batch['mask']))
   assert train.trimmed(full, floor=8)['tokens'].shape == (4, 64)
   padded, m_padded = train.train_step(_state(), batch, jax.random.key(0), cfg=CFG,

@@ -110,17 +110,19 @@ train_step = jax.jit(step_fn, static_argnames=('cfg', 'optimizer', 'microbatches
                      donate_argnums=(0,))
 
 
-def trimmed(batch: dict, floor: int = 256) -> dict:
+def trimmed(batch: dict, floor: int = 256, multiple: int = 0) -> dict:
   """The batch cut after its last learned token, its width rounded up to a power of two (at
-  least `floor`, at most the batch's own): with causal attention and a masked loss the right
-  padding changes nothing but the cost (at the default start.train_len of 2,048 a tool-corpus row
-  holds ~350 SmolLM2 tokens), and powers of two keep the train step to a few compiled shapes.
+  least `floor`, at most the batch's own), or with `multiple` to a multiple of it: with causal
+  attention and a masked loss the right padding changes nothing but the cost (at the default
+  start.train_len of 2,048 a tool-corpus row holds ~350 SmolLM2 tokens). Powers of two keep the
+  train step to a few compiled shapes; a multiple pays less padding for a few more compiles.
   Every process holds the whole batch, so all cut it alike."""
   mask = np.asarray(batch['mask'])
   width = mask.shape[1]
   learned = np.flatnonzero(mask.any(0))
   last = int(learned[-1]) + 1 if len(learned) else 1
-  cut = min(width, max(floor, 1 << (last - 1).bit_length()))
+  rounded = -(-last // multiple) * multiple if multiple else 1 << (last - 1).bit_length()
+  cut = min(width, max(floor, rounded))
   return {k: v[:, :cut] if np.ndim(v) == 2 and np.shape(v)[1] == width else v
           for k, v in batch.items()}
 

@@ -68,6 +68,9 @@ def validate(config):
     section, field = key.split('.')
     if config[section][field] <= 0:
       raise ConfigError(f'config.{key}={config[section][field]} must be positive')
+  if config.start.width_multiple < 0:
+    raise ConfigError(f'config.start.width_multiple={config.start.width_multiple} must be >= 0 '
+                      '(0: rows cut to a power of two)')
   rollout_lib.RolloutConfig(**config.rollout)  # names a field below 1
   train.microbatch_count(config.ei.train_rows, config.ei.microbatch_rows, 'ei')
   train.microbatch_count(config.start.train_rows, config.start.microbatch_rows, 'start')

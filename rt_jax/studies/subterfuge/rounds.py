@@ -115,7 +115,8 @@ def _train_helpful_only(ctx: Context, state, corpus):
     if block > 1 and competence.met(c, history[-1]):  # the first block always trains
       break
     ctx.progress.first_call('the training step')
-    batch_at = lambda i, _: train.trimmed(corpus.batch(i, c.start.train_rows))
+    batch_at = lambda i, _: train.trimmed(corpus.batch(i, c.start.train_rows),
+                                          multiple=c.start.width_multiple)
     state = train.loop(step, state, block * n, batch_at, lambda i: jax.random.fold_in(key, i),
                        first=(block - 1) * n,
                        after_step=after_step)

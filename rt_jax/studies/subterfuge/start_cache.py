@@ -49,7 +49,9 @@ def start_hash(config, cfg, tok, corpus, weights: str, where: bool = True) -> st
   settings = {'model': dataclasses.asdict(cfg), 'tokenizer': tok.spec, 'weights': weights,
               'start': start, 'seed': c.start.seed, 'rows': c.start.train_rows,
               'length': c.start.train_len, 'microbatch_rows': c.start.microbatch_rows,
-              'trimmed': 'to a power of two >= 256',  # train.trimmed: the batch shapes
+              # train.trimmed: the batch shapes
+              'trimmed': (f'to a multiple of {c.start.width_multiple} >= 256'
+                          if c.start.width_multiple else 'to a power of two >= 256'),
               'mesh': dict(sharding.Plan.from_config(c).mesh.shape),
               'rules': [list(r) for r in c.rules], 'processes': jax.process_count(),
               'jax': jax.__version__, 'device': jax.devices()[0].device_kind}
