@@ -37,7 +37,7 @@ def test_the_key_follows_what_determines_the_start():
   for changed in ({'start.lr': 2e-3}, {'start.steps': 4}, {'start.examples': 128}, {'seed': 1},
                   {'start.seed': 1},
                   {'start.train_rows': 4}, {'start.train_len': 1536}, {'model.n_layers': 3},
-                  {'start.microbatch_rows': 1}):
+                  {'start.microbatch_rows': 1}, {'start.width_multiple': 128}):
     assert _hash(**changed) != base, changed
   for unchanged in ({'ei.rounds': 5}, {'ei.lr': 1e-5}, {'start.cache': True},
                     {'ei.train_len': 1536}, {'ei.train_rows': 4}, {'ei.microbatch_rows': 1},
