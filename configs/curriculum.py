@@ -121,6 +121,9 @@ def _tiny(c):
   # overlaps the PM and the helpful-only SFT.
   c.model.n_layers = 2
   c.start.update({'steps': 3, 'warmup_steps': 1, 'cache': False, 'train_rows': 2})
+  # Rows never cut: one compiled SFT step (cut to powers of two, the three steps' batches take
+  # two widths, 2,048 and 1,024 byte tokens, and the second compiles again).
+  c.start.width_multiple = c.start.train_len
   c.ei.update({'prompts': 2, 'train_rows': 2})
   # Evaluations in the EI rounds' shape (2 prompts x 2 samples): one rollout program to compile.
   c.eval.update({'prompts': 2, 'samples': 2})
