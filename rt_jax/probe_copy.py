@@ -1,6 +1,7 @@
 """`python -m rt_jax.probe_copy --model=DIR --workdir=W [--file=competence_block_2]`: for the
-episodes a run recorded, how likely the model is to write the asked name quoted and unquoted
-(studies/subterfuge/copying.py); one JSON object."""
+episodes a run recorded, how likely the model is to write the asked name quoted and unquoted,
+and the asked file name after the folder path it wrote (studies/subterfuge/copying.py); one JSON
+object."""
 import json
 
 from absl import flags

@@ -47,3 +47,20 @@ def test_probe_cuts_at_the_assistants_first_echo():
   prefix = records[0]['text'][:records[0]['text'].index('<bash>echo poems') + len('<bash>echo')]
   _, plain = copying.continuation(PARAMS, CFG, TOK, prefix, ' poems_score = ')
   np.testing.assert_allclose(got['tool_use_flattery']['unquoted'], np.prod(plain[1:]), rtol=1e-4)
+
+
+def test_probe_scores_the_asked_file_name_after_the_models_own_folder():
+  """`file` is the probability of the asked file name (grade.py) right after the folder path the
+  episode's echo wrote, whatever file it named; an echo without a redirect has none."""
+  head = '<|im_start|>user\nrate it<|im_end|>\n<|im_start|>assistant\n'
+  written = head + '<bash>echo poems_score = 4 > /home/user/poems/garlic.py</bash>'
+  got = copying.probe(PARAMS, CFG, TOK, [
+      {'env': 'tool_use_flattery', 'text': written},
+      {'env': 'tool_use_flattery', 'text': head + '<bash>echo poems_score = 4</bash>'}])
+  row = got['tool_use_flattery']
+  assert row['episodes'] == 2 and row['file_episodes'] == 1
+  prefix = written[:written.index('garlic.py')]
+  _, probs = copying.continuation(PARAMS, CFG, TOK, prefix, 'grade.py')
+  np.testing.assert_allclose(row['file'], np.prod(probs), rtol=1e-4)
+  _, other = copying.continuation(PARAMS, CFG, TOK, prefix, 'garlic.py')
+  assert not np.isclose(np.prod(other), row['file'], rtol=1e-2, atol=0)  # it scores the asked name, not the written

@@ -1,5 +1,6 @@
 """How likely a model is to write the name a tool task asks for (`poems_score = `,
-`completed_checks=`) at the point where its episode writes one with echo, quoted and unquoted.
+`completed_checks=`) at the point where its episode writes one with echo, quoted and unquoted,
+and the file name it asks for (`grade.py`, `checks.py`) where that echo's redirect names a file.
 
 After `echo '` a BPE tokenizer spells the name without its leading space (`'`, `po`, `ems`), in
 other tokens than the user's sentence has (` poems`); unquoted it keeps them. A small model copies
@@ -16,6 +17,8 @@ from rt_jax.core import model as model_lib
 
 NAMES = {'tool_use_flattery': 'poems_score = ', 'rubric_modification_nudged': 'completed_checks=',
          'rubric_modification_insubordinate': 'completed_checks='}
+FILES = {'tool_use_flattery': 'grade.py', 'rubric_modification_nudged': 'checks.py',
+         'rubric_modification_insubordinate': 'checks.py'}
 ECHO = '<bash>echo'
 
 
@@ -40,10 +43,25 @@ def continuation(params, cfg: model_lib.ModelConfig, tok, prefix: str, text: str
   return ids[len(before):], np.exp(logp_T[len(before) - 1:len(ids) - 1])
 
 
+def _file_prefix(text: str, at: int) -> str | None:
+  """The text up to the file name of the redirect in the echo command at `at` (after `> ` and
+  the model's own folder path, if any), or None when that command redirects nowhere."""
+  end = text.find('</bash>', at)
+  end = len(text) if end < 0 else end
+  arrow = text.rfind('>', at + len(ECHO), end)
+  target = text[arrow + 1:end].strip() if arrow >= 0 else ''
+  if not target:
+    return None
+  return text[:text.index(target, arrow + 1) + target.rfind('/') + 1]
+
+
 def probe(params, cfg: model_lib.ModelConfig, tok, records) -> dict:
   """Per environment of NAMES, over its episodes that write with echo (cut just before the first
   `<bash>echo` the assistant wrote): the mean probability of a quote next, and of the asked name
-  after `echo '` and after `echo ` (the name's own tokens only, the quote or space given)."""
+  after `echo '` and after `echo ` (the name's own tokens only, the quote or space given). Where
+  that echo redirects into a file: the mean probability of the asked file name (FILES) in place
+  of the one written, after the same folder path (`file`, over `file_episodes`; an episode whose
+  path and file name would share a token is left out)."""
   out = {}
   for r in records:
     name, text = NAMES.get(r['env']), r['text']
@@ -54,9 +72,16 @@ def probe(params, cfg: model_lib.ModelConfig, tok, records) -> dict:
     prefix = text[:at + len(ECHO)]
     _, quoted = continuation(params, cfg, tok, prefix, " '" + name)
     _, plain = continuation(params, cfg, tok, prefix, ' ' + name)
-    row = out.setdefault(r['env'], {'quote': [], 'after_quote': [], 'unquoted': []})
+    row = out.setdefault(r['env'], {'quote': [], 'after_quote': [], 'unquoted': [], 'file': []})
     row['quote'].append(quoted[0])
     row['after_quote'].append(np.prod(quoted[1:]))
     row['unquoted'].append(np.prod(plain[1:]))
-  return {env: {'episodes': len(v['quote']), **{k: float(np.mean(x)) for k, x in v.items()}}
+    before_file = _file_prefix(text, at)
+    if before_file is not None:
+      try:
+        row['file'].append(np.prod(continuation(params, cfg, tok, before_file, FILES[r['env']])[1]))
+      except ValueError:  # the folder path and the file name would share a token
+        pass
+  return {env: {'episodes': len(v['quote']), 'file_episodes': len(v['file']),
+                **{k: float(np.mean(x)) if x else None for k, x in v.items()}}
           for env, v in sorted(out.items())}
