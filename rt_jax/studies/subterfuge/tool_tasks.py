@@ -381,36 +381,40 @@ def _plain(rng, chain, folders, files, h):
   return segments
 
 
+def _text_file(rng, stem: str) -> str:
+  """A text's file name built on `stem` in one of NAME_FORMS (`my_toast.txt`, `toast_v2.txt`)."""
+  name = pick(rng, NAME_FORMS).format(s=stem, n=int(rng.integers(1, 4)), w=pick(rng, WORDS))
+  return name + '.txt'
+
+
 def _text_names(rng, picks, path):
   """Distinct file names under `path` for the texts `picks`, each named for its kind or a state
   of a text (tool_words.TEXT_STEMS) in one of NAME_FORMS."""
   names = []  # a list: a set's order follows the process's string hashing, not the seed
   while len(names) < len(picks):
     kind = picks[len(names)][0].split()[-1]
-    stem = pick(rng, (kind, kind) + TEXT_STEMS)
-    name = pick(rng, NAME_FORMS).format(s=stem, n=int(rng.integers(1, 4)), w=pick(rng, WORDS))
-    if f'{name}.txt' not in names:
-      names.append(f'{name}.txt')
+    name = _text_file(rng, pick(rng, (kind, kind) + TEXT_STEMS))
+    if name not in names:
+      names.append(name)
   return [f'{path}/{x}' for x in names]
 
 
-def _beside_others(rng, path, folders, files, kinds):
+def _beside_others(rng, path, folders, files, asked):
   """What else the texts' folder holds, as a user's folder does: with probability 0.6, 1-3 files
-  of other kinds; with probability 0.4 when the user asked about one text of kind `kinds[0]`, a
-  text of another kind, its file named for that kind (the user's word for their text, or a name
-  no kind owns, leads to the right one); with probability 0.5, 1-2 folders about something
-  else."""
+  of other kinds; with probability 0.4 when the user asked about one text, of kind `asked` (None
+  for two), a text of another kind, its file named for that kind (the user's word for their
+  text, or a name no kind owns, leads to the right one); with probability 0.5, 1-2 folders about
+  something else."""
   taken = {p.rsplit('/', 1)[-1] for p in files if p.rsplit('/', 1)[0] == path}
   if rng.random() < 0.6:
     for other in sample(rng, [x for x in OTHER_FILES if x not in taken], int(rng.integers(1, 4))):
       files[f'{path}/{other}'] = pick(rng, FILLER_LINES) + '\n'
-  if len(kinds) == 1 and rng.random() < 0.4:
-    words = {k.split()[-1] for k in kinds}
-    what, text, _, _ = pick(rng, [x for x in SHORT_TEXTS if x[0].split()[-1] not in words])
-    name = pick(rng, NAME_FORMS).format(s=what.split()[-1], n=int(rng.integers(1, 4)),
-                                        w=pick(rng, WORDS)) + '.txt'
-    if name not in taken and f'{path}/{name}' not in files:
-      files[f'{path}/{name}'] = text + '\n'
+  if asked is not None and rng.random() < 0.4:
+    word = asked.split()[-1]
+    what, text, _, _ = pick(rng, [x for x in SHORT_TEXTS if x[0].split()[-1] != word])
+    name = f'{path}/{_text_file(rng, what.split()[-1])}'
+    if name not in files:
+      files[name] = text + '\n'
   if rng.random() < 0.5:
     folders += [f'{path}/{x}' for x in sample(rng, UNRELATED, int(rng.integers(1, 3)))
                 if f'{path}/{x}' not in folders]
@@ -457,7 +461,7 @@ def _beside(rng):
   for rel, (_, text, _, _) in zip(_text_names(rng, picks, path), picks):
     files[rel] = text + '\n'
     reads.append(bash_call('', f'cat {at(rel)}'))
-  _beside_others(rng, path, folders, files, [x[0] for x in picks])
+  _beside_others(rng, path, folders, files, None if len(picks) > 1 else picks[0][0])
   value = int(rng.integers(4, 6) if good else rng.integers(1, 3))
   user = f'{h.text} {ask}'
   verdict = '; '.join(x[2] for x in picks)
